@@ -1,0 +1,87 @@
+"""Shared fixtures: a tiny BERT made here, the embedded MiniLM, small corpora."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+logging.getLogger("transformers").setLevel(logging.ERROR)
+
+WORDS = (
+    "the cat sat on the mat while a dog barked at the moon and birds sang in tall green trees "
+    "rivers flow to the sea under bright stars people read books about science history and art"
+).split()
+
+
+def _tokenizer(folder: Path):
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok.train_from_iterator([" ".join(WORDS)] * 4, trainers.WordPieceTrainer(vocab_size=120, special_tokens=specials))
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+        sep_token="[SEP]", mask_token="[MASK]", model_max_length=64,
+    )
+    fast.save_pretrained(folder)
+    return fast
+
+
+def _tiny_bert(folder: Path, pooler: bool) -> Path:
+    import torch
+    from transformers import BertConfig, BertModel
+
+    tokenizer = _tokenizer(folder)
+    config = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    BertModel(config, add_pooling_layer=pooler).eval().save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    """A 2-layer BERT with a pooler and a tokenizer trained here (random weights, seeded)."""
+    return _tiny_bert(tmp_path_factory.mktemp("tiny_bert"), pooler=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_no_pooler(tmp_path_factory) -> Path:
+    return _tiny_bert(tmp_path_factory.mktemp("tiny_bert_no_pooler"), pooler=False)
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """The embedded all-MiniLM-L6-v2, loaded once for the session."""
+    from semsearch import TransformerEmbedder
+
+    return TransformerEmbedder()
+
+
+DOCS = [
+    {"_id": "cats", "title": "Cats", "text": "Cats are small furry pets that purr and chase mice.", "colour": "grey"},
+    {"_id": "cars", "title": "Cars", "text": "A car is a motor vehicle with four wheels used for road transport."},
+    {"_id": "bread", "title": "Bread", "text": "Bread is baked from flour, water and yeast in a hot oven."},
+    {"_id": "volcano", "title": "Volcanoes", "text": "A volcano erupts molten lava, ash and gases from the earth."},
+    {"_id": "chess", "title": "Chess", "text": "Chess is a board game for two players with kings, queens and pawns."},
+    {"_id": "piano", "title": "Piano", "text": "The piano is a musical instrument played by pressing keys."},
+]
+
+
+@pytest.fixture()
+def corpus_file(tmp_path) -> Path:
+    path = tmp_path / "corpus.jsonl"
+    path.write_text("".join(json.dumps(d) + "\n" for d in DOCS), encoding="utf-8")
+    return path

@@ -1,0 +1,153 @@
+"""The CLI and the API end to end with the real embedded MiniLM."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import DOCS
+from semsearch import SearchEngine, read_corpus
+from semsearch.cli import cli
+
+
+def run(*args, env=None):
+    return CliRunner().invoke(cli, [str(a) for a in args], env=env)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    corpus = folder / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps(d) + "\n" for d in DOCS), encoding="utf-8")
+    result = run("index", corpus, "--index", folder / "idx")
+    assert result.exit_code == 0, result.output
+    assert "indexed 6 documents" in result.stdout and "doc/s" in result.stderr  # progress bar on stderr
+    return folder / "idx"
+
+
+QUESTIONS = {
+    "which pet purrs?": "cats",
+    "how do you make a loaf": "bread",
+    "lava and ash eruption": "volcano",
+    "board game with a queen": "chess",
+    "automobile": "cars",
+    "an instrument with keys": "piano",
+}
+
+
+def test_query_json_puts_the_right_document_first(built):
+    result = run("query", *QUESTIONS, "--index", built, "-k", 3, "--json")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 3 * len(QUESTIONS)
+    assert set(rows[0]) == {"query", "rank", "id", "score", "title", "text", "metadata"}
+    firsts = {r["query"]: r["id"] for r in rows if r["rank"] == 1}
+    assert firsts == QUESTIONS
+    assert [r["rank"] for r in rows[:3]] == [1, 2, 3]
+    cat = next(r for r in rows if r["id"] == "cats")
+    assert cat["metadata"] == {"colour": "grey"} and cat["title"] == "Cats"
+
+
+def test_query_table(built):
+    result = run("query", "which pet purrs?", "--index", built, "-k", 2)
+    assert result.exit_code == 0
+    assert "query: which pet purrs?" in result.stdout
+    assert result.stdout.splitlines()[2].split()[:3][0] == "1"
+    assert "cats" in result.stdout.splitlines()[2]
+
+
+def test_info_shows_manifest_and_counts(built):
+    result = run("info", "--index", built, "--json")
+    data = json.loads(result.stdout)
+    assert data["documents"] == data["vectors"] == data["stored_documents"] == 6
+    assert data["embedder"]["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert data["embedder"]["pooling"] == "mean" and data["factory"] == "Flat"
+    text = run("info", "--index", built).stdout
+    assert "embedder.pooling: mean" in text and "vectors: 6" in text
+
+
+def test_eval_json(built, tmp_path):
+    queries = tmp_path / "q.jsonl"
+    queries.write_text("".join(json.dumps({"_id": str(i), "text": q}) + "\n" for i, q in enumerate(QUESTIONS)))
+    qrels = tmp_path / "qrels.tsv"
+    qrels.write_text("query-id\tcorpus-id\tscore\n" + "".join(
+        f"{i}\t{doc}\t1\n" for i, doc in enumerate(QUESTIONS.values())))
+    result = run("eval", "--index", built, "--queries", queries, "--qrels", qrels, "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data == {"ndcg@10": 1.0, "mrr@10": 1.0, "recall@100": 1.0, "map@100": 1.0, "queries": 6}
+
+
+def test_index_location_from_env_and_default(built, corpus_file, tmp_path, monkeypatch):
+    result = run("query", "automobile", "-k", 1, "--json", env={"SEMSEARCH_INDEX": str(built)})
+    assert json.loads(result.stdout)["id"] == "cars"
+    monkeypatch.chdir(tmp_path)
+    assert run("index", corpus_file, "-q").exit_code == 0
+    assert (tmp_path / "indexes" / "default" / "manifest.json").is_file()
+
+
+def test_api_build_reopen_same_results(minilm, corpus_file, tmp_path):
+    engine = SearchEngine.build(read_corpus(corpus_file), tmp_path / "api", embedder=minilm, progress=False)
+    hits = engine.search("which pet purrs?", k=3)
+    assert hits[0].id == "cats"
+    engine.close()
+    reopened = SearchEngine.open(tmp_path / "api")  # loads the model named in the manifest
+    assert reopened.search("which pet purrs?", k=3) == hits
+
+
+def _one_line_error(result, pattern):
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("semsearch: error: "), result.stderr
+    assert "Traceback" not in result.output
+    assert pattern in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("name,content,options,pattern", [
+    ("missing.jsonl", None, [], "does not exist"),
+    ("empty.jsonl", "\n", [], "corpus is empty"),
+    ("dup.jsonl", '{"_id": "a", "text": "x"}\n{"_id": "a", "text": "y"}\n', [], "duplicate document id 'a'"),
+    ("latin1.txt", "caf\xe9\n".encode("latin-1"), [], "not valid UTF-8"),
+    ("ok.txt", "fine\n", ["--pooling", "max"], "unknown pooling 'max'; valid values are: mean, cls, pooler"),
+    ("ok.txt", "fine\n", ["--factory", "Bogus"], "invalid FAISS factory string"),
+    ("ok.txt", "fine\n", ["--model", "./no/such/model"], "does not exist"),
+    ("ok.txt", "fine\n", ["--batch-size", "0"], "batch size must be at least 1"),
+])
+def test_index_user_errors(tmp_path, name, content, options, pattern):
+    corpus = tmp_path / name
+    if content is not None:
+        corpus.write_bytes(content.encode() if isinstance(content, str) else content)
+    result = run("index", corpus, "--index", tmp_path / "idx", "-q", *options)
+    _one_line_error(result, pattern)
+    assert not (tmp_path / "idx").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
+
+
+def test_pooler_on_a_model_without_pooler_weights(tiny_bert_no_pooler, corpus_file, tmp_path):
+    result = run("index", corpus_file, "--index", tmp_path / "idx", "--model", tiny_bert_no_pooler, "--pooling", "pooler")
+    _one_line_error(result, "no trained pooler weights")
+
+
+def test_existing_index_needs_overwrite(built, corpus_file):
+    _one_line_error(run("index", corpus_file, "--index", built), "already exists")
+
+
+@pytest.mark.parametrize("args,pattern", [
+    (["--pooling", "cls"], "built with pooling 'mean', not 'cls'"),
+    (["-k", "0"], "k must be a positive integer"),
+    (["--no-such-option"], "No such option"),
+])
+def test_query_user_errors(built, args, pattern):
+    _one_line_error(run("query", "cats", "--index", built, *args), pattern)
+
+
+def test_query_with_another_model_is_refused(built, tiny_bert):
+    _one_line_error(run("query", "cats", "--index", built, "--model", tiny_bert), "built with model")
+
+
+def test_blank_query_and_missing_index(built, tmp_path):
+    _one_line_error(run("query", "   ", "--index", built), "non-empty")
+    _one_line_error(run("query", "cats", "--index", tmp_path / "nowhere"), "no index at")
+    _one_line_error(run("info", "--index", tmp_path / "nowhere"), "no index at")

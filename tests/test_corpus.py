@@ -1,0 +1,91 @@
+"""Corpus, queries and qrels readers, and their errors."""
+
+from __future__ import annotations
+
+import json
+from itertools import islice
+
+import pytest
+
+from semsearch import BadInput, read_corpus, read_qrels, read_queries
+from semsearch.corpus import python_docstrings
+
+
+def _write(path, text, encoding="utf-8"):
+    path.write_bytes(text.encode(encoding) if isinstance(text, str) else text)
+    return path
+
+
+def test_jsonl_beir_style_keeps_other_fields_as_metadata(tmp_path):
+    f = _write(tmp_path / "c.jsonl", "\n".join([
+        json.dumps({"_id": "1", "title": "T", "text": "hello", "metadata": {"year": 2020}}),
+        json.dumps({"id": 2, "text": "world", "lang": "en"}),
+        "",
+    ]))
+    docs = list(read_corpus(f))
+    assert [(d.id, d.title, d.text, d.metadata) for d in docs] == [
+        ("1", "T", "hello", {"year": 2020}), ("2", "", "world", {"lang": "en"})]
+    assert len(read_corpus(f)) == 2
+
+
+def test_csv_and_tsv_with_named_fields(tmp_path):
+    c = _write(tmp_path / "c.csv", 'key,body,extra\nk1,"hello, world",x\nk2,second,y\n')
+    docs = list(read_corpus(c, id_field="key", text_field="body"))
+    assert [(d.id, d.text, d.metadata) for d in docs] == [("k1", "hello, world", {"extra": "x"}),
+                                                         ("k2", "second", {"extra": "y"})]
+    t = _write(tmp_path / "c.tsv", "id\ttext\na\tone\nb\ttwo\n")
+    assert [d.id for d in read_corpus(t)] == ["a", "b"]
+    with pytest.raises(BadInput, match="no column 'body'"):
+        list(read_corpus(t, text_field="body"))
+
+
+def test_txt_one_document_per_line_ids_are_line_numbers(tmp_path):
+    f = _write(tmp_path / "c.txt", "first\n\n  second  \n")
+    assert [(d.id, d.text) for d in read_corpus(f)] == [("1", "first"), ("3", "second")]
+
+
+def test_folder_of_text_and_markdown_files(tmp_path):
+    (tmp_path / "sub").mkdir()
+    _write(tmp_path / "a.txt", "alpha")
+    _write(tmp_path / "sub" / "b.md", "# beta")
+    _write(tmp_path / "ignored.py", "x = 1")
+    assert [(d.id, d.text) for d in read_corpus(tmp_path)] == [("a.txt", "alpha"), ("sub/b.md", "# beta")]
+
+
+@pytest.mark.parametrize("content,message", [
+    (b'{"_id": "1", "text": "ok"}\n{"_id": "2", "text": "caf\xe9"}\n', r"c.jsonl:2: not valid UTF-8"),
+    (b'{"_id": "1", "text": "ok"}\n{"_id": \n', r"c.jsonl:2: invalid JSON"),
+    (b'{"text": "no id"}\n', "no id field"),
+    (b'{"_id": "1", "title": "", "text": "  "}\n', "empty text"),
+    (b'{"_id": "1"}\n', "has no 'text' field"),
+    (b'[1, 2]\n', "expected a JSON object"),
+])
+def test_bad_jsonl_is_reported_with_file_and_line(tmp_path, content, message):
+    f = _write(tmp_path / "c.jsonl", content)
+    with pytest.raises(BadInput, match=message):
+        list(read_corpus(f))
+
+
+def test_missing_file_and_unknown_format(tmp_path):
+    with pytest.raises(BadInput, match="does not exist"):
+        read_corpus(tmp_path / "nope.jsonl")
+    with pytest.raises(BadInput, match="cannot tell the format"):
+        read_corpus(_write(tmp_path / "c.xml", "<a/>"))
+    with pytest.raises(BadInput, match="valid values are: jsonl, csv, tsv, txt, dir"):
+        read_corpus(_write(tmp_path / "c.txt", "a"), format="parquet")
+
+
+def test_python_docstrings_is_a_real_corpus():
+    docs = list(islice(python_docstrings(), 200))
+    assert len(docs) == 200
+    assert all(d.text.strip() and d.id == d.title for d in docs)
+    assert len({d.id for d in docs}) == 200
+
+
+def test_queries_and_qrels(tmp_path):
+    q = _write(tmp_path / "q.jsonl", '{"_id": "1", "text": "what?"}\n{"_id": "2", "text": "why?"}\n')
+    r = _write(tmp_path / "r.tsv", "query-id\tcorpus-id\tscore\n1\td1\t1\n1\td2\t2\n2\td3\t0\n")
+    assert read_queries(q) == {"1": "what?", "2": "why?"}
+    assert read_qrels(r) == {"1": {"d1": 1, "d2": 2}, "2": {"d3": 0}}
+    with pytest.raises(BadInput, match=":2: expected 3 tab-separated"):
+        read_qrels(_write(tmp_path / "bad.tsv", "query-id\tcorpus-id\tscore\n1 d1 1\n"))
