@@ -14,7 +14,8 @@ Nothing heavy runs at import: models load when an embedder is created.
 __version__ = "0.1.0"
 
 from .corpus import read_corpus, read_qrels, read_queries
-from .embedding import DEFAULT_MODEL, Embedder, TransformerEmbedder
+from .embedding import Embedder, TransformerEmbedder
+from .models import DEFAULT_MODEL
 from .engine import SearchEngine
 from .errors import BadInput, IndexExists, IndexNotFound, ManifestMismatch, ModelError, SemsearchError
 from .types import Document, EvalResult, Hit

@@ -71,6 +71,7 @@ def _quiet_transformers(verbose: bool) -> None:
     """transformers prints a progress bar for every model load; keep stderr for our own bar."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if not verbose:
+        logging.getLogger("huggingface_hub").setLevel(logging.ERROR)  # one line per failed retry otherwise
         try:
             import transformers
 
@@ -93,9 +94,10 @@ def _quiet_transformers(verbose: bool) -> None:
 @click.option("--text-field", default="text", show_default=True, help="Text field of JSONL/CSV/TSV records.")
 @click.option("--title-field", default="title", show_default=True, help="Title field of JSONL/CSV/TSV records.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing index at --index.")
+@click.option("--trust-remote-code", is_flag=True, help="Allow a hub model to run its own code.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def index(corpus, index_dir, model, pooling, factory, batch_size, max_length, fmt, id_field, text_field,
-          title_field, overwrite, quiet):
+          title_field, overwrite, trust_remote_code, quiet):
     """Index CORPUS: a JSONL/CSV/TSV/txt file, a folder of .txt/.md files, or builtin:python-docs."""
     from .corpus import read_corpus
     from .embedding import TransformerEmbedder
@@ -103,7 +105,7 @@ def index(corpus, index_dir, model, pooling, factory, batch_size, max_length, fm
 
     docs = read_corpus(corpus, format=fmt, id_field=id_field, text_field=text_field, title_field=title_field)
     check_target(_path(index_dir), overwrite)  # fail before the model loads
-    embedder = TransformerEmbedder(model, pooling=pooling, max_length=max_length)
+    embedder = TransformerEmbedder(model, pooling=pooling, max_length=max_length, trust_remote_code=trust_remote_code)
     engine = SearchEngine.build(docs, _path(index_dir), embedder=embedder, factory=factory,
                                 batch_size=batch_size, overwrite=overwrite, progress=not quiet)
     m = engine.manifest
@@ -190,7 +192,7 @@ def _path(index_dir: str):
 
 def _open(index_dir: str, model: str | None, pooling: str | None):
     """Open an index; ``model``/``pooling`` given by the user must match what it was built with."""
-    from .embedding import _model_name
+    from .models import model_name
     from .engine import SearchEngine
     from .errors import ManifestMismatch
     from .manifest import Manifest
@@ -200,7 +202,7 @@ def _open(index_dir: str, model: str | None, pooling: str | None):
     built = Manifest.load(path).embedder
     if pooling is not None and check_pooling(pooling) != built.get("pooling"):
         raise ManifestMismatch(f"index {path} was built with pooling {built.get('pooling')!r}, not {pooling!r}")
-    if model is not None and built.get("kind") == "transformers" and _model_name(model) != built.get("model"):
+    if model is not None and built.get("kind") == "transformers" and model_name(model) != built.get("model"):
         from .embedding import TransformerEmbedder
 
         return SearchEngine.open(path, embedder=TransformerEmbedder(model, pooling=built.get("pooling"),

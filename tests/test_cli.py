@@ -151,3 +151,11 @@ def test_blank_query_and_missing_index(built, tmp_path):
     _one_line_error(run("query", "   ", "--index", built), "non-empty")
     _one_line_error(run("query", "cats", "--index", tmp_path / "nowhere"), "no index at")
     _one_line_error(run("info", "--index", tmp_path / "nowhere"), "no index at")
+
+
+def test_hub_model_that_cannot_be_fetched(corpus_file, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # no network in tests
+    result = run("index", corpus_file, "--index", tmp_path / "idx", "--model", "semsearch-tests/no-such-model")
+    _one_line_error(result, "could not be fetched from the Hugging Face hub")
