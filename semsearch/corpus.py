@@ -188,7 +188,11 @@ def python_docstrings() -> Iterator[Document]:
             tree = ast.parse(file.read_bytes())
         except (SyntaxError, ValueError, OSError):
             continue
-        yield from _docstrings(tree, module, module)
+        seen: set[str] = set()  # a property's setter, or a def under if/else, repeats a name: keep the first
+        for doc in _docstrings(tree, module, module):
+            if doc.id not in seen:
+                seen.add(doc.id)
+                yield doc
 
 
 def _docstrings(node: ast.AST, name: str, module: str) -> Iterator[Document]:
