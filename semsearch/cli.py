@@ -113,6 +113,17 @@ def index(corpus, index_dir, model, pooling, factory, batch_size, max_length, fm
                f"(model {m.embedder['model']}, pooling {m.embedder['pooling']}, factory {m.factory})")
 
 
+def rerank_options(command):
+    """--rerank [MODEL], --candidates N and --max-length N, shared by query and eval."""
+    command = click.option("--max-length", "rerank_max_length", default=None, type=int,
+                           help="Reranker tokens per (query, document) pair. [default: the reranker's, else 256]")(command)
+    command = click.option("--candidates", default=50, show_default=True, type=int,
+                           help="Bi-encoder hits the reranker reads.")(command)
+    command = click.option("--rerank", "rerank", is_flag=False, flag_value="", default=None, metavar="[MODEL]",
+                           help="Rerank with a cross-encoder (folder or hub id); alone: the index's default reranker.")(command)
+    return command
+
+
 @cli.command()
 @click.argument("queries", nargs=-1, required=True)
 @index_option
@@ -120,12 +131,12 @@ def index(corpus, index_dir, model, pooling, factory, batch_size, max_length, fm
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per hit.")
 @click.option("--model", default=None, help="Refuse unless the index was built with this model.")
 @click.option("--pooling", default=None, help="Refuse unless the index was built with this pooling.")
-def query(queries, index_dir, k, as_json, model, pooling):
+@rerank_options
+def query(queries, index_dir, k, as_json, model, pooling, rerank, candidates, rerank_max_length):
     """Search the index for each of QUERIES (encoded together in one batch)."""
-    from .engine import SearchEngine
-
     engine = _open(index_dir, model, pooling)
-    results = engine.search_many(list(queries), k=k)
+    reranker = _reranker(engine, rerank, rerank_max_length)
+    results = engine.search_many(list(queries), k=k, reranker=reranker, candidates=candidates)
     if as_json:
         for text, hits in zip(queries, results):
             for hit in hits:
@@ -139,12 +150,14 @@ def query(queries, index_dir, k, as_json, model, pooling):
         if not hits:
             click.echo("  (no hits)")
         id_width = min(max([len(h.id) for h in hits] + [2]), 30)
-        click.echo(f"{'rank':>4}  {'score':>6}  {'id':<{id_width}}  title / text")
+        rerank_col = f"  {'rerank':>7}" if reranker else ""
+        click.echo(f"{'rank':>4}  {'score':>6}{rerank_col}  {'id':<{id_width}}  title / text")
         for hit in hits:
             snippet = " — ".join(p for p in (hit.title, hit.text) if p).replace("\n", " ")
-            room = max(width - id_width - 18, 20)
+            room = max(width - id_width - 18 - len(rerank_col), 20)
             snippet = snippet if len(snippet) <= room else snippet[: room - 1] + "…"
-            click.echo(f"{hit.rank:>4}  {hit.score:>6.3f}  {hit.id[:id_width]:<{id_width}}  {snippet}")
+            rr = f"  {hit.rerank_score:>7.3f}" if reranker else ""
+            click.echo(f"{hit.rank:>4}  {hit.score:>6.3f}{rr}  {hit.id[:id_width]:<{id_width}}  {snippet}")
 
 
 @cli.command()
@@ -171,17 +184,69 @@ def info(index_dir, as_json):
 @click.option("--queries", "queries_file", required=True, help="BEIR queries.jsonl.")
 @click.option("--qrels", "qrels_file", required=True, help="BEIR qrels TSV (query-id corpus-id score).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def eval_(index_dir, queries_file, qrels_file, as_json):
+@rerank_options
+def eval_(index_dir, queries_file, qrels_file, as_json, rerank, candidates, rerank_max_length):
     """Evaluate the index on judged queries: nDCG@10, MRR@10, Recall@100, MAP@100."""
     from .corpus import read_qrels, read_queries
 
     queries, qrels = read_queries(queries_file), read_qrels(qrels_file)
-    result = _open(index_dir, None, None).evaluate(queries, qrels)
+    engine = _open(index_dir, None, None)
+    reranker = _reranker(engine, rerank, rerank_max_length)
+    result = engine.evaluate(queries, qrels, reranker=reranker, candidates=candidates)
     if as_json:
         click.echo(json.dumps(result.to_dict()))
     else:
         for key, value in result.to_dict().items():
             click.echo(f"{key:>10}: {value:.4f}" if isinstance(value, float) else f"{key:>10}: {value}")
+
+
+@cli.command("set-reranker")
+@click.argument("model", required=False)
+@index_option
+@click.option("--max-length", default=None, type=int, help="Tokens per pair. [default: the reranker's, else 256]")
+@click.option("--activation", default="none", show_default=True, help="none (logits) or sigmoid (probabilities).")
+@click.option("--clear", is_flag=True, help="Remove the index's default reranker.")
+def set_reranker(model, index_dir, max_length, activation, clear):
+    """Make MODEL the index's default reranker (used by `query --rerank` with no model)."""
+    from .engine import SearchEngine
+    from .errors import BadInput
+    from .rerank import Reranker
+
+    if clear == bool(model):
+        raise BadInput("give either a MODEL or --clear")
+    engine = SearchEngine.open(_path(index_dir))
+    reranker = None if clear else Reranker(model, max_length=max_length, activation=activation)
+    engine.set_default_reranker(reranker)
+    click.echo(f"default reranker of {engine.path}: {reranker.name if reranker else 'none'}"
+               + (f" (scores: {reranker.score_kind})" if reranker else ""))
+
+
+@cli.command("train-reranker")
+@click.option("--data", required=True, help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or a JSONL of {query, positive}.")
+@click.option("--output", required=True, help="Folder for the trained cross-encoder.")
+@click.option("--base", default=None, help="Starting model. [default: embedded all-MiniLM-L6-v2 + a new head]")
+@click.option("--split", default="train", show_default=True, help="qrels split of a BEIR folder.")
+@click.option("--epochs", default=2, show_default=True, type=int)
+@click.option("--max-steps", default=None, type=int, help="Stop after this many steps.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--max-length", default=192, show_default=True, type=int, help="Tokens per pair while training.")
+@click.option("--index", "index_dir", default=None, type=click.Path(file_okay=False),
+              help="Index over the same corpus to mine hard negatives from. [default: embed the corpus]")
+@click.option("--overwrite", is_flag=True, help="Replace a reranker already at --output.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def train_reranker_cmd(data, output, base, split, epochs, max_steps, seed, max_length, index_dir, overwrite, quiet):
+    """Train a cross-encoder reranker from relevance judgements (see the model card it writes)."""
+    from pathlib import Path
+
+    from .rerank_train import read_beir, read_pairs, train_reranker
+
+    training = read_beir(data, split) if Path(data).is_dir() else read_pairs(data)
+    engine = _open(index_dir, None, None) if index_dir else None
+    report = train_reranker(training, output, base=base, epochs=epochs, max_steps=max_steps, seed=seed,
+                            max_length=max_length, first_stage=engine, overwrite=overwrite, progress=not quiet)
+    click.echo(f"trained reranker written to {report.output}: {report.steps} steps in {report.seconds / 60:.1f} min, "
+               f"loss {report.loss_first:.3f} -> {report.loss_last:.3f}, validation nDCG@10 "
+               f"{report.validation_ndcg10_first_stage:.4f} (first stage) -> {report.validation_ndcg10_blended:.4f}")
 
 
 def _path(index_dir: str):
@@ -208,6 +273,23 @@ def _open(index_dir: str, model: str | None, pooling: str | None):
         return SearchEngine.open(path, embedder=TransformerEmbedder(model, pooling=built.get("pooling"),
                                                                     max_length=built.get("max_length")))
     return SearchEngine.open(path)
+
+
+def _reranker(engine, rerank: str | None, max_length: int | None):
+    """The reranker asked for: none, the index's default (``--rerank`` alone), or a model."""
+    from .errors import BadInput
+    from .rerank import Reranker
+
+    if rerank is None:
+        return None
+    if rerank == "":
+        if not engine.manifest.reranker:
+            raise BadInput(f"index {engine.path} has no default reranker; pass --rerank MODEL or run set-reranker")
+        config = dict(engine.manifest.reranker)
+        if max_length:
+            config["max_length"] = max_length
+        return Reranker.from_config(config)
+    return Reranker(rerank, max_length=max_length)
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ import numpy as np
 
 from .errors import BadInput, ManifestMismatch, ModelError
 from .models import DEFAULT_MODEL, model_folder, model_name, weights_sha256
+from .batching import run_sorted
 from .pooling import check_pooling, pool
 
 __all__ = ["Embedder", "TransformerEmbedder", "DEFAULT_MODEL", "embedder_from_config", "check_same_embedder"]
@@ -48,6 +49,12 @@ class Embedder(ABC):
     def config(self) -> dict[str, Any]:
         """A JSON-serialisable description; must contain ``kind``, ``dim`` and ``normalize``."""
 
+    def _checked_batch(self, texts: list[str]) -> np.ndarray:
+        vectors = np.asarray(self.embed_batch(texts), dtype=np.float32)
+        if vectors.shape != (len(texts), self.dim):
+            raise ModelError(f"embedder returned shape {vectors.shape}, expected {(len(texts), self.dim)}")
+        return vectors
+
     def lengths(self, texts: Sequence[str]) -> list[int]:
         """Cost of each text, used to group similar lengths into a batch. Default: characters."""
         return [len(t) for t in texts]
@@ -63,23 +70,10 @@ class Embedder(ABC):
         Vectors are L2-normalised when ``self.normalize`` is true. ``on_batch`` is
         called with the size of each finished batch (for progress bars).
         """
-        if batch_size < 1:
-            raise BadInput(f"batch size must be at least 1, got {batch_size}")
         texts = list(texts)
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
         if not texts:
-            return out
-        # Longest first: the first batch shows the peak memory at once, and
-        # similar lengths share a batch so little compute goes to padding.
-        order = np.argsort(-np.asarray(self.lengths(texts)), kind="stable")
-        for start in range(0, len(texts), batch_size):
-            idx = order[start : start + batch_size]
-            vectors = np.asarray(self.embed_batch([texts[i] for i in idx]), dtype=np.float32)
-            if vectors.shape != (len(idx), self.dim):
-                raise ModelError(f"embedder returned shape {vectors.shape}, expected {(len(idx), self.dim)}")
-            out[idx] = vectors
-            if on_batch is not None:
-                on_batch(len(idx))
+            return np.empty((0, self.dim), dtype=np.float32)
+        out = run_sorted(texts, self.lengths(texts), batch_size, self._checked_batch, on_batch)
         if not np.isfinite(out).all():
             raise ModelError("the model produced NaN or infinite values; its weights may be broken")
         if self.normalize:

@@ -13,6 +13,7 @@ place, so an interrupted or failed build leaves nothing behind.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -29,6 +30,7 @@ from .errors import BadInput, IndexExists, ManifestMismatch
 from .index import METRIC, IndexBuilder, VectorIndex
 from .manifest import MANIFEST_FILE, Manifest
 from .metrics import evaluate_run
+from .rerank import Reranker
 from .store import DocStore
 from .types import Document, EvalResult, Hit
 
@@ -143,16 +145,34 @@ class SearchEngine:
 
     # --- searching -------------------------------------------------------------------------
 
-    def search(self, query: str, k: int = 10) -> list[Hit]:
-        """The ``k`` best documents for one query, best first."""
-        return self.search_many([query], k)[0]
+    def search(self, query: str, k: int = 10, *, reranker: Reranker | None = None, candidates: int = 50) -> list[Hit]:
+        """The ``k`` best documents for one query, best first (see :meth:`search_many`)."""
+        return self.search_many([query], k, reranker=reranker, candidates=candidates)[0]
 
-    def search_many(self, queries: Sequence[str], k: int = 10, batch_size: int = 32) -> list[list[Hit]]:
-        """Search several queries at once (encoded together); one hit list per query."""
+    def search_many(
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        *,
+        reranker: Reranker | None = None,
+        candidates: int = 50,
+        batch_size: int = 32,
+    ) -> list[list[Hit]]:
+        """Search several queries at once (encoded together); one hit list per query.
+
+        With a ``reranker``, the bi-encoder's top ``candidates`` hits of every query
+        are scored together by the cross-encoder and the best ``k`` are returned.
+        """
         queries = list(queries)
         _check_queries(queries, k)
+        if reranker is not None:
+            _check_candidates(k, candidates)
         if not queries:
             return []
+        first = self._dense(queries, candidates if reranker is not None else k, batch_size)
+        return reranker.rerank(queries, first, k) if reranker is not None else first
+
+    def _dense(self, queries: list[str], k: int, batch_size: int) -> list[list[Hit]]:
         vectors = self.embedder.encode(queries, batch_size)
         scores, ids = self.index.search(vectors, min(k, self.index.ntotal))
         docs = self.store.get(i for i in ids.ravel() if i >= 0)
@@ -169,18 +189,44 @@ class SearchEngine:
         return results
 
     def evaluate(
-        self, queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]], batch_size: int = 32
+        self,
+        queries: Mapping[str, str],
+        qrels: Mapping[str, Mapping[str, int]],
+        *,
+        reranker: Reranker | None = None,
+        candidates: int = 50,
+        batch_size: int = 32,
     ) -> EvalResult:
         """nDCG@10, MRR@10, Recall@100 and MAP@100 of this index on judged queries.
 
         Only queries that appear in ``qrels`` are run; every one of them must be in ``queries``.
+        With a ``reranker`` the top ``candidates`` are reranked and the rest of the first
+        stage's top 100 follows them unchanged, so Recall@100 stays comparable.
         """
         missing = [q for q in qrels if q not in queries]
         if missing:
             raise BadInput(f"{len(missing)} judged queries are not in the queries file (first: {missing[0]!r})")
         qids = list(qrels)
-        hits = self.search_many([queries[q] for q in qids], k=100, batch_size=batch_size)
-        return evaluate_run({q: [h.id for h in hs] for q, hs in zip(qids, hits)}, qrels)
+        texts = [queries[q] for q in qids]
+        _check_queries(texts, 100)
+        depth = max(100, candidates) if reranker is not None else 100
+        hits = self._dense(texts, depth, batch_size)
+        if reranker is not None:
+            _check_candidates(1, candidates)
+            top = reranker.rerank(texts, [hs[:candidates] for hs in hits], candidates)
+            hits = [t + hs[candidates:] for t, hs in zip(top, hits)]
+        return evaluate_run({q: [h.id for h in hs[:100]] for q, hs in zip(qids, hits)}, qrels)
+
+    # --- the default reranker ---------------------------------------------------------------
+
+    def default_reranker(self) -> Reranker | None:
+        """The reranker recorded in the manifest, loaded; ``None`` if the index has none."""
+        return Reranker.from_config(self.manifest.reranker) if self.manifest.reranker else None
+
+    def set_default_reranker(self, reranker: Reranker | None) -> None:
+        """Record ``reranker`` (or none) in the manifest, so ``semsearch query --rerank`` needs no model name."""
+        self.manifest = dataclasses.replace(self.manifest, reranker=reranker.config() if reranker else None)
+        self.manifest.save(self.path)
 
     # --- housekeeping ----------------------------------------------------------------------
 
@@ -233,6 +279,13 @@ def _check_queries(queries: list[str], k: int) -> None:
     for q in queries:
         if not isinstance(q, str) or not q.strip():
             raise BadInput(f"a query must be non-empty text, got {q!r}")
+
+
+def _check_candidates(k: int, candidates: int) -> None:
+    if isinstance(candidates, bool) or not isinstance(candidates, (int, np.integer)) or candidates < 1:
+        raise BadInput(f"candidates must be a positive integer, got {candidates!r}")
+    if k > candidates:
+        raise BadInput(f"k ({k}) is larger than candidates ({candidates}): the reranker returns at most what it reads")
 
 
 def _check_target(path: Path, overwrite: bool) -> None:

@@ -37,13 +37,16 @@ class Manifest:
 
     ``embedder`` is the embedder's ``config()`` (kind, model, weights_sha256,
     pooling, normalize, max_length, dim). ``factory_requested`` is ``"auto"``
-    when semsearch chose the factory.
+    when semsearch chose the factory. ``reranker`` is the default reranker's
+    ``config()`` (model, weights_sha256, max_length, score_kind ``logit`` or
+    ``probability``, first_stage_weight), or ``None``.
     """
 
     embedder: dict[str, Any]
     factory: str
     documents: int
     factory_requested: str = "auto"
+    reranker: dict[str, Any] | None = None
     metric: str = "inner_product"
     format_version: int = FORMAT_VERSION
     semsearch_version: str = __version__

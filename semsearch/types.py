@@ -32,8 +32,14 @@ class Document:
 
 @dataclass(frozen=True)
 class Hit:
-    """One search result. ``rank`` starts at 1; ``score`` is the bi-encoder score
-    (inner product of L2-normalised vectors, i.e. cosine, when the index normalises)."""
+    """One search result. ``rank`` starts at 1.
+
+    ``score`` is the first-stage score (for the bi-encoder: inner product of
+    L2-normalised vectors, i.e. cosine). After reranking, ``rerank_score`` is the
+    cross-encoder's score (its kind — logit or probability — is in the reranker's
+    config) and ``truncated`` tells whether the (query, document) pair was cut to
+    the reranker's max length.
+    """
 
     id: str
     score: float
@@ -41,9 +47,16 @@ class Hit:
     text: str
     title: str = ""
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    rerank_score: float | None = None
+    truncated: bool = False
+
+    @property
+    def embedding_text(self) -> str:
+        """Title and text as the models read them."""
+        return f"{self.title} {self.text}".strip() if self.title else self.text
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "rank": self.rank,
             "id": self.id,
             "score": self.score,
@@ -51,6 +64,10 @@ class Hit:
             "text": self.text,
             "metadata": dict(self.metadata),
         }
+        if self.rerank_score is not None:
+            data["rerank_score"] = self.rerank_score
+            data["truncated"] = self.truncated
+        return data
 
 
 @dataclass(frozen=True)

@@ -37,9 +37,9 @@ def _tokenizer(folder: Path):
     return fast
 
 
-def _tiny_bert(folder: Path, pooler: bool) -> Path:
+def _tiny_bert(folder: Path, pooler: bool, cross_encoder: bool = False) -> Path:
     import torch
-    from transformers import BertConfig, BertModel
+    from transformers import BertConfig, BertForSequenceClassification, BertModel
 
     tokenizer = _tokenizer(folder)
     config = BertConfig(
@@ -47,7 +47,11 @@ def _tiny_bert(folder: Path, pooler: bool) -> Path:
         intermediate_size=64, max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(0)
-    BertModel(config, add_pooling_layer=pooler).eval().save_pretrained(folder)
+    if cross_encoder:
+        config.num_labels = 1
+        BertForSequenceClassification(config).eval().save_pretrained(folder)
+    else:
+        BertModel(config, add_pooling_layer=pooler).eval().save_pretrained(folder)
     return folder
 
 
@@ -60,6 +64,12 @@ def tiny_bert(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bert_no_pooler(tmp_path_factory) -> Path:
     return _tiny_bert(tmp_path_factory.mktemp("tiny_bert_no_pooler"), pooler=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_cross_encoder(tmp_path_factory) -> Path:
+    """A 2-layer BERT sequence classifier with one output (random weights, seeded)."""
+    return _tiny_bert(tmp_path_factory.mktemp("tiny_ce"), pooler=True, cross_encoder=True)
 
 
 @pytest.fixture(scope="session")
