@@ -87,7 +87,11 @@ class Reranker:
             raise ModelError(f"{exc}; {_TRAIN_HINT}") from None
         self.tokenizer, self.model = _load(str(folder), self.name, trust_remote_code)
         trained = _trained_config(folder)
-        self.max_length = int(max_length or trained.get("max_length") or DEFAULT_RERANK_MAX_LENGTH)
+        limit = min(getattr(self.model.config, "max_position_embeddings", 512) or 512,
+                    int(min(getattr(self.tokenizer, "model_max_length", 512) or 512, 512)))
+        self.max_length = min(int(max_length or trained.get("max_length") or DEFAULT_RERANK_MAX_LENGTH), limit)
+        if max_length and max_length > limit:
+            log.warning("reranker %s reads at most %d tokens; using max length %d", self.name, limit, limit)
         self.first_stage_weight = float(
             first_stage_weight if first_stage_weight is not None else trained.get("first_stage_weight", 0.0)
         )

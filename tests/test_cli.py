@@ -159,3 +159,63 @@ def test_hub_model_that_cannot_be_fetched(corpus_file, tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # no network in tests
     result = run("index", corpus_file, "--index", tmp_path / "idx", "--model", "semsearch-tests/no-such-model")
     _one_line_error(result, "could not be fetched from the Hugging Face hub")
+
+
+def test_query_rerank_reorders_and_reports(built, tiny_cross_encoder):
+    result = run("query", "which pet purrs?", "--index", built, "-k", 4, "--candidates", 6, "--json",
+                 "--rerank", tiny_cross_encoder)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 4 and {"rerank_score", "truncated", "score"} <= set(rows[0])
+    assert [r["rerank_score"] for r in rows] == sorted((r["rerank_score"] for r in rows), reverse=True)
+    dense = [json.loads(x)["id"] for x in run("query", "which pet purrs?", "--index", built, "-k", 6, "--json").stdout.splitlines()]
+    assert [r["id"] for r in rows] != dense[:4]  # the random tiny cross-encoder reorders
+    table = run("query", "which pet purrs?", "--index", built, "-k", 2, "--rerank", tiny_cross_encoder)
+    assert "rerank" in table.stdout.splitlines()[1]
+
+
+def test_default_reranker_and_rerank_errors(built, tiny_cross_encoder, tmp_path):
+    import shutil
+
+    idx = tmp_path / "idx"
+    shutil.copytree(built, idx)
+    _one_line_error(run("query", "cats", "--index", idx, "--rerank"), "has no default reranker")
+    assert run("set-reranker", tiny_cross_encoder, "--index", idx).exit_code == 0
+    assert json.loads((idx / "manifest.json").read_text())["reranker"]["score_kind"] == "logit"
+    result = run("query", "cats", "--index", idx, "--json", "-k", 2, "--rerank")
+    assert result.exit_code == 0 and "rerank_score" in json.loads(result.stdout.splitlines()[0])
+    _one_line_error(run("query", "cats", "--index", idx, "-k", 20, "--candidates", 5, "--rerank"),
+                    "k (20) is larger than candidates (5)")
+    _one_line_error(run("query", "cats", "--index", idx, "--rerank", tmp_path / "none"), "train-reranker")
+    assert run("set-reranker", "--clear", "--index", idx).exit_code == 0
+    assert json.loads((idx / "manifest.json").read_text())["reranker"] is None
+
+
+def test_eval_with_rerank(built, tiny_cross_encoder, tmp_path):
+    queries = tmp_path / "q.jsonl"
+    queries.write_text("".join(json.dumps({"_id": str(i), "text": q}) + "\n" for i, q in enumerate(QUESTIONS)))
+    qrels = tmp_path / "qrels.tsv"
+    qrels.write_text("query-id\tcorpus-id\tscore\n" + "".join(
+        f"{i}\t{doc}\t1\n" for i, doc in enumerate(QUESTIONS.values())))
+    result = run("eval", "--index", built, "--queries", queries, "--qrels", qrels, "--json",
+                 "--rerank", tiny_cross_encoder, "--candidates", 3)
+    data = json.loads(result.stdout)
+    assert data["recall@100"] == 1.0  # the first stage's tail follows the reranked candidates
+    assert data["mrr@10"] < 1.0  # a random cross-encoder demotes some right answers
+
+
+def test_train_reranker_cli(built, tiny_bert, tmp_path):
+    beir = tmp_path / "beir"
+    (beir / "qrels").mkdir(parents=True)
+    (beir / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in DOCS))
+    (beir / "queries.jsonl").write_text("".join(json.dumps({"_id": str(i), "text": q}) + "\n" for i, q in enumerate(QUESTIONS)))
+    (beir / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(
+        f"{i}\t{doc}\t1\n" for i, doc in enumerate(QUESTIONS.values())))
+    out = tmp_path / "reranker"
+    result = run("train-reranker", "--data", beir, "--output", out, "--base", tiny_bert, "--max-steps", 2,
+                 "--index", built, "--max-length", 32, "-q")
+    assert result.exit_code == 0, result.output
+    assert "2 steps" in result.stdout and (out / "README.md").is_file()
+    assert run("query", "cats", "--index", built, "--rerank", out, "-k", 1).exit_code == 0
+    _one_line_error(run("train-reranker", "--data", beir, "--output", out, "--base", tiny_bert, "-q"), "exists")
+    _one_line_error(run("train-reranker", "--data", tmp_path / "nope", "--output", tmp_path / "x"), "does not exist")
