@@ -1,7 +1,9 @@
 """semsearch — semantic search and reranking on a plain CPU.
 
 The pipeline: :class:`Embedder` turns documents into vectors, :class:`SearchEngine`
-stores them in a FAISS index with the documents in SQLite and searches them.
+stores them in a FAISS index with the documents in SQLite and searches them, and a
+:class:`Reranker` (a cross-encoder, which :func:`train_reranker` can make) reorders
+the top candidates.
 
 >>> from semsearch import SearchEngine, read_corpus
 >>> engine = SearchEngine.build(read_corpus("builtin:python-docs"), "indexes/python")  # doctest: +SKIP
@@ -16,6 +18,8 @@ __version__ = "0.1.0"
 from .corpus import read_corpus, read_qrels, read_queries
 from .embedding import Embedder, TransformerEmbedder
 from .models import DEFAULT_MODEL
+from .rerank import PairScores, Reranker
+from .rerank_train import TrainingReport, train_reranker
 from .engine import SearchEngine
 from .errors import BadInput, IndexExists, IndexNotFound, ManifestMismatch, ModelError, SemsearchError
 from .types import Document, EvalResult, Hit
@@ -29,6 +33,10 @@ __all__ = [
     "TransformerEmbedder",
     "DEFAULT_MODEL",
     "SearchEngine",
+    "Reranker",
+    "PairScores",
+    "train_reranker",
+    "TrainingReport",
     "read_corpus",
     "read_queries",
     "read_qrels",

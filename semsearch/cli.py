@@ -236,17 +236,63 @@ def set_reranker(model, index_dir, max_length, activation, clear):
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def train_reranker_cmd(data, output, base, split, epochs, max_steps, seed, max_length, index_dir, overwrite, quiet):
     """Train a cross-encoder reranker from relevance judgements (see the model card it writes)."""
-    from pathlib import Path
+    from .rerank_train import train_reranker
 
-    from .rerank_train import read_beir, read_pairs, train_reranker
-
-    training = read_beir(data, split) if Path(data).is_dir() else read_pairs(data)
     engine = _open(index_dir, None, None) if index_dir else None
-    report = train_reranker(training, output, base=base, epochs=epochs, max_steps=max_steps, seed=seed,
+    report = train_reranker(data, output, split=split, base=base, epochs=epochs, max_steps=max_steps, seed=seed,
                             max_length=max_length, first_stage=engine, overwrite=overwrite, progress=not quiet)
     click.echo(f"trained reranker written to {report.output}: {report.steps} steps in {report.seconds / 60:.1f} min, "
                f"loss {report.loss_first:.3f} -> {report.loss_last:.3f}, validation nDCG@10 "
                f"{report.validation_ndcg10_first_stage:.4f} (first stage) -> {report.validation_ndcg10_blended:.4f}")
+
+
+@cli.command()
+@click.option("--index", "index_dir", default=None, type=click.Path(file_okay=False),
+              help="Label every document of this index.")
+@click.option("--input", "input_file", default=None, help="Label the texts of this file (any corpus format).")
+@click.option("--examples", required=True, help="EXAMPLES.jsonl: a few {text, label} lines.")
+@click.option("--labels", "labels_file", default=None, help="LABELS.json: label name -> short description.")
+@click.option("--method", default="setfit", show_default=True, help="threshold (two labels) or setfit.")
+@click.option("--rerank", "rerank", default=None, metavar="MODEL",
+              help="threshold: score with this cross-encoder. [default: the index's reranker, else the bi-encoder]")
+@click.option("--abstain-band", default=0.0, show_default=True, type=float,
+              help="threshold: abstain when the probability is this close to the threshold's.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--output", required=True, help="OUT.jsonl ({id, label, probability}); a re-run skips labelled ids.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def label(index_dir, input_file, examples, labels_file, method, rerank, abstain_band, seed, output, quiet):
+    """Label every document of an index (or a file of texts) from a few labelled examples."""
+    from .corpus import read_corpus
+    from .errors import BadInput
+    from .label_corpus import fit_labeler, label_documents, read_examples, read_label_descriptions
+    from .rerank import Reranker
+
+    if (index_dir is None) == (input_file is None):
+        raise BadInput("give exactly one of --index or --input")
+    texts, labels = read_examples(examples)
+    descriptions = read_label_descriptions(labels_file) if labels_file else None
+    engine = _open(index_dir, None, None) if index_dir else None
+    reranker = embedder = None
+    if method == "threshold":
+        if rerank:
+            reranker = Reranker(rerank)
+        elif engine is not None and engine.manifest.reranker:
+            reranker = engine.default_reranker()
+        else:
+            from .embedding import TransformerEmbedder
+
+            embedder = engine.embedder if engine is not None else TransformerEmbedder()
+    fitted = fit_labeler(method, texts, labels, descriptions, reranker=reranker, embedder=embedder, seed=seed,
+                         abstain_band=abstain_band)
+    if engine is not None:
+        docs, total = engine.store.iter_documents(), len(engine.store)
+    else:
+        corpus = read_corpus(input_file)
+        docs, total = corpus, len(corpus)
+    summary = label_documents(docs, fitted, output, total=total, progress=not quiet)
+    counts = ", ".join(f"{k}: {v}" for k, v in sorted(summary.counts.items()))
+    click.echo(f"labelled {summary.labelled} documents into {summary.output} ({counts}); "
+               f"{summary.skipped} already labelled were skipped")
 
 
 def _path(index_dir: str):

@@ -9,8 +9,8 @@ Negatives are re-drawn every epoch. A seeded slice of the training queries is
 held out: it picks the best epoch and fits the weight with which the
 first-stage score is blended into the reranker's order.
 
->>> data = read_beir("../shared/datasets/beir/scifact", split="train")          # doctest: +SKIP
->>> report = train_reranker(data, "models/scifact-reranker", epochs=2)          # doctest: +SKIP
+>>> report = train_reranker("../shared/datasets/beir/scifact", "models/scifact-reranker")   # doctest: +SKIP
+>>> report.validation_ndcg10_first_stage, report.validation_ndcg10_blended                # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -122,9 +122,10 @@ def read_pairs(path: str | os.PathLike) -> TrainingData:
 
 
 def train_reranker(
-    data: TrainingData,
+    data: TrainingData | str | os.PathLike,
     output: str | os.PathLike,
     *,
+    split: str = "train",
     base: str | None = None,
     epochs: int = 2,
     max_steps: int | None = None,
@@ -145,6 +146,9 @@ def train_reranker(
 ) -> TrainingReport:
     """Train a cross-encoder on ``data`` and write it to ``output`` (a folder :class:`Reranker` loads).
 
+    ``data`` is a BEIR folder (its ``split`` qrels are used), a JSONL file of
+    ``{"query", "positive"}`` pairs, or :class:`TrainingData`.
+
     ``first_stage`` is a :class:`~semsearch.SearchEngine` over the same corpus used to mine hard
     negatives; without it the corpus is embedded in memory with the default bi-encoder.
     ``bf16`` (default: when the CPU supports it) runs forward and backward passes under bfloat16
@@ -154,6 +158,8 @@ def train_reranker(
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
+    if not isinstance(data, TrainingData):
+        data = read_beir(data, split) if Path(data).is_dir() else read_pairs(data)
     _check_options(epochs, max_steps, group_size, hard_negatives, groups_per_step, validation_fraction)
     output = Path(output)
     if output.exists() and (any(output.iterdir()) if output.is_dir() else True):

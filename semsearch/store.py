@@ -15,7 +15,7 @@ import json
 import sqlite3
 from collections import Counter
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from .errors import BadInput, IndexNotFound
 from .types import Document
@@ -83,6 +83,20 @@ class DocStore:
             for int_id, doc_id, title, text, metadata in self._conn.execute(sql, chunk):
                 found[int_id] = Document(doc_id, text, title, json.loads(metadata))
         return [found.get(i) for i in wanted]
+
+    def iter_documents(self, batch_size: int = 1000) -> Iterator[Document]:
+        """Every document, in int-id order, read in batches."""
+        last = -1
+        while True:
+            rows = self._conn.execute(
+                "SELECT int_id, id, title, text, metadata FROM docs WHERE int_id > ? ORDER BY int_id LIMIT ?",
+                (last, batch_size),
+            ).fetchall()
+            if not rows:
+                return
+            for int_id, doc_id, title, text, metadata in rows:
+                yield Document(doc_id, text, title, json.loads(metadata))
+            last = rows[-1][0]
 
     def __len__(self) -> int:
         return int(self._conn.execute("SELECT COUNT(*) FROM docs").fetchone()[0])

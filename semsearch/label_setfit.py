@@ -1,0 +1,191 @@
+"""Stage 3 — few-shot text classification with SetFit on the embedded MiniLM body.
+
+:class:`SetFitLabeler` fine-tunes the sentence-transformers body contrastively
+on pairs made from a few labelled examples (the ``setfit`` library), then fits a
+logistic-regression head on the tuned embeddings. Short label descriptions, when
+given, join the training examples of their label.
+
+Saved without pickle: the body as a sentence-transformers folder (safetensors),
+the head's weights as JSON (setfit's own ``save_pretrained`` would write the head
+with joblib, which this project does not use).
+
+>>> lab = SetFitLabeler(seed=0).fit(texts, labels)          # doctest: +SKIP
+>>> lab.predict(["a gripping, beautiful film"])             # doctest: +SKIP
+['positive']
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from . import __version__
+from .errors import BadInput, ManifestMismatch
+from .models import model_folder, model_name
+
+__all__ = ["SetFitLabeler"]
+
+log = logging.getLogger(__name__)
+
+_FORMAT = "semsearch-setfit-labeler/1"
+_CONFIG = "labeler.json"
+_HEAD = "head.json"
+_BODY = "body"
+
+
+class SetFitLabeler:
+    """Few-shot classifier: SetFit contrastive fine-tuning of a bi-encoder body plus a linear head.
+
+    Args:
+        model: body to start from (local folder or hub id); default: the embedded all-MiniLM-L6-v2.
+        descriptions: optional ``{label: short description}``; each description is added as one more
+            training example of its label.
+        num_iterations: SetFit's pair-generation iterations (pairs = 2 × iterations × examples).
+        epochs, batch_size, body_lr: contrastive fine-tuning settings (setfit's defaults).
+        seed: seeds pair sampling, training and the head.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike | None = None,
+        *,
+        descriptions: Mapping[str, str] | None = None,
+        num_iterations: int = 20,
+        epochs: int = 1,
+        batch_size: int = 16,
+        body_lr: float = 2e-5,
+        head_c: float = 1.0,
+        seed: int = 0,
+        progress: bool = False,
+    ):
+        if num_iterations < 1 or epochs < 1 or batch_size < 1:
+            raise BadInput("num_iterations, epochs and batch_size must be at least 1")
+        self.model = model_name(model)
+        self.descriptions = dict(descriptions or {})
+        self.settings = {"num_iterations": num_iterations, "epochs": epochs, "batch_size": batch_size,
+                         "body_lr": body_lr, "head_c": head_c, "seed": seed}
+        self.progress = progress
+        self.body = None
+        self.classes: list[str] = []
+        self._coef: np.ndarray | None = None
+        self._intercept: np.ndarray | None = None
+        self.fit_info: dict[str, Any] = {}
+
+    def fit(self, texts: Sequence[str], labels: Sequence[Any]) -> "SetFitLabeler":
+        """Train on a few labelled texts (at least one per label; labels are names or ints)."""
+        from datasets import Dataset
+        from sentence_transformers import SentenceTransformer
+        from setfit import SetFitModel, Trainer, TrainingArguments
+        from sklearn.linear_model import LogisticRegression
+
+        texts, labels = [str(t) for t in texts], [str(y) for y in labels]
+        if len(texts) != len(labels):
+            raise BadInput(f"{len(texts)} texts but {len(labels)} labels")
+        if any(not t.strip() for t in texts):
+            raise BadInput("an example has an empty text")
+        unknown = sorted(set(self.descriptions) - set(labels))
+        if unknown:
+            raise BadInput(f"descriptions name labels with no examples: {', '.join(unknown)}")
+        self.classes = sorted(set(labels))
+        if len(self.classes) < 2:
+            raise BadInput("need examples of at least two labels")
+        for label, description in self.descriptions.items():
+            texts.append(description)
+            labels.append(label)
+        s = self.settings
+        started = time.perf_counter()
+        body = SentenceTransformer(str(model_folder(self.model)), device="cpu")
+        head = LogisticRegression(C=s["head_c"], max_iter=1000, random_state=s["seed"])
+        setfit_model = SetFitModel(model_body=body, model_head=head, labels=None)
+        with tempfile.TemporaryDirectory() as tmp:
+            args = TrainingArguments(
+                output_dir=tmp, batch_size=s["batch_size"], num_epochs=s["epochs"],
+                num_iterations=s["num_iterations"], body_learning_rate=s["body_lr"], seed=s["seed"],
+                report_to="none", save_strategy="no", show_progress_bar=self.progress,
+            )
+            trainer = Trainer(model=setfit_model, args=args,
+                              train_dataset=Dataset.from_dict({"text": texts, "label": labels}))
+            trainer.train()
+        self.body = setfit_model.model_body
+        order = [list(head.classes_).index(c) for c in self.classes]
+        coef = np.asarray(head.coef_, dtype=np.float64)
+        intercept = np.asarray(head.intercept_, dtype=np.float64)
+        if len(self.classes) == 2:  # sklearn keeps one row for two classes: logit of classes_[1]
+            sign = 1.0 if head.classes_[1] == self.classes[1] else -1.0
+            coef, intercept = np.vstack([np.zeros_like(coef[0]), sign * coef[0]]), np.array([0.0, sign * intercept[0]])
+        else:
+            coef, intercept = coef[order], intercept[order]
+        self._coef, self._intercept = coef, intercept
+        self.fit_info = {"examples": len(texts) - len(self.descriptions), "seconds": time.perf_counter() - started}
+        return self
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Probabilities ``(n, len(classes))``, columns in :attr:`classes` order."""
+        self._check_fitted()
+        texts = [str(t) for t in texts]
+        if not texts:
+            return np.empty((0, len(self.classes)))
+        emb = self.body.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
+        logits = emb.astype(np.float64) @ self._coef.T + self._intercept
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        proba = self.predict_proba(texts)
+        return [self.classes[i] for i in proba.argmax(axis=1)]
+
+    def save(self, folder: str | os.PathLike, overwrite: bool = False) -> None:
+        """Write the labeller to a folder: body (safetensors), head and config (JSON). Atomic."""
+        self._check_fitted()
+        folder = Path(folder)
+        if folder.exists() and not overwrite:
+            raise BadInput(f"{folder} exists; pass overwrite=True to replace it")
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = folder.parent / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
+        try:
+            self.body.save(str(tmp / _BODY), safe_serialization=True)
+            (tmp / _HEAD).write_text(json.dumps({"classes": self.classes, "coef": self._coef.tolist(),
+                                                 "intercept": self._intercept.tolist()}), encoding="utf-8")
+            (tmp / _CONFIG).write_text(json.dumps({
+                "format": _FORMAT, "semsearch_version": __version__, "model": self.model,
+                "descriptions": self.descriptions, "settings": self.settings, "fit": self.fit_info,
+            }, indent=2) + "\n", encoding="utf-8")
+            if folder.exists():
+                shutil.rmtree(folder)
+            tmp.rename(folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> "SetFitLabeler":
+        from sentence_transformers import SentenceTransformer
+
+        folder = Path(folder)
+        try:
+            config = json.loads((folder / _CONFIG).read_text(encoding="utf-8"))
+            head = json.loads((folder / _HEAD).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise BadInput(f"cannot read a SetFit labeller at {folder}: {exc}") from None
+        if config.get("format") != _FORMAT:
+            raise ManifestMismatch(f"{folder} is not a semsearch SetFit labeller ({_FORMAT})")
+        lab = cls(descriptions=config["descriptions"], **config["settings"])
+        lab.model, lab.fit_info = config["model"], config["fit"]
+        lab.body = SentenceTransformer(str(folder / _BODY), device="cpu")
+        lab.classes = head["classes"]
+        lab._coef, lab._intercept = np.asarray(head["coef"]), np.asarray(head["intercept"])
+        return lab
+
+    def _check_fitted(self) -> None:
+        if self.body is None or self._coef is None:
+            raise BadInput("the labeller is not fitted yet; call fit() first")

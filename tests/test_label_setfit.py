@@ -1,0 +1,87 @@
+"""SetFit labeller on the tiny BERT, and `semsearch label` end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from semsearch import BadInput
+from semsearch.cli import cli
+from semsearch.label_setfit import SetFitLabeler
+
+A = ["the cat sat on the mat", "a dog barked at the cat", "the cat and the dog", "a cat on a mat"]
+B = ["rivers flow to the sea", "bright stars over the sea", "the sea under the stars", "rivers and stars"]
+
+
+def test_setfit_learns_a_separable_task_and_roundtrips(tiny_bert, tmp_path):
+    lab = SetFitLabeler(tiny_bert, num_iterations=5, seed=0).fit(A + B, ["animal"] * 4 + ["water"] * 4)
+    probe = ["the dog sat on the mat", "stars over rivers"]
+    assert lab.predict(probe) == ["animal", "water"]
+    proba = lab.predict_proba(probe)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    lab.save(tmp_path / "lab")
+    assert not list((tmp_path / "lab").rglob("*.pkl")) and (tmp_path / "lab" / "head.json").is_file()
+    again = SetFitLabeler.load(tmp_path / "lab")
+    np.testing.assert_allclose(again.predict_proba(probe), proba, atol=1e-6)
+    assert again.classes == ["animal", "water"]
+
+
+def test_setfit_bad_input(tiny_bert):
+    with pytest.raises(BadInput, match="at least two labels"):
+        SetFitLabeler(tiny_bert).fit(A, ["animal"] * 4)
+    with pytest.raises(BadInput, match="empty text"):
+        SetFitLabeler(tiny_bert).fit(A + [" "], ["a", "b", "a", "b", "a"])
+    with pytest.raises(BadInput, match="descriptions name labels with no examples"):
+        SetFitLabeler(tiny_bert, descriptions={"plant": "trees"}).fit(A, ["a", "b", "a", "b"])
+    with pytest.raises(BadInput, match="not fitted"):
+        SetFitLabeler(tiny_bert).predict(["x"])
+
+
+def _files(tmp_path, examples):
+    (tmp_path / "ex.jsonl").write_text("".join(json.dumps(e) + "\n" for e in examples))
+    (tmp_path / "labels.json").write_text(json.dumps({"pet": "an animal kept at home, like a cat or a dog",
+                                                       "other": "news about money, weather, politics or travel"}))
+    (tmp_path / "texts.txt").write_text("\n".join([
+        "my cat sleeps all day", "the stock market fell", "a puppy chews a bone", "rain is expected tomorrow",
+        "the hamster runs in its wheel", "parliament passed the budget"]) + "\n")
+
+
+EXAMPLES = [{"text": "a kitten purring on the sofa", "label": "pet"}, {"text": "our dog loves walks", "label": "pet"},
+            {"text": "a goldfish in a bowl", "label": "pet"}, {"text": "interest rates went up", "label": "other"},
+            {"text": "the train was late", "label": "other"}, {"text": "a new phone was released", "label": "other"}]
+
+
+def test_label_threshold_with_bi_encoder_and_resume(tmp_path):
+    _files(tmp_path, EXAMPLES)
+    args = ["label", "--input", tmp_path / "texts.txt", "--examples", tmp_path / "ex.jsonl", "--labels",
+            tmp_path / "labels.json", "--method", "threshold", "--output", tmp_path / "out.jsonl", "-q"]
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["1", "2", "3", "4", "5", "6"]
+    assert [r["label"] for r in rows] == ["pet", "other", "pet", "other", "pet", "other"]
+    assert all(0.5 <= r["probability"] <= 1 for r in rows)
+    # interrupted run: drop the last two lines and tear the one before; a re-run completes it
+    lines = (tmp_path / "out.jsonl").read_text().splitlines(keepends=True)
+    (tmp_path / "out.jsonl").write_text("".join(lines[:3]) + lines[3][:10])
+    again = CliRunner().invoke(cli, [str(a) for a in args])
+    assert "labelled 3 documents" in again.stdout and "3 already labelled were skipped" in again.stdout
+    assert [json.loads(x)["id"] for x in (tmp_path / "out.jsonl").read_text().splitlines()] == ["1", "2", "3", "4", "5", "6"]
+
+
+@pytest.mark.parametrize("examples,extra,pattern", [
+    ([], [], "no examples"),
+    ([{"text": "x", "label": "bird"}] + EXAMPLES, [], "LABELS.json does not describe: bird"),
+    ([{"text": " ", "label": "pet"}], [], "empty text"),
+    (EXAMPLES, ["--method", "vote"], "valid values are: threshold, setfit"),
+])
+def test_label_bad_input(tmp_path, examples, extra, pattern):
+    _files(tmp_path, examples)
+    (tmp_path / "ex.jsonl").write_text("".join(json.dumps(e) + "\n" for e in examples))
+    args = ["label", "--input", tmp_path / "texts.txt", "--examples", tmp_path / "ex.jsonl", "--labels",
+            tmp_path / "labels.json", "--output", tmp_path / "out.jsonl", "-q", *extra]
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == 2 and pattern in result.stderr, result.output
