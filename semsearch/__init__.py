@@ -3,7 +3,8 @@
 The pipeline: :class:`Embedder` turns documents into vectors, :class:`SearchEngine`
 stores them in a FAISS index with the documents in SQLite and searches them, and a
 :class:`Reranker` (a cross-encoder, which :func:`train_reranker` can make) reorders
-the top candidates.
+the top candidates; :class:`ThresholdLabeler` and :class:`SetFitLabeler` turn scores
+and texts into labels from a few examples.
 
 >>> from semsearch import SearchEngine, read_corpus
 >>> engine = SearchEngine.build(read_corpus("builtin:python-docs"), "indexes/python")  # doctest: +SKIP
@@ -18,6 +19,8 @@ __version__ = "0.1.0"
 from .corpus import read_corpus, read_qrels, read_queries
 from .embedding import Embedder, TransformerEmbedder
 from .models import DEFAULT_MODEL
+from .label import ThresholdLabeler
+from .label_setfit import SetFitLabeler
 from .rerank import PairScores, Reranker
 from .rerank_train import TrainingReport, train_reranker
 from .engine import SearchEngine
@@ -37,6 +40,8 @@ __all__ = [
     "PairScores",
     "train_reranker",
     "TrainingReport",
+    "ThresholdLabeler",
+    "SetFitLabeler",
     "read_corpus",
     "read_queries",
     "read_qrels",

@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .errors import BadInput, ManifestMismatch, ModelError
-from .models import DEFAULT_MODEL, model_folder, model_name, weights_sha256
+from .models import DEFAULT_MODEL, load_pretrained, model_folder, model_name, weights_sha256
 from .batching import run_sorted
 from .pooling import check_pooling, pool
 
@@ -243,18 +243,7 @@ def _sentence_transformers_defaults(folder: Path, name: str) -> dict[str, Any]:
 
 
 def _load(source: str, name: str, trust_remote_code: bool):
-    from transformers import AutoModel, AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
-        model, info = AutoModel.from_pretrained(
-            source, trust_remote_code=trust_remote_code, output_loading_info=True
-        )
-    except (OSError, ValueError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"cannot load model {name!r}: {first}") from exc
-    model.eval()
-    missing = set(info.get("missing_keys", ()))
+    tokenizer, model, missing = load_pretrained("AutoModel", source, name, trust_remote_code)
     encoder_missing = sorted(k for k in missing if "pooler." not in k)
     if encoder_missing:
         log.warning("model %s: %d weights were missing and randomly initialised: %s", name,

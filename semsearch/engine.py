@@ -16,9 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import shutil
 import sys
-import uuid
 from itertools import islice
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -27,6 +25,7 @@ import numpy as np
 
 from .embedding import Embedder, TransformerEmbedder, check_same_embedder, embedder_from_config
 from .errors import BadInput, IndexExists, ManifestMismatch
+from .folders import atomic_folder
 from .index import METRIC, IndexBuilder, VectorIndex
 from .manifest import MANIFEST_FILE, Manifest
 from .metrics import evaluate_run
@@ -80,15 +79,12 @@ class SearchEngine:
             raise BadInput(f"batch size must be at least 1, got {batch_size}")
         embedder = embedder or TransformerEmbedder()
         builder = IndexBuilder(embedder.dim, factory)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        try:
-            store = DocStore(tmp / DOCS_FILE, create=True)
+        with atomic_folder(path) as tmp:
             total = len(documents) if hasattr(documents, "__len__") else None
             count = 0
-            with tqdm(total=total, unit="doc", desc="indexing", file=sys.stderr, disable=not progress,
-                      dynamic_ncols=True) as bar:
+            with DocStore(tmp / DOCS_FILE, create=True) as store, tqdm(
+                total=total, unit="doc", desc="indexing", file=sys.stderr, disable=not progress, dynamic_ncols=True
+            ) as bar:
                 stream = iter(documents)
                 while chunk := list(islice(stream, _CHUNK)):
                     for doc in chunk:
@@ -103,7 +99,6 @@ class SearchEngine:
                 raise BadInput("the corpus is empty: no documents to index")
             index = builder.finish()
             index.save(tmp / VECTORS_FILE)
-            store.close()
             manifest = Manifest(
                 embedder=embedder.config(),
                 factory=index.factory,
@@ -112,10 +107,7 @@ class SearchEngine:
                 documents=count,
             )
             manifest.save(tmp)
-            _move_into_place(tmp, path, overwrite)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            _check_target(path, overwrite)  # nothing appeared there meanwhile
         log.info("indexed %d documents into %s (%s)", count, path, index.factory)
         return cls(path, manifest, embedder, index, DocStore(path / DOCS_FILE))
 
@@ -254,11 +246,8 @@ def describe(path: str | os.PathLike) -> dict:
     """The manifest of the index at ``path`` plus counts and size on disk; loads no model."""
     path = Path(path)
     manifest = Manifest.load(path)
-    store = DocStore(path / DOCS_FILE)
-    try:
+    with DocStore(path / DOCS_FILE) as store:
         stored = len(store)
-    finally:
-        store.close()
     return {
         **manifest.to_dict(),
         "path": str(path),
@@ -295,20 +284,3 @@ def _check_target(path: Path, overwrite: bool) -> None:
         raise IndexExists(f"{path} exists and is not a semsearch index; refusing to replace it")
     if (path / MANIFEST_FILE).is_file() and not overwrite:
         raise IndexExists(f"an index already exists at {path}; pass overwrite=True (CLI: --overwrite) to replace it")
-
-
-def _move_into_place(tmp: Path, path: Path, overwrite: bool) -> None:
-    """Rename the finished folder to ``path``; an old index is removed only after the new one is in place."""
-    _check_target(path, overwrite)
-    old = None
-    if path.exists():
-        old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
-        path.rename(old)
-    try:
-        tmp.rename(path)
-    except OSError:
-        if old is not None:
-            old.rename(path)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -3,7 +3,11 @@
 :class:`SetFitLabeler` fine-tunes the sentence-transformers body contrastively
 on pairs made from a few labelled examples (the ``setfit`` library), then fits a
 logistic-regression head on the tuned embeddings. Short label descriptions, when
-given, join the training examples of their label.
+given, are used twice: as one more training example of their label during the
+contrastive tuning, and as evidence for the head — each text's cosine to every
+description, scaled by ``description_scale``, is appended to its embedding. The
+descriptions carry a strong zero-shot signal that eight examples alone do not
+(SST-2, 8 per class: plain setfit 62.8 ± 5.8, this 74.0 ± 2.4; see the README).
 
 Saved without pickle: the body as a sentence-transformers folder (safetensors),
 the head's weights as JSON (setfit's own ``save_pretrained`` would write the head
@@ -19,10 +23,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -30,6 +32,7 @@ import numpy as np
 
 from . import __version__
 from .errors import BadInput, ManifestMismatch
+from .folders import atomic_folder
 from .models import model_folder, model_name
 
 __all__ = ["SetFitLabeler"]
@@ -49,8 +52,10 @@ class SetFitLabeler:
         model: body to start from (local folder or hub id); default: the embedded all-MiniLM-L6-v2.
         descriptions: optional ``{label: short description}``; each description is added as one more
             training example of its label.
-        num_iterations: SetFit's pair-generation iterations (pairs = 2 × iterations × examples).
+        num_iterations: SetFit's pair-generation iterations (pairs = 2 × iterations × examples);
+            ``None``: as many as fit in ``max_pairs`` (at most 20), so training time stays bounded.
         epochs, batch_size, body_lr: contrastive fine-tuning settings (setfit's defaults).
+        description_scale: weight of the description cosines among the head's features.
         seed: seeds pair sampling, training and the head.
     """
 
@@ -59,25 +64,29 @@ class SetFitLabeler:
         model: str | os.PathLike | None = None,
         *,
         descriptions: Mapping[str, str] | None = None,
-        num_iterations: int = 20,
+        num_iterations: int | None = None,
+        max_pairs: int = 1280,
         epochs: int = 1,
         batch_size: int = 16,
         body_lr: float = 2e-5,
         head_c: float = 1.0,
+        description_scale: float = 50.0,
         seed: int = 0,
         progress: bool = False,
     ):
-        if num_iterations < 1 or epochs < 1 or batch_size < 1:
-            raise BadInput("num_iterations, epochs and batch_size must be at least 1")
+        if (num_iterations is not None and num_iterations < 1) or epochs < 1 or batch_size < 1 or max_pairs < 2:
+            raise BadInput("num_iterations, epochs and batch_size must be at least 1, max_pairs at least 2")
         self.model = model_name(model)
         self.descriptions = dict(descriptions or {})
-        self.settings = {"num_iterations": num_iterations, "epochs": epochs, "batch_size": batch_size,
-                         "body_lr": body_lr, "head_c": head_c, "seed": seed}
+        self.settings = {"num_iterations": num_iterations, "max_pairs": max_pairs, "epochs": epochs,
+                         "batch_size": batch_size, "body_lr": body_lr, "head_c": head_c,
+                         "description_scale": description_scale, "seed": seed}
         self.progress = progress
         self.body = None
         self.classes: list[str] = []
         self._coef: np.ndarray | None = None
         self._intercept: np.ndarray | None = None
+        self._descriptions_emb: np.ndarray | None = None
         self.fit_info: dict[str, Any] = {}
 
     def fit(self, texts: Sequence[str], labels: Sequence[Any]) -> "SetFitLabeler":
@@ -86,6 +95,7 @@ class SetFitLabeler:
         from sentence_transformers import SentenceTransformer
         from setfit import SetFitModel, Trainer, TrainingArguments
         from sklearn.linear_model import LogisticRegression
+        from transformers import set_seed
 
         texts, labels = [str(t) for t in texts], [str(y) for y in labels]
         if len(texts) != len(labels):
@@ -98,35 +108,46 @@ class SetFitLabeler:
         self.classes = sorted(set(labels))
         if len(self.classes) < 2:
             raise BadInput("need examples of at least two labels")
-        for label, description in self.descriptions.items():
-            texts.append(description)
-            labels.append(label)
+        examples = list(texts)
+        train_texts = texts + list(self.descriptions.values())
+        train_labels = labels + list(self.descriptions)
         s = self.settings
+        iterations = s["num_iterations"] or max(1, min(20, s["max_pairs"] // (2 * len(train_texts))))
         started = time.perf_counter()
         body = SentenceTransformer(str(model_folder(self.model)), device="cpu")
-        head = LogisticRegression(C=s["head_c"], max_iter=1000, random_state=s["seed"])
-        setfit_model = SetFitModel(model_body=body, model_head=head, labels=None)
+        setfit_model = SetFitModel(model_body=body, model_head=LogisticRegression(), labels=None)
         with tempfile.TemporaryDirectory() as tmp:
             args = TrainingArguments(
-                output_dir=tmp, batch_size=s["batch_size"], num_epochs=s["epochs"],
-                num_iterations=s["num_iterations"], body_learning_rate=s["body_lr"], seed=s["seed"],
-                report_to="none", save_strategy="no", show_progress_bar=self.progress,
+                output_dir=tmp, batch_size=s["batch_size"], num_epochs=s["epochs"], num_iterations=iterations,
+                body_learning_rate=s["body_lr"], seed=s["seed"], report_to="none", save_strategy="no",
+                show_progress_bar=self.progress,
             )
+            set_seed(s["seed"])
             trainer = Trainer(model=setfit_model, args=args,
-                              train_dataset=Dataset.from_dict({"text": texts, "label": labels}))
-            trainer.train()
+                              train_dataset=Dataset.from_dict({"text": train_texts, "label": train_labels}))
+            trainer.train_embeddings(train_texts, train_labels, args=args)  # contrastive tuning; our head follows
         self.body = setfit_model.model_body
-        order = [list(head.classes_).index(c) for c in self.classes]
+        self._descriptions_emb = self._encode(list(self.descriptions.values())) if self.descriptions else None
+        head = LogisticRegression(C=s["head_c"], max_iter=2000, random_state=s["seed"])
+        head.fit(self._features(examples), labels)
         coef = np.asarray(head.coef_, dtype=np.float64)
         intercept = np.asarray(head.intercept_, dtype=np.float64)
-        if len(self.classes) == 2:  # sklearn keeps one row for two classes: logit of classes_[1]
-            sign = 1.0 if head.classes_[1] == self.classes[1] else -1.0
-            coef, intercept = np.vstack([np.zeros_like(coef[0]), sign * coef[0]]), np.array([0.0, sign * intercept[0]])
-        else:
-            coef, intercept = coef[order], intercept[order]
-        self._coef, self._intercept = coef, intercept
-        self.fit_info = {"examples": len(texts) - len(self.descriptions), "seconds": time.perf_counter() - started}
+        if len(self.classes) == 2:  # sklearn keeps one row for two classes: the logit of classes_[1]
+            coef, intercept = np.vstack([np.zeros_like(coef[0]), coef[0]]), np.array([0.0, intercept[0]])
+        self._coef, self._intercept = coef, intercept  # rows follow head.classes_, which is sorted = self.classes
+        self.fit_info = {"examples": len(examples), "pairs_iterations": iterations,
+                         "seconds": time.perf_counter() - started}
         return self
+
+    def _encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        return self.body.encode(list(texts), batch_size=batch_size, convert_to_numpy=True,
+                                normalize_embeddings=True, show_progress_bar=False).astype(np.float64)
+
+    def _features(self, texts: Sequence[str]) -> np.ndarray:
+        emb = self._encode(texts)
+        if self._descriptions_emb is None:
+            return emb
+        return np.hstack([emb, self.settings["description_scale"] * emb @ self._descriptions_emb.T])
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Probabilities ``(n, len(classes))``, columns in :attr:`classes` order."""
@@ -134,8 +155,7 @@ class SetFitLabeler:
         texts = [str(t) for t in texts]
         if not texts:
             return np.empty((0, len(self.classes)))
-        emb = self.body.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
-        logits = emb.astype(np.float64) @ self._coef.T + self._intercept
+        logits = self._features(texts) @ self._coef.T + self._intercept
         logits -= logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
         return p / p.sum(axis=1, keepdims=True)
@@ -150,22 +170,16 @@ class SetFitLabeler:
         folder = Path(folder)
         if folder.exists() and not overwrite:
             raise BadInput(f"{folder} exists; pass overwrite=True to replace it")
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = folder.parent / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
-        try:
+        with atomic_folder(folder) as tmp:
             self.body.save(str(tmp / _BODY), safe_serialization=True)
-            (tmp / _HEAD).write_text(json.dumps({"classes": self.classes, "coef": self._coef.tolist(),
-                                                 "intercept": self._intercept.tolist()}), encoding="utf-8")
+            (tmp / _HEAD).write_text(json.dumps({
+                "classes": self.classes, "coef": self._coef.tolist(), "intercept": self._intercept.tolist(),
+                "descriptions_embedding": None if self._descriptions_emb is None else self._descriptions_emb.tolist(),
+            }), encoding="utf-8")
             (tmp / _CONFIG).write_text(json.dumps({
                 "format": _FORMAT, "semsearch_version": __version__, "model": self.model,
                 "descriptions": self.descriptions, "settings": self.settings, "fit": self.fit_info,
             }, indent=2) + "\n", encoding="utf-8")
-            if folder.exists():
-                shutil.rmtree(folder)
-            tmp.rename(folder)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> "SetFitLabeler":
@@ -184,6 +198,8 @@ class SetFitLabeler:
         lab.body = SentenceTransformer(str(folder / _BODY), device="cpu")
         lab.classes = head["classes"]
         lab._coef, lab._intercept = np.asarray(head["coef"]), np.asarray(head["intercept"])
+        if head.get("descriptions_embedding") is not None:
+            lab._descriptions_emb = np.asarray(head["descriptions_embedding"])
         return lab
 
     def _check_fitted(self) -> None:

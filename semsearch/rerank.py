@@ -25,7 +25,7 @@ import numpy as np
 
 from .batching import run_sorted
 from .errors import BadInput, ModelError
-from .models import model_folder, model_name, weights_sha256
+from .models import load_pretrained, model_folder, model_name, weights_sha256
 from .types import Hit
 
 __all__ = ["Reranker", "PairScores", "blend_order", "ACTIVATIONS", "DEFAULT_RERANK_MAX_LENGTH", "RERANKER_CONFIG"]
@@ -188,17 +188,10 @@ def _trained_config(folder) -> dict[str, Any]:
 
 
 def _load(folder: str, name: str, trust_remote_code: bool):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
-        model, info = AutoModelForSequenceClassification.from_pretrained(
-            folder, trust_remote_code=trust_remote_code, output_loading_info=True
-        )
-    except (OSError, ValueError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"cannot load reranker {name!r}: {first}; {_TRAIN_HINT}") from exc
-    missing = [k for k in info.get("missing_keys", ()) if "classifier" in k or "score" in k]
+    tokenizer, model, missing_keys = load_pretrained(
+        "AutoModelForSequenceClassification", folder, name, trust_remote_code, hint=f"; {_TRAIN_HINT}"
+    )
+    missing = sorted(k for k in missing_keys if "classifier" in k or "score" in k)
     if missing:
         raise ModelError(
             f"{name!r} is not a cross-encoder: it has no trained classification head ({missing[0]} would be "
@@ -206,7 +199,7 @@ def _load(folder: str, name: str, trust_remote_code: bool):
         )
     if model.config.num_labels not in (1, 2):
         raise ModelError(f"reranker {name!r} has {model.config.num_labels} outputs; a reranker needs 1 (or 2)")
-    return tokenizer, model.eval()
+    return tokenizer, model
 
 
 def blend_order(ids: Sequence[str], rerank_scores: np.ndarray, weight: float) -> list[str]:

@@ -20,10 +20,8 @@ import logging
 import math
 import os
 import random
-import shutil
 import sys
 import time
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -33,6 +31,7 @@ import numpy as np
 from . import __version__
 from .corpus import read_corpus, read_qrels, read_queries
 from .errors import BadInput
+from .folders import atomic_folder
 from .metrics import ndcg_at_k
 from .models import DEFAULT_MODEL, model_folder, model_name
 from .rerank import RERANKER_CONFIG, blend_order
@@ -255,7 +254,7 @@ def train_reranker(
         first_stage_weight=best[3].get("weight", 0.0), max_length=max_length, seed=seed,
         seconds=time.perf_counter() - started,
     )
-    _save(model, tokenizer, output, report, history, overwrite)
+    _save(model, tokenizer, output, report, history)
     return report
 
 
@@ -345,10 +344,8 @@ def _validate(model, tokenizer, data, qids, ranked, candidates, max_length, bf16
     return results
 
 
-def _save(model, tokenizer, output: Path, report: TrainingReport, history: list[dict], overwrite: bool) -> None:
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.parent / f".{output.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
+def _save(model, tokenizer, output: Path, report: TrainingReport, history: list[dict]) -> None:
+    with atomic_folder(output) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         config = {
@@ -361,12 +358,6 @@ def _save(model, tokenizer, output: Path, report: TrainingReport, history: list[
         }
         (tmp / RERANKER_CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         (tmp / "README.md").write_text(_model_card(report, history), encoding="utf-8")
-        if output.exists():
-            shutil.rmtree(output)
-        tmp.rename(output)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _model_card(r: TrainingReport, history: list[dict]) -> str:

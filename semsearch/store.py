@@ -104,6 +104,12 @@ class DocStore:
     def close(self) -> None:
         self._conn.close()
 
+    def __enter__(self) -> "DocStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
 
 def _chunks(items: list, size: int = _MAX_VARS):
     for start in range(0, len(items), size):

@@ -16,8 +16,11 @@ A = ["the cat sat on the mat", "a dog barked at the cat", "the cat and the dog",
 B = ["rivers flow to the sea", "bright stars over the sea", "the sea under the stars", "rivers and stars"]
 
 
-def test_setfit_learns_a_separable_task_and_roundtrips(tiny_bert, tmp_path):
-    lab = SetFitLabeler(tiny_bert, num_iterations=5, seed=0).fit(A + B, ["animal"] * 4 + ["water"] * 4)
+@pytest.mark.parametrize("descriptions", [None, {"animal": "a cat or a dog", "water": "rivers and the sea"}])
+def test_setfit_learns_a_separable_task_and_roundtrips(tiny_bert, tmp_path, descriptions):
+    lab = SetFitLabeler(tiny_bert, descriptions=descriptions, num_iterations=5, seed=0).fit(
+        A + B, ["animal"] * 4 + ["water"] * 4)
+    assert lab._features(["x"]).shape[1] == 32 + (2 if descriptions else 0)  # description cosines join the features
     probe = ["the dog sat on the mat", "stars over rivers"]
     assert lab.predict(probe) == ["animal", "water"]
     proba = lab.predict_proba(probe)
@@ -85,3 +88,21 @@ def test_label_bad_input(tmp_path, examples, extra, pattern):
             tmp_path / "labels.json", "--output", tmp_path / "out.jsonl", "-q", *extra]
     result = CliRunner().invoke(cli, [str(a) for a in args])
     assert result.exit_code == 2 and pattern in result.stderr, result.output
+
+
+def test_label_every_document_of_an_index(tmp_path, minilm):
+    from semsearch import Document, SearchEngine
+
+    _files(tmp_path, EXAMPLES)
+    texts = (tmp_path / "texts.txt").read_text().splitlines()
+    SearchEngine.build([Document(f"doc{i}", t) for i, t in enumerate(texts)], tmp_path / "idx", embedder=minilm,
+                       progress=False).close()
+    args = ["label", "--index", tmp_path / "idx", "--examples", tmp_path / "ex.jsonl", "--labels",
+            tmp_path / "labels.json", "--method", "threshold", "--output", tmp_path / "out.jsonl", "-q"]
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == [f"doc{i}" for i in range(6)]
+    assert [r["label"] for r in rows] == ["pet", "other", "pet", "other", "pet", "other"]
+    both = CliRunner().invoke(cli, [str(a) for a in args + ["--input", tmp_path / "texts.txt"]])
+    assert both.exit_code == 2 and "exactly one of --index or --input" in both.stderr
