@@ -20,9 +20,11 @@ with joblib, which this project does not use).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -120,12 +122,14 @@ class SetFitLabeler:
             args = TrainingArguments(
                 output_dir=tmp, batch_size=s["batch_size"], num_epochs=s["epochs"], num_iterations=iterations,
                 body_learning_rate=s["body_lr"], seed=s["seed"], report_to="none", save_strategy="no",
+                logging_strategy="no", logging_first_step=False,
                 show_progress_bar=self.progress,
             )
             set_seed(s["seed"])
             trainer = Trainer(model=setfit_model, args=args,
                               train_dataset=Dataset.from_dict({"text": train_texts, "label": train_labels}))
-            trainer.train_embeddings(train_texts, train_labels, args=args)  # contrastive tuning; our head follows
+            with contextlib.redirect_stdout(sys.stderr):  # the trainer prints its metrics; keep stdout for results
+                trainer.train_embeddings(train_texts, train_labels, args=args)  # contrastive tuning; our head follows
         self.body = setfit_model.model_body
         self._descriptions_emb = self._encode(list(self.descriptions.values())) if self.descriptions else None
         head = LogisticRegression(C=s["head_c"], max_iter=2000, random_state=s["seed"])

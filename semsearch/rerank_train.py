@@ -97,6 +97,7 @@ def read_pairs(path: str | os.PathLike) -> TrainingData:
     queries: dict[str, str] = {}
     qrels: dict[str, dict[str, int]] = {}
     by_text: dict[str, str] = {}
+    qid_of: dict[str, str] = {}
     p = Path(path)
     if not p.is_file():
         raise BadInput(f"pairs file {str(path)!r} does not exist")
@@ -112,7 +113,7 @@ def read_pairs(path: str | os.PathLike) -> TrainingData:
             raise BadInput(f"{p}:{number}: empty query or positive")
         doc_id = by_text.setdefault(positive, f"p{len(by_text)}")
         corpus[doc_id] = Document(doc_id, positive)
-        qid = next((q for q, t in queries.items() if t == query), f"q{len(queries)}")
+        qid = qid_of.setdefault(query, f"q{len(qid_of)}")
         queries[qid] = query
         qrels.setdefault(qid, {})[doc_id] = 1
     if len(corpus) < 2:
