@@ -18,7 +18,8 @@ B = ["rivers flow to the sea", "bright stars over the sea", "the sea under the s
 
 @pytest.mark.parametrize("descriptions", [None, {"animal": "a cat or a dog", "water": "rivers and the sea"}])
 def test_setfit_learns_a_separable_task_and_roundtrips(tiny_bert, tmp_path, descriptions):
-    lab = SetFitLabeler(tiny_bert, descriptions=descriptions, num_iterations=5, seed=0).fit(
+    # a small description weight: the tiny model's random geometry makes description cosines noise
+    lab = SetFitLabeler(tiny_bert, descriptions=descriptions, num_iterations=5, description_scale=1.0, seed=0).fit(
         A + B, ["animal"] * 4 + ["water"] * 4)
     assert lab._features(["x"]).shape[1] == 32 + (2 if descriptions else 0)  # description cosines join the features
     probe = ["the dog sat on the mat", "stars over rivers"]
