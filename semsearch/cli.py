@@ -331,10 +331,7 @@ def _reranker(engine, rerank: str | None, max_length: int | None):
     if rerank == "":
         if not engine.manifest.reranker:
             raise BadInput(f"index {engine.path} has no default reranker; pass --rerank MODEL or run set-reranker")
-        config = dict(engine.manifest.reranker)
-        if max_length:
-            config["max_length"] = max_length
-        return Reranker.from_config(config)
+        return engine.default_reranker(max_length)
     return Reranker(rerank, max_length=max_length)
 
 

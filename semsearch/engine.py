@@ -211,9 +211,18 @@ class SearchEngine:
 
     # --- the default reranker ---------------------------------------------------------------
 
-    def default_reranker(self) -> Reranker | None:
-        """The reranker recorded in the manifest, loaded; ``None`` if the index has none."""
-        return Reranker.from_config(self.manifest.reranker) if self.manifest.reranker else None
+    def default_reranker(self, max_length: int | None = None) -> Reranker | None:
+        """The reranker recorded in the manifest, loaded (``max_length`` overrides the recorded one);
+        ``None`` if the index has none."""
+        if not self.manifest.reranker:
+            return None
+        config = dict(self.manifest.reranker, **({"max_length": max_length} if max_length else {}))
+        reranker = Reranker.from_config(config)
+        recorded = self.manifest.reranker.get("weights_sha256")
+        if recorded and reranker.weights_sha256 and recorded != reranker.weights_sha256:
+            log.warning("the weights of reranker %s changed since it was set as this index's default; "
+                        "thresholds fitted on its old scores may not hold", reranker.name)
+        return reranker
 
     def set_default_reranker(self, reranker: Reranker | None) -> None:
         """Record ``reranker`` (or none) in the manifest, so ``semsearch query --rerank`` needs no model name."""
