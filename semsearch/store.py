@@ -94,7 +94,7 @@ class DocStore:
             ).fetchall()
             if not rows:
                 return
-            for int_id, doc_id, title, text, metadata in rows:
+            for _, doc_id, title, text, metadata in rows:
                 yield Document(doc_id, text, title, json.loads(metadata))
             last = rows[-1][0]
 
