@@ -68,17 +68,18 @@ def cli(verbose: bool) -> None:
 
 
 def _quiet_transformers(verbose: bool) -> None:
-    """transformers prints a progress bar for every model load; keep stderr for our own bar."""
+    """transformers prints a progress bar and a load report for every model load; keep stderr for our own
+    output. Set through the environment so that no command pays for importing transformers up front."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if not verbose:
-        logging.getLogger("huggingface_hub").setLevel(logging.ERROR)  # one line per failed retry otherwise
-        try:
-            import transformers
-
-            transformers.utils.logging.set_verbosity_error()
-            transformers.utils.logging.disable_progress_bar()
-        except ImportError:  # pragma: no cover - a core dependency
-            pass
+    if verbose:
+        return
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)  # one line per failed retry otherwise
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    transformers = sys.modules.get("transformers")
+    if transformers is not None:  # already imported (e.g. the CLI invoked from Python): switch it directly
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
 
 
 @cli.command()

@@ -22,7 +22,7 @@ from typing import Any, Iterator
 from .errors import BadInput
 from .types import Document
 
-__all__ = ["Corpus", "read_corpus", "read_queries", "read_qrels", "python_docstrings", "FORMATS"]
+__all__ = ["Corpus", "read_corpus", "read_queries", "read_qrels", "read_jsonl_fields", "python_docstrings", "FORMATS"]
 
 FORMATS = ("jsonl", "csv", "tsv", "txt", "dir")
 BUILTIN_PYTHON_DOCS = "builtin:python-docs"
@@ -204,6 +204,26 @@ def _docstrings(node: ast.AST, name: str, module: str) -> Iterator[Document]:
         if isinstance(child, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and not child.name.startswith("_"):
             if isinstance(node, (ast.Module, ast.ClassDef)):
                 yield from _docstrings(child, f"{name}.{child.name}", module)
+
+
+def read_jsonl_fields(path: str | Path, fields: tuple[str, ...], what: str) -> Iterator[tuple[int, tuple]]:
+    """``(line number, values of fields)`` for each non-blank line of a JSONL file of objects.
+
+    Shared by the small JSONL inputs (labelled examples, training pairs): the file must exist,
+    be UTF-8 and hold JSON objects with every one of ``fields``; errors name the file and line.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise BadInput(f"{what} file {str(path)!r} does not exist")
+    wanted = " and ".join(repr(f) for f in fields)
+    for number, line in _lines(p):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            yield number, tuple(row[f] for f in fields)
+        except (ValueError, KeyError, TypeError):
+            raise BadInput(f"{p}:{number}: expected a JSON object with {wanted}") from None
 
 
 def read_queries(path: str | Path) -> dict[str, str]:

@@ -27,6 +27,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .corpus import read_jsonl_fields
 from .errors import BadInput
 from .label import ABSTAIN, ThresholdLabeler
 from .types import Document
@@ -49,24 +50,14 @@ class LabelSummary:
 
 def read_examples(path: str | os.PathLike) -> tuple[list[str], list[str]]:
     """``EXAMPLES.jsonl``: one ``{"text", "label"}`` per line."""
-    p = Path(path)
-    if not p.is_file():
-        raise BadInput(f"examples file {str(path)!r} does not exist")
     texts, labels = [], []
-    for number, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            text, label = row["text"], row["label"]
-        except (ValueError, KeyError, TypeError):
-            raise BadInput(f"{p}:{number}: expected a JSON object with 'text' and 'label'") from None
+    for number, (text, label) in read_jsonl_fields(path, ("text", "label"), "examples"):
         if not isinstance(text, str) or not text.strip():
-            raise BadInput(f"{p}:{number}: empty text")
+            raise BadInput(f"{path}:{number}: empty text")
         texts.append(text)
         labels.append(str(label))
     if not texts:
-        raise BadInput(f"{p}: no examples")
+        raise BadInput(f"{path}: no examples")
     return texts, labels
 
 

@@ -29,7 +29,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from . import __version__
-from .corpus import read_corpus, read_qrels, read_queries
+from .corpus import read_corpus, read_jsonl_fields, read_qrels, read_queries
 from .errors import BadInput
 from .folders import atomic_folder
 from .metrics import ndcg_at_k
@@ -98,27 +98,17 @@ def read_pairs(path: str | os.PathLike) -> TrainingData:
     qrels: dict[str, dict[str, int]] = {}
     by_text: dict[str, str] = {}
     qid_of: dict[str, str] = {}
-    p = Path(path)
-    if not p.is_file():
-        raise BadInput(f"pairs file {str(path)!r} does not exist")
-    for number, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            query, positive = row["query"], row["positive"]
-        except (ValueError, KeyError, TypeError):
-            raise BadInput(f"{p}:{number}: expected a JSON object with 'query' and 'positive'") from None
+    for number, (query, positive) in read_jsonl_fields(path, ("query", "positive"), "pairs"):
         if not str(query).strip() or not str(positive).strip():
-            raise BadInput(f"{p}:{number}: empty query or positive")
+            raise BadInput(f"{path}:{number}: empty query or positive")
         doc_id = by_text.setdefault(positive, f"p{len(by_text)}")
         corpus[doc_id] = Document(doc_id, positive)
         qid = qid_of.setdefault(query, f"q{len(qid_of)}")
         queries[qid] = query
         qrels.setdefault(qid, {})[doc_id] = 1
     if len(corpus) < 2:
-        raise BadInput(f"{p}: need at least 2 distinct positives to draw negatives from")
-    return TrainingData(corpus, queries, qrels, str(p))
+        raise BadInput(f"{path}: need at least 2 distinct positives to draw negatives from")
+    return TrainingData(corpus, queries, qrels, str(path))
 
 
 def train_reranker(
