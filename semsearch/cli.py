@@ -94,11 +94,12 @@ def _quiet_transformers(verbose: bool) -> None:
 @click.option("--id-field", default=None, help="Id field of JSONL/CSV/TSV records. [default: _id or id]")
 @click.option("--text-field", default="text", show_default=True, help="Text field of JSONL/CSV/TSV records.")
 @click.option("--title-field", default="title", show_default=True, help="Title field of JSONL/CSV/TSV records.")
+@click.option("--no-lexical", is_flag=True, help="Leave out the BM25 side (dense search only).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing index at --index.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow a hub model to run its own code.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def index(corpus, index_dir, model, pooling, factory, batch_size, max_length, fmt, id_field, text_field,
-          title_field, overwrite, trust_remote_code, quiet):
+          title_field, no_lexical, overwrite, trust_remote_code, quiet):
     """Index CORPUS: a JSONL/CSV/TSV/txt file, a folder of .txt/.md files, or builtin:python-docs."""
     from .corpus import read_corpus
     from .embedding import TransformerEmbedder
@@ -107,11 +108,12 @@ def index(corpus, index_dir, model, pooling, factory, batch_size, max_length, fm
     docs = read_corpus(corpus, format=fmt, id_field=id_field, text_field=text_field, title_field=title_field)
     check_target(_path(index_dir), overwrite)  # fail before the model loads
     embedder = TransformerEmbedder(model, pooling=pooling, max_length=max_length, trust_remote_code=trust_remote_code)
-    engine = SearchEngine.build(docs, _path(index_dir), embedder=embedder, factory=factory,
-                                batch_size=batch_size, overwrite=overwrite, progress=not quiet)
+    engine = SearchEngine.build(docs, _path(index_dir), embedder=embedder, factory=factory, batch_size=batch_size,
+                                lexical=not no_lexical, overwrite=overwrite, progress=not quiet)
     m = engine.manifest
     click.echo(f"indexed {m.documents} documents into {engine.path} "
-               f"(model {m.embedder['model']}, pooling {m.embedder['pooling']}, factory {m.factory})")
+               f"(model {m.embedder['model']}, pooling {m.embedder['pooling']}, factory {m.factory}"
+               f"{', BM25' if m.lexical else ''})")
 
 
 def rerank_options(command):
@@ -119,10 +121,14 @@ def rerank_options(command):
     command = click.option("--max-length", "rerank_max_length", default=None, type=int,
                            help="Reranker tokens per (query, document) pair. [default: the reranker's, else 256]")(command)
     command = click.option("--candidates", default=50, show_default=True, type=int,
-                           help="Bi-encoder hits the reranker reads.")(command)
+                           help="First-stage hits the reranker reads.")(command)
     command = click.option("--rerank", "rerank", is_flag=False, flag_value="", default=None, metavar="[MODEL]",
                            help="Rerank with a cross-encoder (folder or hub id); alone: the index's default reranker.")(command)
     return command
+
+
+mode_option = click.option("--mode", default=None, metavar="dense|lexical|hybrid",
+                           help="First stage. [default: hybrid when the index has a lexical side, else dense]")
 
 
 @cli.command()
@@ -132,12 +138,20 @@ def rerank_options(command):
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per hit.")
 @click.option("--model", default=None, help="Refuse unless the index was built with this model.")
 @click.option("--pooling", default=None, help="Refuse unless the index was built with this pooling.")
+@mode_option
+@click.option("--filter", "filters", multiple=True, metavar="EXPR",
+              help="Metadata filter, applied before ranking: field=value, field!=value, field>=n, "
+                   "'field in a,b'. Repeat to combine (all must hold).")
 @rerank_options
-def query(queries, index_dir, k, as_json, model, pooling, rerank, candidates, rerank_max_length):
+def query(queries, index_dir, k, as_json, model, pooling, mode, filters, rerank, candidates, rerank_max_length):
     """Search the index for each of QUERIES (encoded together in one batch)."""
+    from .filters import parse_filters
+
+    parsed = parse_filters(filters)  # a malformed filter fails before the model loads
     engine = _open(index_dir, model, pooling)
     reranker = _reranker(engine, rerank, rerank_max_length)
-    results = engine.search_many(list(queries), k=k, reranker=reranker, candidates=candidates)
+    results = engine.search_many(list(queries), k=k, mode=mode, filters=parsed, reranker=reranker,
+                                 candidates=candidates)
     if as_json:
         for text, hits in zip(queries, results):
             for hit in hits:
@@ -185,20 +199,72 @@ def info(index_dir, as_json):
 @click.option("--queries", "queries_file", required=True, help="BEIR queries.jsonl.")
 @click.option("--qrels", "qrels_file", required=True, help="BEIR qrels TSV (query-id corpus-id score).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@mode_option
 @rerank_options
-def eval_(index_dir, queries_file, qrels_file, as_json, rerank, candidates, rerank_max_length):
+def eval_(index_dir, queries_file, qrels_file, as_json, mode, rerank, candidates, rerank_max_length):
     """Evaluate the index on judged queries: nDCG@10, MRR@10, Recall@100, MAP@100."""
     from .corpus import read_qrels, read_queries
 
     queries, qrels = read_queries(queries_file), read_qrels(qrels_file)
     engine = _open(index_dir, None, None)
     reranker = _reranker(engine, rerank, rerank_max_length)
-    result = engine.evaluate(queries, qrels, reranker=reranker, candidates=candidates)
+    result = engine.evaluate(queries, qrels, mode=mode, reranker=reranker, candidates=candidates)
     if as_json:
         click.echo(json.dumps(result.to_dict()))
     else:
         for key, value in result.to_dict().items():
             click.echo(f"{key:>10}: {value:.4f}" if isinstance(value, float) else f"{key:>10}: {value}")
+
+
+@cli.command()
+@index_option
+@click.option("--queries", "queries_file", required=True, help="BEIR queries.jsonl.")
+@click.option("--qrels", "qrels_file", required=True,
+              help="qrels TSV of queries NOT used for reporting (e.g. BEIR's train split).")
+@click.option("--method", "methods", default="rrf,score", show_default=True,
+              help="Fusion methods to try: rrf, score (comma-separated).")
+@click.option("--dry-run", is_flag=True, help="Print the best fusion without storing it.")
+def tune(index_dir, queries_file, qrels_file, methods, dry_run):
+    """Fit the hybrid fusion (method and dense weight) on judged queries; store it in the manifest."""
+    from .corpus import read_qrels, read_queries
+
+    queries, qrels = read_queries(queries_file), read_qrels(qrels_file)
+    engine = _open(index_dir, None, None)
+    fusion = engine.tune_fusion(queries, qrels, methods=[m.strip() for m in methods.split(",") if m.strip()],
+                                save=not dry_run)
+    click.echo(f"fusion {fusion.method}, dense weight {fusion.weight:.2f}: nDCG@10 {fusion.tuned_on['ndcg_at_10']:.4f} "
+               f"on {fusion.tuned_on['queries']} queries" + (" (not stored: --dry-run)" if dry_run else
+                                                             f"; stored in {engine.path}"))
+
+
+@cli.command()
+@click.option("--data", required=True, type=click.Path(file_okay=False),
+              help="BEIR dataset folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv).")
+@click.option("--output", required=True, type=click.Path(file_okay=False), help="Report folder.")
+@click.option("--split", default="test", show_default=True, help="qrels split to report on.")
+@click.option("--tune-split", default="train", show_default=True,
+              help="qrels split to tune the hybrid fusion on, if the dataset has it ('none': plain RRF).")
+@click.option("--rerank", default=None, metavar="MODEL", help="Add a hybrid+rerank row with this cross-encoder.")
+@click.option("--candidates", default=20, show_default=True, type=int, help="Hits the reranker reads.")
+@click.option("--model", default=None, help="Bi-encoder. [default: embedded all-MiniLM-L6-v2]")
+@click.option("--factory", default=None, help="FAISS index_factory string. [default: Flat below 200k docs]")
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty report folder.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def bench(data, output, split, tune_split, rerank, candidates, model, factory, overwrite, quiet):
+    """Benchmark dense / lexical / hybrid (/ hybrid+rerank) retrieval on a BEIR dataset; write a report."""
+    from .bench import run_bench
+    from .embedding import TransformerEmbedder
+    from .rerank import Reranker
+
+    reranker = Reranker(rerank) if rerank else None
+    report = run_bench(data, output, split=split, reranker=reranker, candidates=candidates,
+                       tune_split=None if tune_split.lower() == "none" else tune_split,
+                       embedder=TransformerEmbedder(model), factory=factory, overwrite=overwrite,
+                       progress=not quiet)
+    for c in report["configs"]:
+        click.echo(f"{c['config']:>14}: nDCG@10 {c['ndcg@10']:.4f}  Recall@100 {c['recall@100']:.4f}  "
+                   f"p50 {c['latency_ms_p50']:.1f} ms")
+    click.echo(f"report written to {output}/report.md")
 
 
 @cli.command("set-reranker")

@@ -6,8 +6,8 @@
 >>> for hit in engine.search("how do cells divide?", k=3):                   # doctest: +SKIP
 ...     print(hit.rank, round(hit.score, 3), hit.id, hit.title)
 
-An index folder holds ``manifest.json`` (written last), ``vectors.faiss`` and
-``docs.sqlite``. It is built in a temporary sibling folder and renamed into
+An index folder holds ``manifest.json`` (written last), ``vectors.faiss``,
+``docs.sqlite`` and, unless built without it, ``lexical/`` (BM25). It is built in a temporary sibling folder and renamed into
 place, so an interrupted or failed build leaves nothing behind.
 """
 
@@ -17,6 +17,7 @@ import dataclasses
 import logging
 import os
 import sys
+import time
 from itertools import islice
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -25,29 +26,37 @@ import numpy as np
 
 from .embedding import Embedder, TransformerEmbedder, check_same_embedder, embedder_from_config
 from .errors import BadInput, IndexExists, ManifestMismatch
+from .filters import Filter, parse_filters
 from .folders import atomic_folder
+from .fusion import FUSION_METHODS, Fusion
 from .index import METRIC, IndexBuilder, VectorIndex
+from .lexical import LEXICAL_DIR, LexicalBuilder, LexicalIndex
 from .manifest import MANIFEST_FILE, Manifest
 from .metrics import evaluate_run
 from .rerank import Reranker
 from .store import DocStore
 from .types import Document, EvalResult, Hit
 
-__all__ = ["SearchEngine", "describe", "check_target", "VECTORS_FILE", "DOCS_FILE"]
+__all__ = ["SearchEngine", "describe", "check_target", "VECTORS_FILE", "DOCS_FILE", "MODES"]
 
 log = logging.getLogger(__name__)
 
 VECTORS_FILE = "vectors.faiss"
 DOCS_FILE = "docs.sqlite"
 _CHUNK = 4096  # documents read, stored and embedded together (batches are sorted by length within it)
+#: Search modes: the bi-encoder alone, BM25 alone, or both fused.
+MODES = ("dense", "lexical", "hybrid")
+#: Each side of a hybrid search contributes its top this-many (or more, when more are asked for).
+FUSION_DEPTH = 100
 
 
 class SearchEngine:
     """A built index, ready to search. Make one with :meth:`build` or :meth:`open`."""
 
-    def __init__(self, path: Path, manifest: Manifest, embedder: Embedder, index: VectorIndex, store: DocStore):
+    def __init__(self, path: Path, manifest: Manifest, embedder: Embedder, index: VectorIndex, store: DocStore,
+                 lexical: LexicalIndex | None = None):
         self.path, self.manifest, self.embedder = path, manifest, embedder
-        self.index, self.store = index, store
+        self.index, self.store, self.lexical = index, store, lexical
 
     # --- building --------------------------------------------------------------------------
 
@@ -60,6 +69,7 @@ class SearchEngine:
         embedder: Embedder | None = None,
         factory: str | None = None,
         batch_size: int = 32,
+        lexical: bool = True,
         overwrite: bool = False,
         progress: bool = True,
     ) -> "SearchEngine":
@@ -69,7 +79,7 @@ class SearchEngine:
         all-MiniLM-L6-v2. ``factory`` is a FAISS factory string; ``None`` picks
         ``Flat`` up to 200k documents and ``HNSW32`` above. An existing index at
         ``path`` is replaced only with ``overwrite=True``; a folder that is not an
-        index is never replaced.
+        index is never replaced. ``lexical=False`` leaves out the BM25 side (dense search only).
         """
         from tqdm.auto import tqdm
 
@@ -79,6 +89,9 @@ class SearchEngine:
             raise BadInput(f"batch size must be at least 1, got {batch_size}")
         embedder = embedder or TransformerEmbedder()
         builder = IndexBuilder(embedder.dim, factory)
+        lexical_builder = LexicalBuilder() if lexical else None
+        timings = {"dense_seconds": 0.0, "lexical_seconds": 0.0}
+        started = time.perf_counter()
         with atomic_folder(path) as tmp:
             total = len(documents) if hasattr(documents, "__len__") else None
             count = 0
@@ -92,24 +105,42 @@ class SearchEngine:
                             raise BadInput(f"expected Document objects, got {type(doc).__name__}")
                     ids = np.arange(count, count + len(chunk), dtype=np.int64)
                     store.add(chunk, ids)
-                    vectors = embedder.encode([d.embedding_text for d in chunk], batch_size, on_batch=bar.update)
+                    texts = [d.embedding_text for d in chunk]
+                    t0 = time.perf_counter()
+                    vectors = embedder.encode(texts, batch_size, on_batch=bar.update)
                     builder.add(vectors, ids)
+                    t1 = time.perf_counter()
+                    if lexical_builder is not None:
+                        lexical_builder.add(texts, ids)
+                    timings["dense_seconds"] += t1 - t0
+                    timings["lexical_seconds"] += time.perf_counter() - t1
                     count += len(chunk)
             if count == 0:
                 raise BadInput("the corpus is empty: no documents to index")
+            t0 = time.perf_counter()
             index = builder.finish()
             index.save(tmp / VECTORS_FILE)
+            t1 = time.perf_counter()
+            lexical_index = None
+            if lexical_builder is not None:
+                lexical_index = lexical_builder.finish()
+                lexical_index.save(tmp / LEXICAL_DIR)
+            timings["dense_seconds"] += t1 - t0
+            timings["lexical_seconds"] += time.perf_counter() - t1
+            timings["seconds"] = time.perf_counter() - started
             manifest = Manifest(
                 embedder=embedder.config(),
                 factory=index.factory,
                 factory_requested=factory or "auto",
                 metric=METRIC,
                 documents=count,
+                lexical=lexical_index.config if lexical_index is not None else None,
+                build={k: round(v, 3) for k, v in timings.items()},
             )
             manifest.save(tmp)
             _check_target(path, overwrite)  # nothing appeared there meanwhile
-        log.info("indexed %d documents into %s (%s)", count, path, index.factory)
-        return cls(path, manifest, embedder, index, DocStore(path / DOCS_FILE))
+        log.info("indexed %d documents into %s (%s%s)", count, path, index.factory, " + BM25" if lexical else "")
+        return cls(path, manifest, embedder, index, DocStore(path / DOCS_FILE), lexical_index)
 
     # --- opening ---------------------------------------------------------------------------
 
@@ -133,47 +164,102 @@ class SearchEngine:
                 f"index at {path} is inconsistent: manifest lists {manifest.documents} documents, "
                 f"vector file has {index.ntotal}, document store has {len(store)}"
             )
-        return cls(path, manifest, embedder, index, store)
+        lexical = LexicalIndex.load(path / LEXICAL_DIR) if manifest.lexical else None
+        if lexical is not None and len(lexical) != manifest.documents:
+            raise ManifestMismatch(f"index at {path} is inconsistent: manifest lists {manifest.documents} documents, "
+                                   f"lexical index has {len(lexical)}")
+        return cls(path, manifest, embedder, index, store, lexical)
 
     # --- searching -------------------------------------------------------------------------
 
-    def search(self, query: str, k: int = 10, *, reranker: Reranker | None = None, candidates: int = 50) -> list[Hit]:
+    @property
+    def default_mode(self) -> str:
+        """``"hybrid"`` when the index has a lexical side, else ``"dense"``."""
+        return "hybrid" if self.lexical is not None else "dense"
+
+    @property
+    def fusion(self) -> Fusion:
+        """The fusion a hybrid search uses: the one stored by :meth:`tune_fusion`, else plain RRF."""
+        return Fusion.from_dict(self.manifest.fusion)
+
+    def search(self, query: str, k: int = 10, *, mode: str | None = None,
+               filters: Sequence[str | Filter] | None = None, reranker: Reranker | None = None,
+               candidates: int = 50) -> list[Hit]:
         """The ``k`` best documents for one query, best first (see :meth:`search_many`)."""
-        return self.search_many([query], k, reranker=reranker, candidates=candidates)[0]
+        return self.search_many([query], k, mode=mode, filters=filters, reranker=reranker, candidates=candidates)[0]
 
     def search_many(
         self,
         queries: Sequence[str],
         k: int = 10,
         *,
+        mode: str | None = None,
+        filters: Sequence[str | Filter] | None = None,
         reranker: Reranker | None = None,
         candidates: int = 50,
         batch_size: int = 32,
     ) -> list[list[Hit]]:
         """Search several queries at once (encoded together); one hit list per query.
 
-        With a ``reranker``, the bi-encoder's top ``candidates`` hits of every query
-        are scored together by the cross-encoder and the best ``k`` are returned.
+        ``mode``: ``"dense"``, ``"lexical"`` or ``"hybrid"`` (default :attr:`default_mode`).
+        ``filters`` (e.g. ``["year>=2020", "lang in en,de"]``, see :mod:`semsearch.filters`)
+        select documents by metadata before ranking, so ``k`` hits come back whenever at least
+        ``k`` documents match. With a ``reranker``, the first stage's top ``candidates`` hits of
+        every query are scored together by the cross-encoder and the best ``k`` are returned.
+
+        >>> engine.search_many(["cell division"], k=3, mode="hybrid", filters=["year>=2020"])  # doctest: +SKIP
         """
         queries = list(queries)
         _check_queries(queries, k)
+        mode = self._check_mode(mode)
         if reranker is not None:
             _check_candidates(k, candidates)
+        allowed = self.store.select(parse_filters(filters)) if filters else None
         if not queries:
             return []
-        first = self._dense(queries, candidates if reranker is not None else k, batch_size)
+        first = self.first_stage(queries, candidates if reranker is not None else k, mode, allowed, batch_size)
         return reranker.rerank(queries, first, k) if reranker is not None else first
 
-    def _dense(self, queries: list[str], k: int, batch_size: int) -> list[list[Hit]]:
+    def _check_mode(self, mode: str | None) -> str:
+        mode = self.default_mode if mode is None else mode
+        if mode not in MODES:
+            raise BadInput(f"unknown search mode {mode!r}; valid: {', '.join(MODES)}")
+        if mode != "dense" and self.lexical is None:
+            raise BadInput(f"mode {mode!r} needs a lexical side, and index {self.path} was built without one "
+                           "(--no-lexical); rebuild it, or use --mode dense")
+        return mode
+
+    def first_stage(self, queries: list[str], k: int, mode: str, allowed: np.ndarray | None = None,
+                    batch_size: int = 32) -> list[list[Hit]]:
+        """Top ``k`` hits per query from the dense, lexical or hybrid first stage (no reranking)."""
+        return self._hits(self._rankings(queries, k, mode, allowed, batch_size), k)
+
+    def _rankings(self, queries: list[str], k: int, mode: str, allowed: np.ndarray | None,
+                  batch_size: int = 32) -> list[tuple[np.ndarray, np.ndarray]]:
+        depth = max(k, FUSION_DEPTH) if mode == "hybrid" else k
+        dense = self._dense_rankings(queries, depth, allowed, batch_size) if mode != "lexical" else None
+        lexical = self.lexical.search(queries, depth, allowed) if mode != "dense" else None
+        if mode == "dense":
+            return dense
+        if mode == "lexical":
+            return lexical
+        fusion = self.fusion
+        return [fusion.fuse(d, lx) for d, lx in zip(dense, lexical)]
+
+    def _dense_rankings(self, queries: list[str], k: int, allowed: np.ndarray | None,
+                        batch_size: int) -> list[tuple[np.ndarray, np.ndarray]]:
         vectors = self.embedder.encode(queries, batch_size)
-        scores, ids = self.index.search(vectors, min(k, self.index.ntotal))
-        docs = self.store.get(i for i in ids.ravel() if i >= 0)
+        scores, ids = self.index.search(vectors, min(k, self.index.ntotal), allowed)
+        return [(row_ids[row_ids >= 0], row_scores[row_ids >= 0]) for row_scores, row_ids in zip(scores, ids)]
+
+    def _hits(self, rankings: list[tuple[np.ndarray, np.ndarray]], k: int) -> list[list[Hit]]:
+        rankings = [(ids[:k], scores[:k]) for ids, scores in rankings]
+        flat = [int(i) for ids, _ in rankings for i in ids]
+        docs = self.store.get(flat)
         results, taken = [], 0
-        for row_scores, row_ids in zip(scores, ids):
+        for ids, scores in rankings:
             hits = []
-            for score, int_id in zip(row_scores, row_ids):
-                if int_id < 0:
-                    continue
+            for score in scores:
                 doc = docs[taken]
                 taken += 1
                 hits.append(Hit(doc.id, float(score), len(hits) + 1, doc.text, doc.title, doc.metadata))
@@ -185,6 +271,7 @@ class SearchEngine:
         queries: Mapping[str, str],
         qrels: Mapping[str, Mapping[str, int]],
         *,
+        mode: str | None = None,
         reranker: Reranker | None = None,
         candidates: int = 50,
         batch_size: int = 32,
@@ -195,19 +282,64 @@ class SearchEngine:
         With a ``reranker`` the top ``candidates`` are reranked and the rest of the first
         stage's top 100 follows them unchanged, so Recall@100 stays comparable.
         """
-        missing = [q for q in qrels if q not in queries]
-        if missing:
-            raise BadInput(f"{len(missing)} judged queries are not in the queries file (first: {missing[0]!r})")
-        qids = list(qrels)
-        texts = [queries[q] for q in qids]
-        _check_queries(texts, 100)
+        qids, texts = _judged(queries, qrels)
+        mode = self._check_mode(mode)
         depth = max(100, candidates) if reranker is not None else 100
-        hits = self._dense(texts, depth, batch_size)
+        hits = self.first_stage(texts, depth, mode, None, batch_size)
         if reranker is not None:
             _check_candidates(1, candidates)
             top = reranker.rerank(texts, [hs[:candidates] for hs in hits], candidates)
             hits = [t + hs[candidates:] for t, hs in zip(top, hits)]
         return evaluate_run({q: [h.id for h in hs[:100]] for q, hs in zip(qids, hits)}, qrels)
+
+    def tune_fusion(
+        self,
+        queries: Mapping[str, str],
+        qrels: Mapping[str, Mapping[str, int]],
+        *,
+        methods: Sequence[str] = FUSION_METHODS,
+        weights: Sequence[float] | None = None,
+        save: bool = True,
+        batch_size: int = 32,
+    ) -> Fusion:
+        """Pick the fusion (method and dense weight) with the best nDCG@10 on judged queries.
+
+        Each side is searched once (top 100); every (method, weight) on the grid (weights 0 to 1
+        in steps of 0.05 by default) is scored; ties go to the earlier grid point. With ``save``
+        the choice is stored in the manifest, so later hybrid searches use it. Tune on a split
+        you do not report on (e.g. BEIR's train split).
+        """
+        qids, texts = _judged(queries, qrels)
+        self._check_mode("hybrid")
+        if not methods:
+            raise BadInput(f"no fusion method to try; valid: {', '.join(FUSION_METHODS)}")
+        weights = [round(w, 4) for w in (np.linspace(0, 1, 21) if weights is None else weights)]
+        dense = self._dense_rankings(texts, FUSION_DEPTH, None, batch_size)
+        lexical = self.lexical.search(texts, FUSION_DEPTH, None)
+        all_ids = sorted({int(i) for d, lx in zip(dense, lexical) for i in np.concatenate([d[0], lx[0]])})
+        names = dict(zip(all_ids, self.store.string_ids(all_ids)))
+        best: tuple[float, Fusion] | None = None
+        for method in methods:
+            for weight in weights:
+                fusion = Fusion(method, float(weight))
+                run = {q: [names[int(i)] for i in fusion.fuse(d, lx)[0][:100]]
+                       for q, d, lx in zip(qids, dense, lexical)}
+                ndcg = evaluate_run(run, qrels).ndcg_at_10
+                if best is None or ndcg > best[0] + 1e-12:
+                    best = (ndcg, fusion)
+        ndcg, fusion = best
+        fusion = dataclasses.replace(fusion, tuned_on={"queries": len(qids), "ndcg_at_10": round(ndcg, 4),
+                                                        "methods": list(methods), "weights": len(weights)})
+        log.info("fusion tuned on %d queries: %s weight %.2f (nDCG@10 %.4f)", len(qids), fusion.method,
+                 fusion.weight, ndcg)
+        if save:
+            self.set_fusion(fusion)
+        return fusion
+
+    def set_fusion(self, fusion: Fusion | None) -> None:
+        """Store ``fusion`` in the manifest (``None``: back to plain RRF)."""
+        self.manifest = dataclasses.replace(self.manifest, fusion=fusion.to_dict() if fusion else None)
+        self.manifest.save(self.path)
 
     # --- the default reranker ---------------------------------------------------------------
 
@@ -269,6 +401,18 @@ def describe(path: str | os.PathLike) -> dict:
 def check_target(path: Path, overwrite: bool) -> None:
     """Raise :class:`IndexExists` unless a new index may be written at ``path``."""
     _check_target(Path(path), overwrite)
+
+
+def _judged(queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]]) -> tuple[list[str], list[str]]:
+    missing = [q for q in qrels if q not in queries]
+    if missing:
+        raise BadInput(f"{len(missing)} judged queries are not in the queries file (first: {missing[0]!r})")
+    qids = list(qrels)
+    if not qids:
+        raise BadInput("no judged queries: the qrels are empty")
+    texts = [queries[q] for q in qids]
+    _check_queries(texts, 100)
+    return qids, texts
 
 
 def _check_queries(queries: list[str], k: int) -> None:

@@ -31,6 +31,8 @@ METRIC = "inner_product"
 AUTO_HNSW_THRESHOLD = 200_000
 HNSW_EF_SEARCH = 128
 IVF_NPROBE = 16
+#: A filtered search of an approximate index matching at most this many documents is exact.
+EXACT_FILTER_LIMIT = 10_000
 
 
 class VectorIndex:
@@ -79,10 +81,49 @@ class VectorIndex:
             raise BadInput(f"vectors of shape {vectors.shape} do not fit an index of dimension {self.dim}")
         self.faiss_index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top ``k`` per query: ``(scores, ids)``, each ``(n, k)``; id -1 marks an empty slot."""
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` per query: ``(scores, ids)``, each ``(n, k)``; id -1 marks an empty slot.
+
+        ``allowed`` (sorted int64 ids) restricts the search to those documents before ranking.
+        Flat: FAISS's id selector (exact). Approximate indexes (HNSW, IVF): exact search over the
+        allowed vectors when at most :data:`EXACT_FILTER_LIMIT` match, else the id selector, falling
+        back to exact for a query that gets fewer than ``min(k, len(allowed))`` hits.
+        """
+        import faiss
+
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        return self.faiss_index.search(queries, k)
+        if allowed is None:
+            return self.faiss_index.search(queries, k)
+        allowed = np.ascontiguousarray(allowed, dtype=np.int64)
+        if len(allowed) == 0:
+            return np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
+        if len(allowed) <= EXACT_FILTER_LIMIT and not self.factory.startswith("Flat"):
+            return self._exact(queries, k, allowed)  # few matches: exact is cheap, approximate may miss
+        selector = faiss.IDSelectorBatch(allowed)
+        params = _search_params(self.faiss_index, selector)
+        scores, ids = self.faiss_index.search(queries, k, params=params)
+        short = (ids >= 0).sum(axis=1) < min(k, len(allowed))
+        if short.any():
+            exact_scores, exact_ids = self._exact(queries[short], k, allowed)
+            scores[short], ids[short] = exact_scores, exact_ids
+        return scores, ids
+
+    def _exact(self, queries: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        import faiss
+
+        ivf = faiss.try_extract_index_ivf(self.faiss_index)
+        if ivf is not None and ivf.direct_map.type == faiss.DirectMap.NoMap:
+            ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # ids need not be sequential
+        vectors = np.vstack([self.faiss_index.reconstruct(int(i)) for i in allowed]).astype(np.float32)
+        sims = queries @ vectors.T
+        n = min(k, len(allowed))
+        top = np.argsort(-sims, axis=1, kind="stable")[:, :n]
+        scores = np.full((len(queries), k), -np.inf, np.float32)
+        ids = np.full((len(queries), k), -1, np.int64)
+        scores[:, :n] = np.take_along_axis(sims, top, axis=1)
+        ids[:, :n] = allowed[top]
+        return scores, ids
 
     def save(self, path: str | Path) -> None:
         import faiss
@@ -100,6 +141,19 @@ class VectorIndex:
         except RuntimeError as exc:
             raise IndexNotFound(f"vector file {path} is unreadable: {str(exc).strip().splitlines()[-1]}") from None
         return cls(index, factory)
+
+
+def _search_params(index, selector):
+    """Search parameters carrying ``selector`` of the right type for ``index``'s inner index."""
+    import faiss
+
+    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap2) else faiss.downcast_index(index)
+    if hasattr(inner, "hnsw"):
+        return faiss.SearchParametersHNSW(sel=selector, efSearch=inner.hnsw.efSearch)
+    ivf = faiss.try_extract_index_ivf(inner)
+    if ivf is not None:
+        return faiss.SearchParametersIVF(sel=selector, nprobe=ivf.nprobe)
+    return faiss.SearchParameters(sel=selector)
 
 
 def _set_hnsw_ef(index) -> None:

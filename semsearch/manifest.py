@@ -39,7 +39,9 @@ class Manifest:
     pooling, normalize, max_length, dim). ``factory_requested`` is ``"auto"``
     when semsearch chose the factory. ``reranker`` is the default reranker's
     ``config()`` (model, weights_sha256, max_length, score_kind ``logit`` or
-    ``probability``, first_stage_weight), or ``None``.
+    ``probability``, first_stage_weight), or ``None``. ``lexical`` describes the BM25 side
+    (``None``: dense only); ``fusion`` is the hybrid fusion (:class:`semsearch.fusion.Fusion`
+    as a dict; ``None``: plain RRF); ``build`` holds build timings (seconds per side).
     """
 
     embedder: dict[str, Any]
@@ -47,6 +49,9 @@ class Manifest:
     documents: int
     factory_requested: str = "auto"
     reranker: dict[str, Any] | None = None
+    lexical: dict[str, Any] | None = None
+    fusion: dict[str, Any] | None = None
+    build: dict[str, Any] | None = None
     metric: str = "inner_product"
     format_version: int = FORMAT_VERSION
     semsearch_version: str = __version__

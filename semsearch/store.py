@@ -15,10 +15,15 @@ import json
 import sqlite3
 from collections import Counter
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
+
+import numpy as np
 
 from .errors import BadInput, IndexNotFound
 from .types import Document
+
+if TYPE_CHECKING:
+    from .filters import Filter
 
 __all__ = ["DocStore"]
 
@@ -83,6 +88,32 @@ class DocStore:
             for int_id, doc_id, title, text, metadata in self._conn.execute(sql, chunk):
                 found[int_id] = Document(doc_id, text, title, json.loads(metadata))
         return [found.get(i) for i in wanted]
+
+    def string_ids(self, int_ids: Iterable[int]) -> list[str | None]:
+        """The user's ids for ``int_ids``, in the same order (``None`` where unknown)."""
+        wanted = [int(i) for i in int_ids]
+        found: dict[int, str] = {}
+        for chunk in _chunks(sorted(set(wanted))):
+            marks = ",".join("?" * len(chunk))
+            found.update(self._conn.execute(f"SELECT int_id, id FROM docs WHERE int_id IN ({marks})", chunk))
+        return [found.get(i) for i in wanted]
+
+    def select(self, filters: Sequence["Filter"]) -> np.ndarray:
+        """Int ids of the documents whose metadata satisfies every filter (sorted).
+
+        :class:`BadInput` if a filter names a field no document has (most likely a typo)."""
+        conds, params = [], []
+        for f in filters:
+            path = '$."' + f.field.replace('"', '""') + '"'
+            if self._conn.execute("SELECT 1 FROM docs WHERE json_type(metadata, ?) IS NOT NULL LIMIT 1",
+                                  (path,)).fetchone() is None:
+                raise BadInput(f"no document has a metadata field {f.field!r}; cannot filter on it")
+            sql, args = f.sql()
+            conds.append(sql)
+            params += args
+        where = " AND ".join(conds) or "1"
+        rows = self._conn.execute(f"SELECT int_id FROM docs WHERE {where} ORDER BY int_id", params).fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
     def iter_documents(self, batch_size: int = 1000) -> Iterator[Document]:
         """Every document, in int-id order, read in batches."""

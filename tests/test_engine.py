@@ -41,8 +41,11 @@ def test_build_search_reopen_same_results(tmp_path):
 
 def test_index_folder_is_plain_files_with_manifest(tmp_path):
     _build(tmp_path / "idx", factory="HNSW32")
-    assert {p.name for p in (tmp_path / "idx").iterdir()} == {"manifest.json", "vectors.faiss", "docs.sqlite"}
+    assert {p.name for p in (tmp_path / "idx").iterdir()} == {"manifest.json", "vectors.faiss", "docs.sqlite",
+                                                              "lexical"}
+    assert not [p for p in (tmp_path / "idx" / "lexical").iterdir() if p.suffix not in (".npy", ".json")]
     manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
+    assert manifest["lexical"]["kind"] == "bm25s" and manifest["fusion"] is None
     assert manifest["factory"] == "HNSW32" and manifest["factory_requested"] == "HNSW32"
     assert manifest["documents"] == 4 and manifest["metric"] == "inner_product"
     assert manifest["embedder"]["kind"] == "fake" and manifest["format_version"] == 1
@@ -153,6 +156,7 @@ def test_many_documents_stream_through_in_chunks(tmp_path):
     engine = _build(tmp_path / "idx", docs=iter(docs))
     assert len(engine) == 9000 and len(engine.store) == 9000
     for doc in (docs[0], docs[4100], docs[8765]):  # each chunk maps its int ids to the right rows
-        hit = engine.search(doc.text, k=1)[0]
+        hit = engine.search(doc.text, k=1, mode="dense")[0]
         assert hit.score == pytest.approx(1.0, abs=1e-5)
         np.testing.assert_allclose(engine.embedder.encode([hit.text]), engine.embedder.encode([doc.text]))
+        assert engine.search(doc.text, k=1, mode="lexical")[0].id == doc.id  # "word123" is rare: BM25 finds it
