@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import platform
-import resource
 import statistics
 import sys
 import threading
@@ -63,8 +62,11 @@ class PeakMemory:
         try:
             with open("/proc/self/statm") as fh:
                 return int(fh.read().split()[1]) * self._page / 2**20
-        except OSError:
-            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        except OSError:  # not Linux: the lifetime peak (ru_maxrss is KiB on Linux, bytes on macOS)
+            import resource
+
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -89,6 +91,11 @@ def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def check_dataset(data: str | os.PathLike, split: str = "test") -> None:
+    """:class:`BadInput` unless ``data`` is a BEIR folder with qrels for ``split`` (checked before models load)."""
+    _beir_files(Path(data), split)
+
+
 def _beir_files(data: Path, split: str) -> tuple[Path, Path, Path]:
     corpus, queries, qrels = data / "corpus.jsonl", data / "queries.jsonl", data / "qrels" / f"{split}.tsv"
     for f in (corpus, queries, qrels):
@@ -104,19 +111,30 @@ def run_bench(
     split: str = "test",
     reranker: Reranker | None = None,
     candidates: int = 20,
-    tune_split: str | None = "train",
+    tune_split: str | None = "auto",
     embedder: Embedder | None = None,
     factory: str | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Run the benchmark and write the report folder; returns what ``results.json`` holds."""
+    """Run the benchmark and write the report folder; returns what ``results.json`` holds.
+
+    ``tune_split``: the qrels split the hybrid fusion is tuned on; ``"auto"``: ``train`` when the
+    dataset has it and it is not ``split``; ``None``: no tuning (plain RRF).
+    """
     from tqdm.auto import tqdm
 
     data, output = Path(data), Path(output)
     corpus_file, queries_file, qrels_file = _beir_files(data, split)
     if candidates < 1:
         raise BadInput(f"candidates must be a positive integer, got {candidates}")
+    if tune_split == "auto":
+        tune_split = "train" if split != "train" and (data / "qrels" / "train.tsv").is_file() else None
+    if tune_split is not None:
+        if tune_split == split:
+            raise BadInput(f"tuning the fusion on the split it reports ({split}) would overstate it")
+        if not (data / "qrels" / f"{tune_split}.tsv").is_file():
+            raise BadInput(f"{data} has no qrels for the tuning split {tune_split!r}")
     if output.exists() and any(output.iterdir()) and not overwrite:
         raise BadInput(f"{output} exists and is not empty; pass overwrite=True (CLI: --overwrite) to replace it")
     output.mkdir(parents=True, exist_ok=True)
@@ -129,13 +147,14 @@ def run_bench(
         raise BadInput(f"{qrels_file} judges no document relevant")
 
     with PeakMemory() as build_mem:
-        engine = SearchEngine.build(read_corpus(corpus_file), output / "index", embedder=embedder, factory=factory,
-                                    overwrite=True, progress=progress)
+        built = SearchEngine.build(read_corpus(corpus_file), output / "index", embedder=embedder, factory=factory,
+                                   overwrite=True, progress=progress)
+    built.close()
+    engine = SearchEngine.open(output / "index", embedder=built.embedder)  # searched as a user would open it
     build = engine.manifest.build
     tuned = None
-    tune_file = data / "qrels" / f"{tune_split}.tsv" if tune_split else None
-    if tune_file is not None and tune_split != split and tune_file.is_file():
-        engine.tune_fusion(queries, read_qrels(tune_file))
+    if tune_split is not None:
+        engine.tune_fusion(queries, read_qrels(data / "qrels" / f"{tune_split}.tsv"))
         tuned = engine.fusion.to_dict()
 
     texts = [queries[q] for q in qids]
@@ -186,18 +205,18 @@ def run_bench(
         rows.append({
             "config": config,
             **result.to_dict(),
-            "recall_at_k": {k: statistics.mean(recall_at_k(runs[config][q], qrels[q], k) for q in qids)
+            "recall_at_k": {str(k): statistics.mean(recall_at_k(runs[config][q], qrels[q], k) for q in qids)
                             for k in RECALL_KS},
             "latency_ms_p50": float(np.percentile(ms, 50)),
             "latency_ms_p95": float(np.percentile(ms, 95)),
             "build_s": build_s[config],
-            "docs_per_s": documents / build_s[config] if build_s[config] > 0 else float("inf"),
+            "docs_per_s": documents / build_s[config] if build_s[config] > 0 else None,
             "peak_rss_mib": memory[config],
             "index_bytes": sizes["store"] + sum(sizes[p] for p in parts),
         })
     report = {
         "dataset": str(data), "split": split, "documents": documents, "queries": len(qids),
-        "tuned_fusion": tuned, "tune_split": tune_split if tuned else None,
+        "tuned_fusion": tuned, "tune_split": tune_split,
         "reranker": reranker.config() if reranker is not None else None, "candidates": candidates,
         "embedder": engine.manifest.embedder, "factory": engine.manifest.factory,
         "build": {**build, "peak_rss_mib": build_mem.peak_mib},
@@ -238,7 +257,7 @@ def _markdown(r: dict[str, Any]) -> str:
     for c in r["configs"]:
         lines.append(
             f"| {c['config']} | {c['ndcg@10']:.4f} | {c['mrr@10']:.4f} | {c['recall@100']:.4f} | {c['map@100']:.4f} "
-            f"| {c['build_s']:.1f} | {c['docs_per_s']:.1f} | {c['latency_ms_p50']:.1f} | {c['latency_ms_p95']:.1f} "
+            f"| {c['build_s']:.1f} | {_num(c['docs_per_s'])} | {c['latency_ms_p50']:.1f} | {c['latency_ms_p95']:.1f} "
             f"| {c['peak_rss_mib']:.0f} | {c['index_bytes'] / 2**20:.1f} |")
     lines += [
         "",
@@ -256,6 +275,10 @@ def _markdown(r: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def _plots(r: dict[str, Any], output: Path) -> None:

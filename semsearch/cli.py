@@ -120,8 +120,9 @@ def rerank_options(command):
     """--rerank [MODEL], --candidates N and --max-length N, shared by query and eval."""
     command = click.option("--max-length", "rerank_max_length", default=None, type=int,
                            help="Reranker tokens per (query, document) pair. [default: the reranker's, else 256]")(command)
-    command = click.option("--candidates", default=50, show_default=True, type=int,
-                           help="First-stage hits the reranker reads.")(command)
+    command = click.option("--candidates", default=None, type=int,
+                           help="First-stage hits the reranker reads. [default: what the reranker's blend "
+                                "weight was tuned for (semsearch tune --rerank), else 50]")(command)
     command = click.option("--rerank", "rerank", is_flag=False, flag_value="", default=None, metavar="[MODEL]",
                            help="Rerank with a cross-encoder (folder or hub id); alone: the index's default reranker.")(command)
     return command
@@ -150,6 +151,7 @@ def query(queries, index_dir, k, as_json, model, pooling, mode, filters, rerank,
     parsed = parse_filters(filters)  # a malformed filter fails before the model loads
     engine = _open(index_dir, model, pooling)
     reranker = _reranker(engine, rerank, rerank_max_length)
+    candidates = _candidates(reranker, candidates)
     results = engine.search_many(list(queries), k=k, mode=mode, filters=parsed, reranker=reranker,
                                  candidates=candidates)
     if as_json:
@@ -164,6 +166,7 @@ def query(queries, index_dir, k, as_json, model, pooling, mode, filters, rerank,
         click.echo(click.style(f"query: {text}", bold=True))
         if not hits:
             click.echo("  (no hits)")
+            continue
         id_width = min(max([len(h.id) for h in hits] + [2]), 30)
         rerank_col = f"  {'rerank':>7}" if reranker else ""
         click.echo(f"{'rank':>4}  {'score':>6}{rerank_col}  {'id':<{id_width}}  title / text")
@@ -208,6 +211,7 @@ def eval_(index_dir, queries_file, qrels_file, as_json, mode, rerank, candidates
     queries, qrels = read_queries(queries_file), read_qrels(qrels_file)
     engine = _open(index_dir, None, None)
     reranker = _reranker(engine, rerank, rerank_max_length)
+    candidates = _candidates(reranker, candidates)
     result = engine.evaluate(queries, qrels, mode=mode, reranker=reranker, candidates=candidates)
     if as_json:
         click.echo(json.dumps(result.to_dict()))
@@ -223,13 +227,28 @@ def eval_(index_dir, queries_file, qrels_file, as_json, mode, rerank, candidates
               help="qrels TSV of queries NOT used for reporting (e.g. BEIR's train split).")
 @click.option("--method", "methods", default="rrf,score", show_default=True,
               help="Fusion methods to try: rrf, score (comma-separated).")
-@click.option("--dry-run", is_flag=True, help="Print the best fusion without storing it.")
-def tune(index_dir, queries_file, qrels_file, methods, dry_run):
-    """Fit the hybrid fusion (method and dense weight) on judged queries; store it in the manifest."""
+@click.option("--rerank", "rerank", is_flag=False, flag_value="", default=None, metavar="[MODEL]",
+              help="Instead of the fusion, fit this reranker's blend weight with the first stage (alone: the "
+                   "index's default reranker) on queries it was not trained on; it becomes the default.")
+@click.option("--candidates", default=20, show_default=True, type=int, help="With --rerank: hits reranked.")
+@mode_option
+@click.option("--dry-run", is_flag=True, help="Print the result without storing it.")
+def tune(index_dir, queries_file, qrels_file, methods, rerank, candidates, mode, dry_run):
+    """Fit the hybrid fusion (method and dense weight) on judged queries; store it in the manifest.
+
+    With --rerank, fit the reranker's first-stage blend weight for this index instead."""
     from .corpus import read_qrels, read_queries
 
     queries, qrels = read_queries(queries_file), read_qrels(qrels_file)
     engine = _open(index_dir, None, None)
+    if rerank is not None:
+        tuned = engine.tune_rerank_weight(queries, qrels, _reranker(engine, rerank, None), candidates=candidates,
+                                          mode=mode, save=not dry_run)
+        t = tuned.tuned_on
+        click.echo(f"reranker {tuned.name}: blend weight {tuned.first_stage_weight:.2f} ({t['mode']} first stage, "
+                   f"top {t['candidates']}): nDCG@10 {t['ndcg_at_10']:.4f} on {t['queries']} queries"
+                   + (" (not stored: --dry-run)" if dry_run else f"; default reranker of {engine.path}"))
+        return
     fusion = engine.tune_fusion(queries, qrels, methods=[m.strip() for m in methods.split(",") if m.strip()],
                                 save=not dry_run)
     click.echo(f"fusion {fusion.method}, dense weight {fusion.weight:.2f}: nDCG@10 {fusion.tuned_on['ndcg_at_10']:.4f} "
@@ -242,8 +261,8 @@ def tune(index_dir, queries_file, qrels_file, methods, dry_run):
               help="BEIR dataset folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv).")
 @click.option("--output", required=True, type=click.Path(file_okay=False), help="Report folder.")
 @click.option("--split", default="test", show_default=True, help="qrels split to report on.")
-@click.option("--tune-split", default="train", show_default=True,
-              help="qrels split to tune the hybrid fusion on, if the dataset has it ('none': plain RRF).")
+@click.option("--tune-split", default="auto", show_default=True,
+              help="qrels split to tune the hybrid fusion on ('auto': train if the dataset has it; 'none': plain RRF).")
 @click.option("--rerank", default=None, metavar="MODEL", help="Add a hybrid+rerank row with this cross-encoder.")
 @click.option("--candidates", default=20, show_default=True, type=int, help="Hits the reranker reads.")
 @click.option("--model", default=None, help="Bi-encoder. [default: embedded all-MiniLM-L6-v2]")
@@ -252,10 +271,11 @@ def tune(index_dir, queries_file, qrels_file, methods, dry_run):
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def bench(data, output, split, tune_split, rerank, candidates, model, factory, overwrite, quiet):
     """Benchmark dense / lexical / hybrid (/ hybrid+rerank) retrieval on a BEIR dataset; write a report."""
-    from .bench import run_bench
+    from .bench import check_dataset, run_bench
     from .embedding import TransformerEmbedder
     from .rerank import Reranker
 
+    check_dataset(data, split)  # before any model loads
     reranker = Reranker(rerank) if rerank else None
     report = run_bench(data, output, split=split, reranker=reranker, candidates=candidates,
                        tune_split=None if tune_split.lower() == "none" else tune_split,
@@ -400,6 +420,17 @@ def _reranker(engine, rerank: str | None, max_length: int | None):
             raise BadInput(f"index {engine.path} has no default reranker; pass --rerank MODEL or run set-reranker")
         return engine.default_reranker(max_length)
     return Reranker(rerank, max_length=max_length)
+
+
+def _candidates(reranker, candidates: int | None) -> int:
+    """--candidates, defaulting to the count the reranker's blend weight was tuned for (else 50)."""
+    tuned = getattr(reranker, "tuned_on", None) or {}
+    if candidates is None:
+        return int(tuned.get("candidates") or 50)
+    if tuned.get("candidates") and candidates != tuned["candidates"]:
+        logging.getLogger(__name__).warning(
+            "the reranker's blend weight was tuned for %d candidates, not %d", tuned["candidates"], candidates)
+    return candidates
 
 
 def main() -> None:

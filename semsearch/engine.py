@@ -204,7 +204,7 @@ class SearchEngine:
         ``mode``: ``"dense"``, ``"lexical"`` or ``"hybrid"`` (default :attr:`default_mode`).
         ``filters`` (e.g. ``["year>=2020", "lang in en,de"]``, see :mod:`semsearch.filters`)
         select documents by metadata before ranking, so ``k`` hits come back whenever at least
-        ``k`` documents match. With a ``reranker``, the first stage's top ``candidates`` hits of
+        ``k`` documents match (in lexical mode: at least ``k`` that share a word with the query). With a ``reranker``, the first stage's top ``candidates`` hits of
         every query are scored together by the cross-encoder and the best ``k`` are returned.
 
         >>> engine.search_many(["cell division"], k=3, mode="hybrid", filters=["year>=2020"])  # doctest: +SKIP
@@ -232,6 +232,8 @@ class SearchEngine:
     def first_stage(self, queries: list[str], k: int, mode: str, allowed: np.ndarray | None = None,
                     batch_size: int = 32) -> list[list[Hit]]:
         """Top ``k`` hits per query from the dense, lexical or hybrid first stage (no reranking)."""
+        _check_queries(queries, k)
+        mode = self._check_mode(mode)
         return self._hits(self._rankings(queries, k, mode, allowed, batch_size), k)
 
     def _rankings(self, queries: list[str], k: int, mode: str, allowed: np.ndarray | None,
@@ -335,6 +337,58 @@ class SearchEngine:
         if save:
             self.set_fusion(fusion)
         return fusion
+
+    def tune_rerank_weight(
+        self,
+        queries: Mapping[str, str],
+        qrels: Mapping[str, Mapping[str, int]],
+        reranker: Reranker,
+        *,
+        candidates: int = 20,
+        mode: str | None = None,
+        weights: Sequence[float] | None = None,
+        save: bool = True,
+    ) -> Reranker:
+        """Fit the reranker's first-stage blend weight (see :func:`semsearch.rerank.blend_order`) for
+        this index's first stage: the weight (0 to 0.95 in steps of 0.05 by default) with the best
+        nDCG@10 of the reranked top ``candidates`` on judged queries. Returns the reranker with that
+        weight; with ``save`` it becomes the index's default reranker.
+
+        Use queries the reranker was **not** trained on (its training holds some out: a reranker made
+        by :func:`semsearch.train_reranker` lists them in ``validation_queries.json``): on its own
+        training queries it is over-confident and the fitted weight comes out too low.
+        """
+        import copy
+
+        from .rerank import blend_order
+
+        qids, texts = _judged(queries, qrels)
+        mode = self._check_mode(mode)
+        _check_candidates(1, candidates)
+        weights = [round(float(w), 4) for w in (np.arange(20) * 0.05 if weights is None else weights)]
+        if not weights or not all(0 <= w < 1 for w in weights):
+            raise BadInput(f"blend weights must be in [0, 1), got {weights}")
+        hits = self.first_stage(texts, candidates, mode)
+        scores = reranker.score([(t, h.embedding_text) for t, hs in zip(texts, hits) for h in hs]).scores
+        per_query, at = [], 0
+        for hs in hits:
+            per_query.append(scores[at : at + len(hs)])
+            at += len(hs)
+        best: tuple[float, float] | None = None
+        for w in weights:
+            run = {q: blend_order([h.id for h in hs], sc, w) for q, hs, sc in zip(qids, hits, per_query)}
+            ndcg = evaluate_run(run, qrels).ndcg_at_10
+            if best is None or ndcg > best[0] + 1e-12:
+                best = (ndcg, w)
+        tuned = copy.copy(reranker)
+        tuned.first_stage_weight = best[1]
+        log.info("reranker blend weight tuned on %d queries (%s first stage, top %d): %.2f (nDCG@10 %.4f)",
+                 len(qids), mode, candidates, best[1], best[0])
+        tuned.tuned_on = {"queries": len(qids), "mode": mode, "candidates": candidates,
+                          "ndcg_at_10": round(best[0], 4)}
+        if save:
+            self.set_default_reranker(tuned)
+        return tuned
 
     def set_fusion(self, fusion: Fusion | None) -> None:
         """Store ``fusion`` in the manifest (``None``: back to plain RRF)."""

@@ -3,8 +3,10 @@
 A filter selects documents by their JSON metadata *before* ranking, so a
 filtered search still returns ``k`` hits when at least ``k`` documents match.
 Several filters must all hold. ``=`` / ``!=`` / ``in`` compare text, numbers
-(``year=2020`` matches 2020 and "2020") and booleans (``true``/``false``);
-the ordering operators need numbers on both sides.
+(``year=2020`` matches 2020 and "2020") and booleans (``true``/``false``); on a
+list they test membership (``tag=a`` matches ``["a", "b"]``). The ordering
+operators need a number and compare numbers, and text that reads as one (CSV/TSV
+metadata is text).
 
 >>> parse_filter("year>=2020")
 Filter(field='year', op='>=', values=('2020',))
@@ -14,6 +16,7 @@ Filter(field='lang', op='in', values=('en', 'de'))
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Iterable
@@ -40,38 +43,56 @@ class Filter:
             raise BadInput(f"unknown filter operator {self.op!r}; valid: {', '.join(_OPS + ('in',))}")
         if not self.values or any(v == "" for v in self.values):
             raise BadInput(f"filter on {self.field!r} has an empty value")
+        if any(v[0] in "=<>!" for v in self.values):
+            raise BadInput(f"filter on {self.field!r}: a value cannot start with {self.values[0][0]!r} "
+                           "(use one operator: =, !=, >=, <=, >, <)")
         if self.op in (">=", "<=", ">", "<"):
             _number(self.values[0], self)
 
     def sql(self) -> tuple[str, list]:
         """A SQLite condition on the ``metadata`` JSON column, and its parameters."""
         path = '$."' + self.field.replace('"', '""') + '"'
-        value = "json_extract(metadata, ?)"
         if self.op in (">=", "<=", ">", "<"):
-            return (f"(json_type(metadata, ?) IN ('integer', 'real') AND {value} {self.op} ?)",
-                    [path, path, _number(self.values[0], self)])
+            return (f"semsearch_number(json_extract(metadata, ?)) {self.op} ?", [path, _number(self.values[0], self)])
         candidates: list = []
         for raw in self.values:
             candidates += _candidates(raw)
         marks = ",".join("?" * len(candidates))
-        cond = f"{value} IN ({marks})"
-        if self.op == "!=":
-            return f"(json_type(metadata, ?) IS NULL OR NOT {cond})", [path, path, *candidates]
-        return cond, [path, *candidates]
+        # json_each yields a scalar itself, or each element of an array: `tag=a` matches "a" and ["a", "b"]
+        cond = f"EXISTS (SELECT 1 FROM json_each(docs.metadata, ?) WHERE json_each.value IN ({marks}))"
+        return (f"NOT {cond}" if self.op == "!=" else cond), [path, *candidates]
 
 
 def _number(raw: str, f: Filter) -> float:
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
-        raise BadInput(f"filter {f.field}{f.op}{raw}: {f.op} needs a number, got {raw!r}") from None
+        value = math.nan
+    if not math.isfinite(value):
+        raise BadInput(f"filter {f.field}{f.op}{raw}: {f.op} needs a number, got {raw!r}")
+    return value
+
+
+def as_number(value) -> float | None:
+    """A metadata value as a number for the ordering operators: numbers, and text that reads as one
+    (CSV/TSV metadata is text); ``None`` otherwise. Registered in SQLite as ``semsearch_number``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+        return number if math.isfinite(number) else None
+    return None
 
 
 def _candidates(raw: str) -> list:
     """The SQLite values a raw filter value matches: the text itself, its number, its boolean (1/0)."""
     out: list = [raw]
     try:
-        out.append(int(raw))
+        number = int(raw)
+        out.append(number if -2**63 <= number < 2**63 else float(number))  # SQLite integers are 64-bit
     except ValueError:
         try:
             out.append(float(raw))
@@ -97,5 +118,7 @@ def parse_filter(expr: str) -> Filter:
 
 
 def parse_filters(exprs: Iterable[str | Filter] | None) -> list[Filter]:
-    """Parse several filters (already-parsed :class:`Filter` objects pass through)."""
+    """Parse several filters (already-parsed :class:`Filter` objects pass through; one string is one filter)."""
+    if isinstance(exprs, (str, Filter)):
+        exprs = [exprs]
     return [f if isinstance(f, Filter) else parse_filter(f) for f in (exprs or [])]

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import BadInput
+from .errors import BadInput, ManifestMismatch
 
 __all__ = ["Fusion", "rrf", "score_fusion", "FUSION_METHODS"]
 
@@ -61,7 +61,12 @@ class Fusion:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "Fusion":
-        return cls(**data) if data else cls()
+        if not data:
+            return cls()
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ManifestMismatch(f"the manifest's fusion entry is not one this version reads: {exc}") from None
 
 
 def _combine(dense_ids: np.ndarray, dense_part: np.ndarray, lexical_ids: np.ndarray, lexical_part: np.ndarray

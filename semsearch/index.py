@@ -102,7 +102,10 @@ class VectorIndex:
             return self._exact(queries, k, allowed)  # few matches: exact is cheap, approximate may miss
         selector = faiss.IDSelectorBatch(allowed)
         params = _search_params(self.faiss_index, selector)
-        scores, ids = self.faiss_index.search(queries, k, params=params)
+        try:
+            scores, ids = self.faiss_index.search(queries, k, params=params)
+        except RuntimeError:  # an index type whose search takes no id selector (e.g. PQ)
+            return self._exact(queries, k, allowed)
         short = (ids >= 0).sum(axis=1) < min(k, len(allowed))
         if short.any():
             exact_scores, exact_ids = self._exact(queries[short], k, allowed)
@@ -115,7 +118,7 @@ class VectorIndex:
         ivf = faiss.try_extract_index_ivf(self.faiss_index)
         if ivf is not None and ivf.direct_map.type == faiss.DirectMap.NoMap:
             ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # ids need not be sequential
-        vectors = np.vstack([self.faiss_index.reconstruct(int(i)) for i in allowed]).astype(np.float32)
+        vectors = self.faiss_index.reconstruct_batch(allowed).astype(np.float32)
         sims = queries @ vectors.T
         n = min(k, len(allowed))
         top = np.argsort(-sims, axis=1, kind="stable")[:, :n]

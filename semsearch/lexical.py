@@ -87,8 +87,12 @@ class LexicalIndex:
                 continue
             scores = np.asarray(self.retriever.get_scores(tokens, weight_mask=mask), dtype=np.float32)
             n = min(k, len(scores))
-            top = np.argpartition(-scores, n - 1)[:n] if n < len(scores) else np.arange(len(scores))
-            top = top[np.lexsort((top, -scores[top]))]  # by score, ties by position: deterministic
+            if n < len(scores):  # everything scoring at least the n-th best, so ties at the cut are all seen
+                kth = np.partition(scores, len(scores) - n)[len(scores) - n]
+                top = np.flatnonzero(scores >= kth)
+            else:
+                top = np.arange(len(scores))
+            top = top[np.lexsort((top, -scores[top]))][:n]  # by score, ties by position: the same for any k
             top = top[scores[top] > 0]
             out.append((self.ids[top], scores[top]))
         return out
@@ -136,6 +140,9 @@ class LexicalBuilder:
 
     def finish(self) -> LexicalIndex:
         bm25s, _ = _import_bm25s()
+        if not any(self._tokens):
+            raise BadInput("no document has a word the BM25 side can index (only stop words, numbers of one "
+                           "digit or single letters); build without it (--no-lexical)")
         c = self.config
         retriever = bm25s.BM25(method=c["method"], k1=c["k1"], b=c["b"])
         retriever.index(self._tokens, show_progress=False)

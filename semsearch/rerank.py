@@ -98,6 +98,7 @@ class Reranker:
         self.batch_size, self.activation = int(batch_size), activation
         self.trust_remote_code = bool(trust_remote_code)
         self.weights_sha256 = weights_sha256(folder)
+        self.tuned_on: dict[str, Any] | None = None  # set when the blend weight was tuned for an index
 
     @property
     def score_kind(self) -> str:
@@ -113,18 +114,21 @@ class Reranker:
             "score_kind": self.score_kind,
             "first_stage_weight": self.first_stage_weight,
             "trust_remote_code": self.trust_remote_code,
+            **({"first_stage_weight_tuned_on": self.tuned_on} if self.tuned_on else {}),
         }
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "Reranker":
         """The reranker described by a manifest's ``reranker`` entry."""
-        return cls(
+        reranker = cls(
             config["model"],
             max_length=config.get("max_length"),
             activation=config.get("activation", "none"),
             first_stage_weight=config.get("first_stage_weight"),
             trust_remote_code=config.get("trust_remote_code", False),
         )
+        reranker.tuned_on = config.get("first_stage_weight_tuned_on")
+        return reranker
 
     def score(
         self, pairs: Sequence[tuple[str, str]], on_batch: Callable[[int], None] | None = None

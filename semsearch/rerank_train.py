@@ -245,7 +245,7 @@ def train_reranker(
         first_stage_weight=best[3].get("weight", 0.0), max_length=max_length, seed=seed,
         seconds=time.perf_counter() - started,
     )
-    _save(model, tokenizer, output, report, history)
+    _save(model, tokenizer, output, report, history, val_qids)
     return report
 
 
@@ -280,7 +280,7 @@ def _first_stage(data: TrainingData, qids: list[str], depth: int, engine, progre
     """Each query's top ``depth`` document ids from the bi-encoder."""
     texts = [data.queries[q] for q in qids]
     if engine is not None:
-        hits = engine.search_many(texts, k=depth)
+        hits = engine.search_many(texts, k=depth, mode="dense")
         return {q: [h.id for h in hs] for q, hs in zip(qids, hits)}
     from tqdm.auto import tqdm
 
@@ -326,8 +326,13 @@ def _validate(model, tokenizer, data, qids, ranked, candidates, max_length, bf16
     return results
 
 
-def _save(model, tokenizer, output: Path, report: TrainingReport, history: list[dict]) -> None:
+#: Written next to the model: the ids of the training queries held out for validation.
+VALIDATION_QUERIES = "validation_queries.json"
+
+
+def _save(model, tokenizer, output: Path, report: TrainingReport, history: list[dict], val_qids: list[str]) -> None:
     with atomic_folder(output) as tmp:
+        (tmp / VALIDATION_QUERIES).write_text(json.dumps(val_qids) + "\n", encoding="utf-8")
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         config = {

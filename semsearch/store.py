@@ -51,6 +51,9 @@ class DocStore:
             if not Path(self.path).is_file():
                 raise IndexNotFound(f"document store {self.path} is missing")
             self._conn = sqlite3.connect(f"file:{Path(self.path).resolve()}?mode=ro", uri=True)
+        from .filters import as_number
+
+        self._conn.create_function("semsearch_number", 1, as_number, deterministic=True)
 
     def add(self, docs: Sequence[Document], int_ids: Sequence[int]) -> None:
         """Insert documents; :class:`BadInput` names the first duplicate id."""

@@ -94,7 +94,8 @@ def test_parse_filter_forms_and_errors():
 def _meta_docs(n=60):
     colours = ["red", "green", "blue"]
     return [Document(f"d{i}", f"item {i} " + ("apple " if i % 2 else "pear ") * (1 + i % 3),
-                     metadata={"year": 2000 + i % 10, "colour": colours[i % 3], "flag": i % 4 == 0, "n": str(i)})
+                     metadata={"year": 2000 + i % 10, "colour": colours[i % 3], "flag": i % 4 == 0, "n": str(i),
+                               "tags": ["even" if i % 2 == 0 else "odd"] + (["five"] if i % 5 == 0 else [])})
             for i in range(n)]
 
 
@@ -112,6 +113,8 @@ def meta_engine(tmp_path_factory):
     (["flag=true"], lambda m: m["flag"]),
     (["n=7"], lambda m: m["n"] == "7"),
     (["colour!=red"], lambda m: m["colour"] != "red"),
+    (["tags=five"], lambda m: "five" in m["tags"]),
+    (["tags in five,odd", "tags!=even"], lambda m: "odd" in m["tags"]),
 ])
 def test_filters_apply_before_ranking(meta_engine, mode, filters, pred):
     matching = {d.id for d in _meta_docs() if pred(d.metadata)}
@@ -119,6 +122,48 @@ def test_filters_apply_before_ranking(meta_engine, mode, filters, pred):
     hits = meta_engine.search("apple pear item", k=k, mode=mode, filters=filters)
     assert {h.id for h in hits} <= matching
     assert len(hits) == min(k, len(matching))  # every document has "item", so lexical finds them all too
+
+
+@pytest.mark.parametrize("mode", ["dense", "lexical"])
+def test_filtered_search_is_the_best_k_of_the_matching_documents(meta_engine, mode):
+    query, k = "apple pear item 7", 7
+    everything = meta_engine.search(query, k=60, mode=mode)  # exact (Flat / BM25): every document, ranked
+    wanted = [h for h in everything if h.metadata["year"] >= 2004 and h.metadata["colour"] != "blue"][:k]
+    got = meta_engine.search(query, k=k, mode=mode, filters=["year>=2004", "colour!=blue"])
+    # the same scores, best first (documents with equal scores may swap places)
+    assert [round(h.score, 5) for h in got] == [round(h.score, 5) for h in wanted]
+    assert all(h.metadata["year"] >= 2004 and h.metadata["colour"] != "blue" for h in got)
+
+
+def test_filter_edge_cases(tmp_path):
+    docs = [Document("a", "apple one", metadata={"year": "2021", "big": 1, "tag": "x"}),  # CSV-style text number
+            Document("b", "apple two", metadata={"year": 2019}),
+            Document("c", "apple three", metadata={"year": 2023, "tag": None})]
+    engine = SearchEngine.build(docs, tmp_path / "idx", embedder=HashEmbedder(), progress=False)
+    ids = lambda f: sorted(h.id for h in engine.search("apple", k=3, mode="dense", filters=f))  # noqa: E731
+    assert ids("year>=2020") == ["a", "c"]            # "2021" (text) compares as a number
+    assert ids("tag!=x") == ["b", "c"]                # missing field and null: not equal to x
+    assert ids(["big=99999999999999999999"]) == []    # beyond SQLite's integers: no crash
+    with pytest.raises(BadInput, match="cannot start with"):
+        ids("year==2020")
+    with pytest.raises(BadInput, match="needs a number"):
+        ids("year>=nan")
+
+
+def test_corpus_of_stop_words_only_needs_no_lexical(tmp_path):
+    docs = [Document("a", "the of and"), Document("b", "a an it")]
+    with pytest.raises(BadInput, match="--no-lexical"):
+        SearchEngine.build(docs, tmp_path / "idx", embedder=HashEmbedder(), progress=False)
+    assert SearchEngine.build(docs, tmp_path / "idx", embedder=HashEmbedder(), lexical=False, progress=False)
+
+
+def test_lexical_ties_at_the_cut_do_not_depend_on_k():
+    b = LexicalBuilder()
+    b.add(["apple"] * 20 + ["apple apple pear"], np.arange(21))
+    lex = b.finish()
+    top3 = lex.search(["apple pear"], k=3)[0][0].tolist()
+    top8 = lex.search(["apple pear"], k=8)[0][0].tolist()
+    assert top8[:3] == top3 == [20, 0, 1]  # the only "pear", then the 20 tied documents in id order
 
 
 def test_filter_matching_nothing_gives_no_hits_and_unknown_field_is_an_error(meta_engine):
@@ -181,6 +226,11 @@ def test_tune_fusion_stores_the_best_and_reopen_uses_it(tmp_path):
     assert again.fusion == fusion
     with pytest.raises(BadInput, match="no fusion method"):
         engine.tune_fusion(queries, qrels, methods=[])
+    # the stored fusion is the one hybrid search uses: all weight on one side gives that side's order
+    for weight, side in [(0.0, "lexical"), (1.0, "dense")]:
+        engine.set_fusion(Fusion("rrf", weight))
+        expected = [h.id for h in engine.search("baked zebra lava", k=6, mode=side)]
+        assert [h.id for h in engine.search("baked zebra lava", k=6, mode="hybrid")][:len(expected)] == expected
 
 
 # --- bench --------------------------------------------------------------------------------------
@@ -233,6 +283,9 @@ def test_bench_cli_and_bad_dataset(tmp_path, tiny_bert):
     assert "plain reciprocal rank fusion" in (tmp_path / "rep" / "report.md").read_text()
     bad = CliRunner().invoke(cli, ["bench", "--data", str(tmp_path), "--output", str(tmp_path / "rep2")])
     assert bad.exit_code == 2 and "is not a BEIR dataset folder" in bad.stderr and "Traceback" not in bad.output
+    typo = CliRunner().invoke(cli, ["bench", "--data", str(data), "--output", str(tmp_path / "rep3"),
+                                    "--model", str(tiny_bert), "--tune-split", "trian"])
+    assert typo.exit_code == 2 and "no qrels for the tuning split 'trian'" in typo.stderr
 
 
 def test_cli_query_modes_filters_and_tune(tmp_path, tiny_bert):
@@ -255,3 +308,31 @@ def test_cli_query_modes_filters_and_tune(tmp_path, tiny_bert):
                 "--qrels", tmp_path / "qrels.tsv")
     assert tuned.exit_code == 0 and "stored in" in tuned.stdout
     assert json.loads((tmp_path / "idx" / "manifest.json").read_text())["fusion"]["tuned_on"]["queries"] == 1
+
+
+def test_tune_rerank_weight_fits_the_blend_for_this_first_stage(tmp_path, tiny_cross_encoder):
+    import copy
+
+    from semsearch import Reranker
+
+    engine = SearchEngine.build(DOCS, tmp_path / "idx", embedder=HashEmbedder(), progress=False)
+    queries = {"a": "volcano eruption lava", "b": "baking bread", "c": "chess", "d": "jazz piano", "e": "zebra"}
+    qrels = {"a": {"d3": 1}, "b": {"d2": 1}, "c": {"d4": 1}, "d": {"d5": 1}, "e": {"d0": 1}}
+    reranker = Reranker(tiny_cross_encoder, first_stage_weight=0.0)  # an untrained head: noise
+    grid = [0.0, 0.3, 0.6, 0.9]
+    tuned = engine.tune_rerank_weight(queries, qrels, reranker, candidates=6, mode="hybrid", weights=grid)
+    by_weight = {}
+    for w in grid:  # the same thing through the public reranking path
+        r = copy.copy(reranker)
+        r.first_stage_weight = w
+        by_weight[w] = engine.evaluate(queries, qrels, mode="hybrid", reranker=r, candidates=6).ndcg_at_10
+    best = max(by_weight.values())
+    assert tuned.first_stage_weight == next(w for w in grid if by_weight[w] == pytest.approx(best))
+    assert tuned.tuned_on["ndcg_at_10"] == pytest.approx(best, abs=1e-4)
+    assert reranker.first_stage_weight == 0.0  # the caller's object is left alone
+    with pytest.raises(BadInput, match=r"\[0, 1\)"):
+        engine.tune_rerank_weight(queries, qrels, reranker, weights=[0.5, 1.0], save=False)
+    again = SearchEngine.open(tmp_path / "idx", embedder=HashEmbedder())
+    assert again.manifest.reranker["first_stage_weight"] == tuned.first_stage_weight
+    assert again.manifest.reranker["first_stage_weight_tuned_on"]["queries"] == 5
+    assert again.default_reranker().first_stage_weight == tuned.first_stage_weight

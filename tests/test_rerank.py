@@ -134,6 +134,7 @@ def test_training_raises_the_score_of_the_trained_positives(tmp_path, tiny_bert)
     assert trained_margin > untrained_margin + 1.0
     card = (tmp_path / "r" / "README.md").read_text()
     assert "Base model" in card and "80 steps" in card
+    assert json.loads((tmp_path / "r" / "validation_queries.json").read_text()) == []  # < 20 queries: none held out
     again = train_reranker(data, tmp_path / "r2", epochs=40, seed=1, **kwargs)  # seeded: same result
     assert again.loss_last == pytest.approx(report.loss_last, rel=1e-5)
     with pytest.raises(BadInput, match="exists"):
