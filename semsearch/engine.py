@@ -330,7 +330,8 @@ class SearchEngine:
                 if best is None or ndcg > best[0] + 1e-12:
                     best = (ndcg, fusion)
         ndcg, fusion = best
-        fusion = dataclasses.replace(fusion, tuned_on={"queries": len(qids), "ndcg_at_10": round(ndcg, 4),
+        judged = sum(1 for q in qids if any(g >= 1 for g in qrels[q].values()))  # as evaluate_run counts them
+        fusion = dataclasses.replace(fusion, tuned_on={"queries": judged, "ndcg_at_10": round(ndcg, 4),
                                                         "methods": list(methods), "weights": len(weights)})
         log.info("fusion tuned on %d queries: %s weight %.2f (nDCG@10 %.4f)", len(qids), fusion.method,
                  fusion.weight, ndcg)
@@ -384,7 +385,8 @@ class SearchEngine:
         tuned.first_stage_weight = best[1]
         log.info("reranker blend weight tuned on %d queries (%s first stage, top %d): %.2f (nDCG@10 %.4f)",
                  len(qids), mode, candidates, best[1], best[0])
-        tuned.tuned_on = {"queries": len(qids), "mode": mode, "candidates": candidates,
+        judged = sum(1 for q in qids if any(g >= 1 for g in qrels[q].values()))  # as evaluate_run counts them
+        tuned.tuned_on = {"queries": judged, "mode": mode, "candidates": candidates,
                           "ndcg_at_10": round(best[0], 4)}
         if save:
             self.set_default_reranker(tuned)
