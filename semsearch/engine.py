@@ -7,8 +7,9 @@
 ...     print(hit.rank, round(hit.score, 3), hit.id, hit.title)
 
 An index folder holds ``manifest.json`` (written last), ``vectors.faiss``,
-``docs.sqlite`` and, unless built without it, ``lexical/`` (BM25). It is built in a temporary sibling folder and renamed into
-place, so an interrupted or failed build leaves nothing behind.
+``docs.sqlite`` and, unless built without it, ``lexical/`` (BM25). It is built in a
+temporary sibling folder and renamed into place, so an interrupted or failed build
+leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -204,8 +205,9 @@ class SearchEngine:
         ``mode``: ``"dense"``, ``"lexical"`` or ``"hybrid"`` (default :attr:`default_mode`).
         ``filters`` (e.g. ``["year>=2020", "lang in en,de"]``, see :mod:`semsearch.filters`)
         select documents by metadata before ranking, so ``k`` hits come back whenever at least
-        ``k`` documents match (in lexical mode: at least ``k`` that share a word with the query). With a ``reranker``, the first stage's top ``candidates`` hits of
-        every query are scored together by the cross-encoder and the best ``k`` are returned.
+        ``k`` documents match (in lexical mode: at least ``k`` that share a word with the query).
+        With a ``reranker``, the first stage's top ``candidates`` hits of every query are scored
+        together by the cross-encoder and the best ``k`` are returned.
 
         >>> engine.search_many(["cell division"], k=3, mode="hybrid", filters=["year>=2020"])  # doctest: +SKIP
         """
@@ -213,7 +215,7 @@ class SearchEngine:
         _check_queries(queries, k)
         mode = self._check_mode(mode)
         if reranker is not None:
-            _check_candidates(k, candidates)
+            check_candidates(k, candidates)
         allowed = self.store.select(parse_filters(filters)) if filters else None
         if not queries:
             return []
@@ -284,12 +286,12 @@ class SearchEngine:
         With a ``reranker`` the top ``candidates`` are reranked and the rest of the first
         stage's top 100 follows them unchanged, so Recall@100 stays comparable.
         """
-        qids, texts = _judged(queries, qrels)
+        qids, texts = judged_queries(queries, qrels)
         mode = self._check_mode(mode)
         depth = max(100, candidates) if reranker is not None else 100
         hits = self.first_stage(texts, depth, mode, None, batch_size)
         if reranker is not None:
-            _check_candidates(1, candidates)
+            check_candidates(1, candidates)
             top = reranker.rerank(texts, [hs[:candidates] for hs in hits], candidates)
             hits = [t + hs[candidates:] for t, hs in zip(top, hits)]
         return evaluate_run({q: [h.id for h in hs[:100]] for q, hs in zip(qids, hits)}, qrels)
@@ -302,42 +304,11 @@ class SearchEngine:
         methods: Sequence[str] = FUSION_METHODS,
         weights: Sequence[float] | None = None,
         save: bool = True,
-        batch_size: int = 32,
     ) -> Fusion:
-        """Pick the fusion (method and dense weight) with the best nDCG@10 on judged queries.
+        """Pick the hybrid fusion with the best nDCG@10 on judged queries (see :func:`semsearch.tune.tune_fusion`)."""
+        from .tune import tune_fusion
 
-        Each side is searched once (top 100); every (method, weight) on the grid (weights 0 to 1
-        in steps of 0.05 by default) is scored; ties go to the earlier grid point. With ``save``
-        the choice is stored in the manifest, so later hybrid searches use it. Tune on a split
-        you do not report on (e.g. BEIR's train split).
-        """
-        qids, texts = _judged(queries, qrels)
-        self._check_mode("hybrid")
-        if not methods:
-            raise BadInput(f"no fusion method to try; valid: {', '.join(FUSION_METHODS)}")
-        weights = [round(w, 4) for w in (np.linspace(0, 1, 21) if weights is None else weights)]
-        dense = self._dense_rankings(texts, FUSION_DEPTH, None, batch_size)
-        lexical = self.lexical.search(texts, FUSION_DEPTH, None)
-        all_ids = sorted({int(i) for d, lx in zip(dense, lexical) for i in np.concatenate([d[0], lx[0]])})
-        names = dict(zip(all_ids, self.store.string_ids(all_ids)))
-        best: tuple[float, Fusion] | None = None
-        for method in methods:
-            for weight in weights:
-                fusion = Fusion(method, float(weight))
-                run = {q: [names[int(i)] for i in fusion.fuse(d, lx)[0][:100]]
-                       for q, d, lx in zip(qids, dense, lexical)}
-                ndcg = evaluate_run(run, qrels).ndcg_at_10
-                if best is None or ndcg > best[0] + 1e-12:
-                    best = (ndcg, fusion)
-        ndcg, fusion = best
-        judged = sum(1 for q in qids if any(g >= 1 for g in qrels[q].values()))  # as evaluate_run counts them
-        fusion = dataclasses.replace(fusion, tuned_on={"queries": judged, "ndcg_at_10": round(ndcg, 4),
-                                                        "methods": list(methods), "weights": len(weights)})
-        log.info("fusion tuned on %d queries: %s weight %.2f (nDCG@10 %.4f)", len(qids), fusion.method,
-                 fusion.weight, ndcg)
-        if save:
-            self.set_fusion(fusion)
-        return fusion
+        return tune_fusion(self, queries, qrels, methods=methods, weights=weights, save=save)
 
     def tune_rerank_weight(
         self,
@@ -350,47 +321,12 @@ class SearchEngine:
         weights: Sequence[float] | None = None,
         save: bool = True,
     ) -> Reranker:
-        """Fit the reranker's first-stage blend weight (see :func:`semsearch.rerank.blend_order`) for
-        this index's first stage: the weight (0 to 0.95 in steps of 0.05 by default) with the best
-        nDCG@10 of the reranked top ``candidates`` on judged queries. Returns the reranker with that
-        weight; with ``save`` it becomes the index's default reranker.
+        """Fit ``reranker``'s first-stage blend weight for this index
+        (see :func:`semsearch.tune.tune_rerank_weight`)."""
+        from .tune import tune_rerank_weight
 
-        Use queries the reranker was **not** trained on (its training holds some out: a reranker made
-        by :func:`semsearch.train_reranker` lists them in ``validation_queries.json``): on its own
-        training queries it is over-confident and the fitted weight comes out too low.
-        """
-        import copy
-
-        from .rerank import blend_order
-
-        qids, texts = _judged(queries, qrels)
-        mode = self._check_mode(mode)
-        _check_candidates(1, candidates)
-        weights = [round(float(w), 4) for w in (np.arange(20) * 0.05 if weights is None else weights)]
-        if not weights or not all(0 <= w < 1 for w in weights):
-            raise BadInput(f"blend weights must be in [0, 1), got {weights}")
-        hits = self.first_stage(texts, candidates, mode)
-        scores = reranker.score([(t, h.embedding_text) for t, hs in zip(texts, hits) for h in hs]).scores
-        per_query, at = [], 0
-        for hs in hits:
-            per_query.append(scores[at : at + len(hs)])
-            at += len(hs)
-        best: tuple[float, float] | None = None
-        for w in weights:
-            run = {q: blend_order([h.id for h in hs], sc, w) for q, hs, sc in zip(qids, hits, per_query)}
-            ndcg = evaluate_run(run, qrels).ndcg_at_10
-            if best is None or ndcg > best[0] + 1e-12:
-                best = (ndcg, w)
-        tuned = copy.copy(reranker)
-        tuned.first_stage_weight = best[1]
-        log.info("reranker blend weight tuned on %d queries (%s first stage, top %d): %.2f (nDCG@10 %.4f)",
-                 len(qids), mode, candidates, best[1], best[0])
-        judged = sum(1 for q in qids if any(g >= 1 for g in qrels[q].values()))  # as evaluate_run counts them
-        tuned.tuned_on = {"queries": judged, "mode": mode, "candidates": candidates,
-                          "ndcg_at_10": round(best[0], 4)}
-        if save:
-            self.set_default_reranker(tuned)
-        return tuned
+        return tune_rerank_weight(self, queries, qrels, reranker, candidates=candidates, mode=mode,
+                                  weights=weights, save=save)
 
     def set_fusion(self, fusion: Fusion | None) -> None:
         """Store ``fusion`` in the manifest (``None``: back to plain RRF)."""
@@ -459,7 +395,7 @@ def check_target(path: Path, overwrite: bool) -> None:
     _check_target(Path(path), overwrite)
 
 
-def _judged(queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]]) -> tuple[list[str], list[str]]:
+def judged_queries(queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]]) -> tuple[list[str], list[str]]:
     missing = [q for q in qrels if q not in queries]
     if missing:
         raise BadInput(f"{len(missing)} judged queries are not in the queries file (first: {missing[0]!r})")
@@ -479,7 +415,7 @@ def _check_queries(queries: list[str], k: int) -> None:
             raise BadInput(f"a query must be non-empty text, got {q!r}")
 
 
-def _check_candidates(k: int, candidates: int) -> None:
+def check_candidates(k: int, candidates: int) -> None:
     if isinstance(candidates, bool) or not isinstance(candidates, (int, np.integer)) or candidates < 1:
         raise BadInput(f"candidates must be a positive integer, got {candidates!r}")
     if k > candidates:
