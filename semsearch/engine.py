@@ -29,7 +29,7 @@ from .embedding import Embedder, TransformerEmbedder, check_same_embedder, embed
 from .errors import BadInput, IndexExists, ManifestMismatch
 from .filters import Filter, parse_filters
 from .folders import atomic_folder
-from .fusion import FUSION_METHODS, Fusion
+from .fusion import Fusion
 from .index import METRIC, IndexBuilder, VectorIndex
 from .lexical import LEXICAL_DIR, LexicalBuilder, LexicalIndex
 from .manifest import MANIFEST_FILE, Manifest
@@ -296,37 +296,20 @@ class SearchEngine:
             hits = [t + hs[candidates:] for t, hs in zip(top, hits)]
         return evaluate_run({q: [h.id for h in hs[:100]] for q, hs in zip(qids, hits)}, qrels)
 
-    def tune_fusion(
-        self,
-        queries: Mapping[str, str],
-        qrels: Mapping[str, Mapping[str, int]],
-        *,
-        methods: Sequence[str] = FUSION_METHODS,
-        weights: Sequence[float] | None = None,
-        save: bool = True,
-    ) -> Fusion:
-        """Pick the hybrid fusion with the best nDCG@10 on judged queries (see :func:`semsearch.tune.tune_fusion`)."""
+    def tune_fusion(self, queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]], **options) -> Fusion:
+        """Pick the hybrid fusion with the best nDCG@10 on judged queries and store it;
+        ``options`` and details: :func:`semsearch.tune.tune_fusion`."""
         from .tune import tune_fusion
 
-        return tune_fusion(self, queries, qrels, methods=methods, weights=weights, save=save)
+        return tune_fusion(self, queries, qrels, **options)
 
-    def tune_rerank_weight(
-        self,
-        queries: Mapping[str, str],
-        qrels: Mapping[str, Mapping[str, int]],
-        reranker: Reranker,
-        *,
-        candidates: int = 20,
-        mode: str | None = None,
-        weights: Sequence[float] | None = None,
-        save: bool = True,
-    ) -> Reranker:
-        """Fit ``reranker``'s first-stage blend weight for this index
-        (see :func:`semsearch.tune.tune_rerank_weight`)."""
+    def tune_rerank_weight(self, queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]],
+                           reranker: Reranker, **options) -> Reranker:
+        """Fit ``reranker``'s first-stage blend weight for this index and make it the default;
+        ``options`` and details: :func:`semsearch.tune.tune_rerank_weight`."""
         from .tune import tune_rerank_weight
 
-        return tune_rerank_weight(self, queries, qrels, reranker, candidates=candidates, mode=mode,
-                                  weights=weights, save=save)
+        return tune_rerank_weight(self, queries, qrels, reranker, **options)
 
     def set_fusion(self, fusion: Fusion | None) -> None:
         """Store ``fusion`` in the manifest (``None``: back to plain RRF)."""

@@ -49,9 +49,14 @@ class Filter:
         if self.op in (">=", "<=", ">", "<"):
             _number(self.values[0], self)
 
+    @property
+    def path(self) -> str:
+        """The field as a SQLite JSON path."""
+        return '$."' + self.field.replace('"', '""') + '"'
+
     def sql(self) -> tuple[str, list]:
         """A SQLite condition on the ``metadata`` JSON column, and its parameters."""
-        path = '$."' + self.field.replace('"', '""') + '"'
+        path = self.path
         if self.op in (">=", "<=", ">", "<"):
             return (f"semsearch_number(json_extract(metadata, ?)) {self.op} ?", [path, _number(self.values[0], self)])
         candidates: list = []

@@ -107,9 +107,8 @@ class DocStore:
         :class:`BadInput` if a filter names a field no document has (most likely a typo)."""
         conds, params = [], []
         for f in filters:
-            path = '$."' + f.field.replace('"', '""') + '"'
             if self._conn.execute("SELECT 1 FROM docs WHERE json_type(metadata, ?) IS NOT NULL LIMIT 1",
-                                  (path,)).fetchone() is None:
+                                  (f.path,)).fetchone() is None:
                 raise BadInput(f"no document has a metadata field {f.field!r}; cannot filter on it")
             sql, args = f.sql()
             conds.append(sql)
