@@ -30,6 +30,16 @@ index_option = click.option(
 )
 
 
+def precision_options(command=None, *, default_help="auto: bf16 where the CPU has it, else fp32"):
+    """--precision and --backend for the bi-encoder."""
+    if command is None:
+        return lambda c: precision_options(c, default_help=default_help)
+    command = click.option("--backend", default=None, metavar="auto|torch|onnx",
+                           help="Runtime: torch, or ONNX Runtime (needed for int8). [default: auto]")(command)
+    return click.option("--precision", default=None, metavar="auto|fp32|bf16|int8",
+                        help=f"Bi-encoder precision. [default: {default_help}]")(command)
+
+
 class _Cli(click.Group):
     """A click group whose errors are one line on stderr (exit 2), with no usage dump or traceback."""
 
@@ -95,11 +105,12 @@ def _quiet_transformers(verbose: bool) -> None:
 @click.option("--text-field", default="text", show_default=True, help="Text field of JSONL/CSV/TSV records.")
 @click.option("--title-field", default="title", show_default=True, help="Title field of JSONL/CSV/TSV records.")
 @click.option("--no-lexical", is_flag=True, help="Leave out the BM25 side (dense search only).")
+@precision_options
 @click.option("--overwrite", is_flag=True, help="Replace an existing index at --index.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow a hub model to run its own code.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def index(corpus, index_dir, model, pooling, factory, batch_size, max_length, fmt, id_field, text_field,
-          title_field, no_lexical, overwrite, trust_remote_code, quiet):
+          title_field, no_lexical, precision, backend, overwrite, trust_remote_code, quiet):
     """Index CORPUS: a JSONL/CSV/TSV/txt file, a folder of .txt/.md files, or builtin:python-docs."""
     from .corpus import read_corpus
     from .embedding import TransformerEmbedder
@@ -107,7 +118,8 @@ def index(corpus, index_dir, model, pooling, factory, batch_size, max_length, fm
 
     docs = read_corpus(corpus, format=fmt, id_field=id_field, text_field=text_field, title_field=title_field)
     check_target(_path(index_dir), overwrite)  # fail before the model loads
-    embedder = TransformerEmbedder(model, pooling=pooling, max_length=max_length, trust_remote_code=trust_remote_code)
+    embedder = TransformerEmbedder(model, pooling=pooling, max_length=max_length, trust_remote_code=trust_remote_code,
+                                   precision=precision or "auto", backend=backend or "auto")
     engine = SearchEngine.build(docs, _path(index_dir), embedder=embedder, factory=factory, batch_size=batch_size,
                                 lexical=not no_lexical, overwrite=overwrite, progress=not quiet)
     m = engine.manifest
@@ -117,7 +129,9 @@ def index(corpus, index_dir, model, pooling, factory, batch_size, max_length, fm
 
 
 def rerank_options(command):
-    """--rerank [MODEL], --candidates N and --max-length N, shared by query and eval."""
+    """--rerank [MODEL], --candidates N, --max-length N and --rerank-precision, shared by query and eval."""
+    command = click.option("--rerank-precision", default="auto", show_default=True, metavar="auto|fp32|bf16|int8",
+                           help="Reranker precision (int8 runs on ONNX Runtime).")(command)
     command = click.option("--max-length", "rerank_max_length", default=None, type=int,
                            help="Reranker tokens per (query, document) pair. [default: the reranker's, else 256]")(command)
     command = click.option("--candidates", default=None, type=int,
@@ -143,14 +157,16 @@ mode_option = click.option("--mode", default=None, metavar="dense|lexical|hybrid
 @click.option("--filter", "filters", multiple=True, metavar="EXPR",
               help="Metadata filter, applied before ranking: field=value, field!=value, field>=n, "
                    "'field in a,b'. Repeat to combine (all must hold).")
+@precision_options(default_help="the index's")
 @rerank_options
-def query(queries, index_dir, k, as_json, model, pooling, mode, filters, rerank, candidates, rerank_max_length):
+def query(queries, index_dir, k, as_json, model, pooling, mode, filters, precision, backend, rerank, candidates,
+          rerank_max_length, rerank_precision):
     """Search the index for each of QUERIES (encoded together in one batch)."""
     from .filters import parse_filters
 
     parsed = parse_filters(filters)  # a malformed filter fails before the model loads
-    engine = _open(index_dir, model, pooling)
-    reranker = _reranker(engine, rerank, rerank_max_length)
+    engine = _open(index_dir, model, pooling, precision, backend)
+    reranker = _reranker(engine, rerank, rerank_max_length, rerank_precision)
     candidates = _candidates(reranker, candidates)
     results = engine.search_many(list(queries), k=k, mode=mode, filters=parsed, reranker=reranker,
                                  candidates=candidates)
@@ -203,14 +219,16 @@ def info(index_dir, as_json):
 @click.option("--qrels", "qrels_file", required=True, help="BEIR qrels TSV (query-id corpus-id score).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @mode_option
+@precision_options(default_help="the index's")
 @rerank_options
-def eval_(index_dir, queries_file, qrels_file, as_json, mode, rerank, candidates, rerank_max_length):
+def eval_(index_dir, queries_file, qrels_file, as_json, mode, precision, backend, rerank, candidates,
+          rerank_max_length, rerank_precision):
     """Evaluate the index on judged queries: nDCG@10, MRR@10, Recall@100, MAP@100."""
     from .corpus import read_qrels, read_queries
 
     queries, qrels = read_queries(queries_file), read_qrels(qrels_file)
-    engine = _open(index_dir, None, None)
-    reranker = _reranker(engine, rerank, rerank_max_length)
+    engine = _open(index_dir, None, None, precision, backend)
+    reranker = _reranker(engine, rerank, rerank_max_length, rerank_precision)
     candidates = _candidates(reranker, candidates)
     result = engine.evaluate(queries, qrels, mode=mode, reranker=reranker, candidates=candidates)
     if as_json:
@@ -267,19 +285,24 @@ def tune(index_dir, queries_file, qrels_file, methods, rerank, candidates, mode,
 @click.option("--candidates", default=20, show_default=True, type=int, help="Hits the reranker reads.")
 @click.option("--model", default=None, help="Bi-encoder. [default: embedded all-MiniLM-L6-v2]")
 @click.option("--factory", default=None, help="FAISS index_factory string. [default: Flat below 200k docs]")
+@precision_options
+@click.option("--rerank-precision", default="auto", show_default=True, metavar="auto|fp32|bf16|int8",
+              help="Reranker precision.")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty report folder.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def bench(data, output, split, tune_split, rerank, candidates, model, factory, overwrite, quiet):
+def bench(data, output, split, tune_split, rerank, candidates, model, factory, precision, backend, rerank_precision,
+          overwrite, quiet):
     """Benchmark dense / lexical / hybrid (/ hybrid+rerank) retrieval on a BEIR dataset; write a report."""
     from .bench import check_dataset, run_bench
     from .embedding import TransformerEmbedder
     from .rerank import Reranker
 
     check_dataset(data, split)  # before any model loads
-    reranker = Reranker(rerank) if rerank else None
+    reranker = Reranker(rerank, precision=rerank_precision) if rerank else None
+    embedder = TransformerEmbedder(model, precision=precision or "auto", backend=backend or "auto")
     report = run_bench(data, output, split=split, reranker=reranker, candidates=candidates,
                        tune_split=None if tune_split.lower() == "none" else tune_split,
-                       embedder=TransformerEmbedder(model), factory=factory, overwrite=overwrite,
+                       embedder=embedder, factory=factory, overwrite=overwrite,
                        progress=not quiet)
     for c in report["configs"]:
         click.echo(f"{c['config']:>14}: nDCG@10 {c['ndcg@10']:.4f}  Recall@100 {c['recall@100']:.4f}  "
@@ -388,8 +411,10 @@ def _path(index_dir: str):
     return Path(index_dir).expanduser()
 
 
-def _open(index_dir: str, model: str | None, pooling: str | None):
-    """Open an index; ``model``/``pooling`` given by the user must match what it was built with."""
+def _open(index_dir: str, model: str | None, pooling: str | None, precision: str | None = None,
+          backend: str | None = None):
+    """Open an index; ``model``/``pooling`` given by the user must match what it was built with;
+    queries are embedded at ``precision`` (default: the index's)."""
     from .models import model_name
     from .engine import SearchEngine
     from .errors import ManifestMismatch
@@ -403,12 +428,13 @@ def _open(index_dir: str, model: str | None, pooling: str | None):
     if model is not None and built.get("kind") == "transformers" and model_name(model) != built.get("model"):
         from .embedding import TransformerEmbedder
 
-        return SearchEngine.open(path, embedder=TransformerEmbedder(model, pooling=built.get("pooling"),
-                                                                    max_length=built.get("max_length")))
-    return SearchEngine.open(path)
+        return SearchEngine.open(path, embedder=TransformerEmbedder(
+            model, pooling=built.get("pooling"), max_length=built.get("max_length"),
+            precision=precision or built.get("precision", "fp32"), backend=backend or "auto"))
+    return SearchEngine.open(path, precision=precision, backend=backend)
 
 
-def _reranker(engine, rerank: str | None, max_length: int | None):
+def _reranker(engine, rerank: str | None, max_length: int | None, precision: str = "auto"):
     """The reranker asked for: none, the index's default (``--rerank`` alone), or a model."""
     from .errors import BadInput
     from .rerank import Reranker
@@ -418,8 +444,8 @@ def _reranker(engine, rerank: str | None, max_length: int | None):
     if rerank == "":
         if not engine.manifest.reranker:
             raise BadInput(f"index {engine.path} has no default reranker; pass --rerank MODEL or run set-reranker")
-        return engine.default_reranker(max_length)
-    return Reranker(rerank, max_length=max_length)
+        return engine.default_reranker(max_length, precision=precision)
+    return Reranker(rerank, max_length=max_length, precision=precision)
 
 
 def _candidates(reranker, candidates: int | None) -> int:

@@ -12,18 +12,21 @@ Hugging Face encoder.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from .errors import BadInput, ManifestMismatch, ModelError
-from .models import DEFAULT_MODEL, load_pretrained, model_folder, model_name, weights_sha256
 from .batching import run_sorted
+from .inference import autocast, onnx_runner, resolve_precision, same_vectors
+from .models import DEFAULT_MODEL, bf16_supported, load_pretrained, model_folder, model_name, weights_sha256
 from .pooling import check_pooling, pool
 
 __all__ = ["Embedder", "TransformerEmbedder", "DEFAULT_MODEL", "embedder_from_config", "check_same_embedder"]
@@ -73,7 +76,12 @@ class Embedder(ABC):
         texts = list(texts)
         if not texts:
             return np.empty((0, self.dim), dtype=np.float32)
-        out = run_sorted(texts, self.lengths(texts), batch_size, self._checked_batch, on_batch)
+        if len(texts) == 1:  # the warm path of a single query: no length pass
+            out = self._checked_batch(texts)
+            if on_batch is not None:
+                on_batch(1)
+        else:
+            out = run_sorted(texts, self.lengths(texts), batch_size, self._checked_batch, on_batch)
         if not np.isfinite(out).all():
             raise ModelError("the model produced NaN or infinite values; its weights may be broken")
         if self.normalize:
@@ -93,6 +101,9 @@ class TransformerEmbedder(Embedder):
         max_length: tokens per text; ``None``: the sentence-transformers config, else
             the model's limit (at most 512).
         trust_remote_code: run code shipped with a hub model. Off unless you ask.
+        precision: ``"fp32"``, ``"bf16"``, ``"int8"`` or ``"auto"`` (bf16 where the CPU has it, else fp32);
+            see :mod:`semsearch.inference`.
+        backend: ``"torch"``, ``"onnx"`` (ONNX Runtime; needed for int8) or ``"auto"``.
 
     >>> TransformerEmbedder(pooling="max")
     Traceback (most recent call last):
@@ -108,9 +119,12 @@ class TransformerEmbedder(Embedder):
         max_length: int | None = None,
         trust_remote_code: bool = False,
         device: str = "cpu",
+        precision: str = "auto",
+        backend: str = "auto",
     ):
         if pooling is not None:
             check_pooling(pooling)
+        self.precision, self.backend = resolve_precision(precision, backend)
         if max_length is not None and max_length < 1:
             raise BadInput(f"max length must be at least 1, got {max_length}")
         self.name = model_name(model)
@@ -143,6 +157,10 @@ class TransformerEmbedder(Embedder):
         self.device = device
         self.trust_remote_code = bool(trust_remote_code)
         self.weights_sha256 = weights_sha256(source)
+        self._onnx = None
+        if self.backend == "onnx":
+            self._onnx = onnx_runner(self.model, self.tokenizer, task="encoder", precision=self.precision,
+                                     weights_sha256=self.weights_sha256, name=self.name)
 
     def config(self) -> dict[str, Any]:
         return {
@@ -154,6 +172,8 @@ class TransformerEmbedder(Embedder):
             "max_length": self.max_length,
             "dim": self.dim,
             "trust_remote_code": self.trust_remote_code,
+            "precision": self.precision,
+            "backend": self.backend,
         }
 
     def lengths(self, texts: Sequence[str]) -> list[int]:
@@ -166,28 +186,43 @@ class TransformerEmbedder(Embedder):
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
         import torch
 
+        if self._onnx is not None:
+            enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
+                                 return_tensors="np")
+            out = SimpleNamespace(**{k: torch.from_numpy(v) for k, v in self._onnx(enc).items()})
+            return pool(self.pooling, out, torch.from_numpy(enc["attention_mask"])).numpy()
         enc = self.tokenizer(
             list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
         ).to(self.device)
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(self.precision):
             out = self.model(**enc)
             vectors = pool(self.pooling, out, enc["attention_mask"])
         return vectors.float().cpu().numpy()
 
 
-def embedder_from_config(config: dict[str, Any]) -> Embedder:
-    """Rebuild the embedder an index was built with, from its manifest entry."""
+def embedder_from_config(config: dict[str, Any], precision: str | None = None,
+                         backend: str | None = None) -> Embedder:
+    """Rebuild the embedder an index was built with, from its manifest entry.
+
+    ``precision``/``backend`` default to the recorded ones. Where the recorded one cannot run
+    here, a precision whose vectors mix with it is used instead (bf16 without native bf16 → fp32,
+    ONNX fp32 without ONNX Runtime → torch fp32), with a warning.
+    """
     if config.get("kind") != "transformers":
         raise ManifestMismatch(
             f"the index was built with a custom embedder of kind {config.get('kind')!r}; "
             "pass that embedder when opening it"
         )
+    if precision is None and backend is None:
+        precision, backend = _runnable_here(config.get("precision", "fp32"), config.get("backend", "torch"))
     embedder = TransformerEmbedder(
         config["model"],
         pooling=config["pooling"],
         normalize=config["normalize"],
         max_length=config["max_length"],
         trust_remote_code=config.get("trust_remote_code", False),
+        precision=precision or "auto",
+        backend=backend or "auto",
     )
     check_same_embedder(config, embedder.config())
     return embedder
@@ -207,6 +242,21 @@ def check_same_embedder(built: dict[str, Any], used: dict[str, Any]) -> None:
     for key in ("pooling", "normalize", "dim"):
         if built.get(key) != used.get(key):
             raise ManifestMismatch(f"index was built with {key}={built.get(key)!r}, not {used.get(key)!r}")
+    p_built, p_used = built.get("precision", "fp32"), used.get("precision", "fp32")
+    if not same_vectors(p_built, p_used):
+        raise ManifestMismatch(f"index was built at precision {p_built}; its vectors do not mix with {p_used} "
+                               f"ones (pass precision {p_built!r}, or rebuild the index)")
+
+
+def _runnable_here(precision: str, backend: str) -> tuple[str, str]:
+    """The recorded precision/backend, or the nearest one that runs on this machine and mixes with it."""
+    if precision == "bf16" and not bf16_supported():
+        log.warning("the index was embedded in bf16, which this CPU lacks; queries are embedded in fp32")
+        return "fp32", "torch"
+    if backend == "onnx" and precision == "fp32" and importlib.util.find_spec("onnxruntime") is None:
+        log.warning("the index was embedded with ONNX Runtime, which is not installed; queries use torch fp32")
+        return "fp32", "torch"
+    return precision, backend
 
 
 # --- loading helpers -------------------------------------------------------------------------

@@ -146,14 +146,16 @@ class SearchEngine:
     # --- opening ---------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | os.PathLike, *, embedder: Embedder | None = None) -> "SearchEngine":
-        """Open an index folder. Without ``embedder`` the one recorded in the manifest is loaded;
-        with one, it must match the manifest (model weights, pooling, normalisation, dimension)
-        or :class:`~semsearch.errors.ManifestMismatch` is raised."""
+    def open(cls, path: str | os.PathLike, *, embedder: Embedder | None = None, precision: str | None = None,
+             backend: str | None = None) -> "SearchEngine":
+        """Open an index folder. Without ``embedder`` the one recorded in the manifest is loaded,
+        at the recorded precision unless ``precision``/``backend`` say otherwise; with one, it must
+        match the manifest (model weights, pooling, normalisation, dimension, a precision whose
+        vectors mix) or :class:`~semsearch.errors.ManifestMismatch` is raised."""
         path = Path(path)
         manifest = Manifest.load(path)
         if embedder is None:
-            embedder = embedder_from_config(manifest.embedder)
+            embedder = embedder_from_config(manifest.embedder, precision, backend)
         else:
             check_same_embedder(manifest.embedder, embedder.config())
         index = VectorIndex.load(path / VECTORS_FILE, manifest.factory)
@@ -318,13 +320,14 @@ class SearchEngine:
 
     # --- the default reranker ---------------------------------------------------------------
 
-    def default_reranker(self, max_length: int | None = None) -> Reranker | None:
-        """The reranker recorded in the manifest, loaded (``max_length`` overrides the recorded one);
-        ``None`` if the index has none."""
+    def default_reranker(self, max_length: int | None = None, *, precision: str = "auto",
+                         backend: str = "auto") -> Reranker | None:
+        """The reranker recorded in the manifest, loaded (``max_length`` overrides the recorded one)
+        and run at ``precision``; ``None`` if the index has none."""
         if not self.manifest.reranker:
             return None
         config = dict(self.manifest.reranker, **({"max_length": max_length} if max_length else {}))
-        reranker = Reranker.from_config(config)
+        reranker = Reranker.from_config(config, precision=precision, backend=backend)
         recorded = self.manifest.reranker.get("weights_sha256")
         if recorded and reranker.weights_sha256 and recorded != reranker.weights_sha256:
             log.warning("the weights of reranker %s changed since it was set as this index's default; "

@@ -112,8 +112,28 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+_LOADED: dict[tuple, tuple] = {}
+_LOADED_MAX = 4
+
+
 def load_pretrained(auto_class: str, folder: str | Path, name: str, trust_remote_code: bool, hint: str = ""):
-    """Tokenizer, model (``transformers.<auto_class>``, in eval mode) and the weights its checkpoint lacked."""
+    """Tokenizer, model (``transformers.<auto_class>``, in eval mode) and the weights its checkpoint lacked.
+
+    Loaded models are kept for the process (the last four), keyed by folder and weights hash, so
+    opening a second engine or reranker on the same model costs no load. Treat them as read-only.
+    """
+    key = (auto_class, str(Path(folder).resolve()), weights_sha256(folder), trust_remote_code)
+    if key[2] is not None and key in _LOADED:
+        return _LOADED[key]
+    loaded = _load_pretrained(auto_class, folder, name, trust_remote_code, hint)
+    if key[2] is not None:
+        while len(_LOADED) >= _LOADED_MAX:
+            del _LOADED[next(iter(_LOADED))]
+        _LOADED[key] = loaded
+    return loaded
+
+
+def _load_pretrained(auto_class: str, folder: str | Path, name: str, trust_remote_code: bool, hint: str):
     import transformers
 
     try:
@@ -123,7 +143,7 @@ def load_pretrained(auto_class: str, folder: str | Path, name: str, trust_remote
         )
     except (OSError, ValueError, KeyError) as exc:
         raise ModelError(f"cannot load model {name!r}: {first_line(exc)}{hint}") from exc
-    return tokenizer, model.eval(), set(info.get("missing_keys", ()))
+    return tokenizer, model.eval(), frozenset(info.get("missing_keys", ()))
 
 
 def bf16_supported() -> bool:

@@ -25,6 +25,7 @@ import numpy as np
 
 from .batching import run_sorted
 from .errors import BadInput, ModelError
+from .inference import autocast, onnx_runner, resolve_precision
 from .models import load_pretrained, model_folder, model_name, weights_sha256
 from .types import Hit
 
@@ -60,6 +61,9 @@ class Reranker:
         batch_size: pairs per model call (pairs are sorted by token count first).
         activation: ``"none"`` (scores are logits) or ``"sigmoid"`` (probabilities).
         trust_remote_code: run code shipped with a hub model. Off unless you ask.
+        precision: ``"fp32"``, ``"bf16"``, ``"int8"`` or ``"auto"`` (bf16 where the CPU has it, else fp32);
+            see :mod:`semsearch.inference`.
+        backend: ``"torch"``, ``"onnx"`` (ONNX Runtime; needed for int8) or ``"auto"``.
     """
 
     def __init__(
@@ -71,6 +75,8 @@ class Reranker:
         activation: str = "none",
         first_stage_weight: float | None = None,
         trust_remote_code: bool = False,
+        precision: str = "auto",
+        backend: str = "auto",
     ):
         if activation not in ACTIVATIONS:
             raise BadInput(f"unknown activation {activation!r}; valid values are: {', '.join(ACTIVATIONS)}")
@@ -80,6 +86,7 @@ class Reranker:
             raise BadInput(f"first-stage weight must be in [0, 1), got {first_stage_weight}")
         if batch_size < 1:
             raise BadInput(f"batch size must be at least 1, got {batch_size}")
+        self.precision, self.backend = resolve_precision(precision, backend)
         self.name = model_name(model)
         try:
             folder = model_folder(self.name)
@@ -99,6 +106,10 @@ class Reranker:
         self.trust_remote_code = bool(trust_remote_code)
         self.weights_sha256 = weights_sha256(folder)
         self.tuned_on: dict[str, Any] | None = None  # set when the blend weight was tuned for an index
+        self._onnx = None
+        if self.backend == "onnx":
+            self._onnx = onnx_runner(self.model, self.tokenizer, task="classifier", precision=self.precision,
+                                     weights_sha256=self.weights_sha256, name=self.name)
 
     @property
     def score_kind(self) -> str:
@@ -114,18 +125,23 @@ class Reranker:
             "score_kind": self.score_kind,
             "first_stage_weight": self.first_stage_weight,
             "trust_remote_code": self.trust_remote_code,
+            "precision": self.precision,
+            "backend": self.backend,
             **({"first_stage_weight_tuned_on": self.tuned_on} if self.tuned_on else {}),
         }
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "Reranker":
-        """The reranker described by a manifest's ``reranker`` entry."""
+    def from_config(cls, config: dict[str, Any], precision: str = "auto", backend: str = "auto") -> "Reranker":
+        """The reranker described by a manifest's ``reranker`` entry, run at ``precision``
+        (a runtime choice: scores at each precision are measured against fp32 in the benchmarks)."""
         reranker = cls(
             config["model"],
             max_length=config.get("max_length"),
             activation=config.get("activation", "none"),
             first_stage_weight=config.get("first_stage_weight"),
             trust_remote_code=config.get("trust_remote_code", False),
+            precision=precision,
+            backend=backend,
         )
         reranker.tuned_on = config.get("first_stage_weight_tuned_on")
         return reranker
@@ -150,10 +166,15 @@ class Reranker:
     def _batch(self, pairs: list[tuple[str, str]]) -> np.ndarray:
         import torch
 
-        enc = self.tokenizer([q for q, _ in pairs], [d for _, d in pairs], padding=True, truncation=True,
-                             max_length=self.max_length, return_tensors="pt")
-        with torch.inference_mode():
-            logits = self.model(**enc).logits.float()
+        if self._onnx is not None:
+            enc = self.tokenizer([q for q, _ in pairs], [d for _, d in pairs], padding=True, truncation=True,
+                                 max_length=self.max_length, return_tensors="np")
+            logits = torch.from_numpy(self._onnx(enc)["logits"]).float()
+        else:
+            enc = self.tokenizer([q for q, _ in pairs], [d for _, d in pairs], padding=True, truncation=True,
+                                 max_length=self.max_length, return_tensors="pt")
+            with torch.inference_mode(), autocast(self.precision):
+                logits = self.model(**enc).logits.float()
         scores = logits[:, 0] if logits.shape[1] == 1 else logits[:, 1] - logits[:, 0]
         if self.activation == "sigmoid":
             scores = torch.sigmoid(scores)

@@ -34,7 +34,7 @@ def _manual_logits(folder, pairs):
 
 
 def test_scores_are_the_model_logits_in_input_order(tiny_cross_encoder):
-    reranker = Reranker(tiny_cross_encoder, batch_size=3)
+    reranker = Reranker(tiny_cross_encoder, batch_size=3, precision="fp32")
     result = reranker.score(PAIRS)
     np.testing.assert_allclose(result.scores, _manual_logits(tiny_cross_encoder, PAIRS), atol=1e-5)
     assert result.truncated_count == 0 and reranker.score_kind == "logit"
@@ -47,7 +47,7 @@ def test_long_pairs_are_counted_as_truncated(tiny_cross_encoder, caplog):
 
 
 def test_sigmoid_gives_probabilities(tiny_cross_encoder):
-    reranker = Reranker(tiny_cross_encoder, activation="sigmoid")
+    reranker = Reranker(tiny_cross_encoder, activation="sigmoid", precision="fp32")
     scores = reranker.score(PAIRS).scores
     np.testing.assert_allclose(scores, 1 / (1 + np.exp(-_manual_logits(tiny_cross_encoder, PAIRS))), atol=1e-5)
     assert reranker.score_kind == "probability" and reranker.config()["score_kind"] == "probability"
