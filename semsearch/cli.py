@@ -130,8 +130,9 @@ def index(corpus, index_dir, model, pooling, factory, batch_size, max_length, fm
 
 def rerank_options(command):
     """--rerank [MODEL], --candidates N, --max-length N and --rerank-precision, shared by query and eval."""
-    command = click.option("--rerank-precision", default="auto", show_default=True, metavar="auto|fp32|bf16|int8",
-                           help="Reranker precision (int8 runs on ONNX Runtime).")(command)
+    command = click.option("--rerank-precision", default=None, metavar="auto|fp32|bf16|int8",
+                           help="Reranker precision (int8 runs on ONNX Runtime). [default: the recorded one for "
+                                "the index's reranker, else auto]")(command)
     command = click.option("--max-length", "rerank_max_length", default=None, type=int,
                            help="Reranker tokens per (query, document) pair. [default: the reranker's, else 256]")(command)
     command = click.option("--candidates", default=None, type=int,
@@ -286,8 +287,8 @@ def tune(index_dir, queries_file, qrels_file, methods, rerank, candidates, mode,
 @click.option("--model", default=None, help="Bi-encoder. [default: embedded all-MiniLM-L6-v2]")
 @click.option("--factory", default=None, help="FAISS index_factory string. [default: Flat below 200k docs]")
 @precision_options
-@click.option("--rerank-precision", default="auto", show_default=True, metavar="auto|fp32|bf16|int8",
-              help="Reranker precision.")
+@click.option("--rerank-precision", default=None, metavar="auto|fp32|bf16|int8",
+              help="Reranker precision. [default: auto]")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty report folder.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def bench(data, output, split, tune_split, rerank, candidates, model, factory, precision, backend, rerank_precision,
@@ -298,7 +299,7 @@ def bench(data, output, split, tune_split, rerank, candidates, model, factory, p
     from .rerank import Reranker
 
     check_dataset(data, split)  # before any model loads
-    reranker = Reranker(rerank, precision=rerank_precision) if rerank else None
+    reranker = Reranker(rerank, precision=rerank_precision or "auto") if rerank else None
     embedder = TransformerEmbedder(model, precision=precision or "auto", backend=backend or "auto")
     report = run_bench(data, output, split=split, reranker=reranker, candidates=candidates,
                        tune_split=None if tune_split.lower() == "none" else tune_split,
@@ -315,8 +316,10 @@ def bench(data, output, split, tune_split, rerank, candidates, model, factory, p
 @index_option
 @click.option("--max-length", default=None, type=int, help="Tokens per pair. [default: the reranker's, else 256]")
 @click.option("--activation", default="none", show_default=True, help="none (logits) or sigmoid (probabilities).")
+@click.option("--precision", default="auto", show_default=True, metavar="auto|fp32|bf16|int8",
+              help="Precision it runs at by default (recorded).")
 @click.option("--clear", is_flag=True, help="Remove the index's default reranker.")
-def set_reranker(model, index_dir, max_length, activation, clear):
+def set_reranker(model, index_dir, max_length, activation, precision, clear):
     """Make MODEL the index's default reranker (used by `query --rerank` with no model)."""
     from .engine import SearchEngine
     from .errors import BadInput
@@ -325,7 +328,7 @@ def set_reranker(model, index_dir, max_length, activation, clear):
     if clear == bool(model):
         raise BadInput("give either a MODEL or --clear")
     engine = SearchEngine.open(_path(index_dir))
-    reranker = None if clear else Reranker(model, max_length=max_length, activation=activation)
+    reranker = None if clear else Reranker(model, max_length=max_length, activation=activation, precision=precision)
     engine.set_default_reranker(reranker)
     click.echo(f"default reranker of {engine.path}: {reranker.name if reranker else 'none'}"
                + (f" (scores: {reranker.score_kind})" if reranker else ""))
@@ -427,14 +430,18 @@ def _open(index_dir: str, model: str | None, pooling: str | None, precision: str
         raise ManifestMismatch(f"index {path} was built with pooling {built.get('pooling')!r}, not {pooling!r}")
     if model is not None and built.get("kind") == "transformers" and model_name(model) != built.get("model"):
         from .embedding import TransformerEmbedder
+        from .inference import fill_in, runnable_here
 
+        recorded = (built.get("precision", "fp32"), built.get("backend", "torch"))
+        precision, backend = (fill_in(recorded, precision, backend) if precision or backend
+                              else runnable_here(*recorded, "the index's embedder"))
         return SearchEngine.open(path, embedder=TransformerEmbedder(
-            model, pooling=built.get("pooling"), max_length=built.get("max_length"),
-            precision=precision or built.get("precision", "fp32"), backend=backend or "auto"))
+            model, pooling=built.get("pooling"), max_length=built.get("max_length"), precision=precision,
+            backend=backend))
     return SearchEngine.open(path, precision=precision, backend=backend)
 
 
-def _reranker(engine, rerank: str | None, max_length: int | None, precision: str = "auto"):
+def _reranker(engine, rerank: str | None, max_length: int | None, precision: str | None = None):
     """The reranker asked for: none, the index's default (``--rerank`` alone), or a model."""
     from .errors import BadInput
     from .rerank import Reranker
@@ -445,7 +452,7 @@ def _reranker(engine, rerank: str | None, max_length: int | None, precision: str
         if not engine.manifest.reranker:
             raise BadInput(f"index {engine.path} has no default reranker; pass --rerank MODEL or run set-reranker")
         return engine.default_reranker(max_length, precision=precision)
-    return Reranker(rerank, max_length=max_length, precision=precision)
+    return Reranker(rerank, max_length=max_length, precision=precision or "auto")
 
 
 def _candidates(reranker, candidates: int | None) -> int:

@@ -12,7 +12,6 @@ Hugging Face encoder.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
@@ -25,8 +24,8 @@ import numpy as np
 
 from .errors import BadInput, ManifestMismatch, ModelError
 from .batching import run_sorted
-from .inference import autocast, onnx_runner, resolve_precision, same_vectors
-from .models import DEFAULT_MODEL, bf16_supported, load_pretrained, model_folder, model_name, weights_sha256
+from .inference import autocast, fill_in, onnx_runner, resolve_precision, runnable_here, same_vectors
+from .models import DEFAULT_MODEL, load_pretrained, model_folder, model_name, weights_sha256
 from .pooling import check_pooling, pool
 
 __all__ = ["Embedder", "TransformerEmbedder", "DEFAULT_MODEL", "embedder_from_config", "check_same_embedder"]
@@ -76,6 +75,8 @@ class Embedder(ABC):
         texts = list(texts)
         if not texts:
             return np.empty((0, self.dim), dtype=np.float32)
+        if batch_size < 1:
+            raise BadInput(f"batch size must be at least 1, got {batch_size}")
         if len(texts) == 1:  # the warm path of a single query: no length pass
             out = self._checked_batch(texts)
             if on_batch is not None:
@@ -137,7 +138,7 @@ class TransformerEmbedder(Embedder):
             )
         self.pooling = pooling or st.get("pooling") or "mean"
         source = st.get("transformer_path") or str(folder)
-        self.tokenizer, self.model, missing = _load(source, self.name, trust_remote_code)
+        self.tokenizer, self.model, missing = _load(source, self.name, trust_remote_code, cache=device == "cpu")
         self.model.to(device)
         if self.pooling == "pooler":
             if getattr(self.model, "pooler", None) is None:
@@ -214,15 +215,20 @@ def embedder_from_config(config: dict[str, Any], precision: str | None = None,
             "pass that embedder when opening it"
         )
     if precision is None and backend is None:
-        precision, backend = _runnable_here(config.get("precision", "fp32"), config.get("backend", "torch"))
+        precision, backend = runnable_here(config.get("precision", "fp32"), config.get("backend", "torch"),
+                                           "the index's embedder")
+    else:
+        precision, backend = fill_in((config.get("precision", "fp32"), config.get("backend", "torch")),
+                                     precision, backend)
+        check_same_embedder(config, {**config, "precision": resolve_precision(precision, backend)[0]})
     embedder = TransformerEmbedder(
         config["model"],
         pooling=config["pooling"],
         normalize=config["normalize"],
         max_length=config["max_length"],
         trust_remote_code=config.get("trust_remote_code", False),
-        precision=precision or "auto",
-        backend=backend or "auto",
+        precision=precision,
+        backend=backend,
     )
     check_same_embedder(config, embedder.config())
     return embedder
@@ -246,17 +252,6 @@ def check_same_embedder(built: dict[str, Any], used: dict[str, Any]) -> None:
     if not same_vectors(p_built, p_used):
         raise ManifestMismatch(f"index was built at precision {p_built}; its vectors do not mix with {p_used} "
                                f"ones (pass precision {p_built!r}, or rebuild the index)")
-
-
-def _runnable_here(precision: str, backend: str) -> tuple[str, str]:
-    """The recorded precision/backend, or the nearest one that runs on this machine and mixes with it."""
-    if precision == "bf16" and not bf16_supported():
-        log.warning("the index was embedded in bf16, which this CPU lacks; queries are embedded in fp32")
-        return "fp32", "torch"
-    if backend == "onnx" and precision == "fp32" and importlib.util.find_spec("onnxruntime") is None:
-        log.warning("the index was embedded with ONNX Runtime, which is not installed; queries use torch fp32")
-        return "fp32", "torch"
-    return precision, backend
 
 
 # --- loading helpers -------------------------------------------------------------------------
@@ -292,8 +287,8 @@ def _sentence_transformers_defaults(folder: Path, name: str) -> dict[str, Any]:
     return found
 
 
-def _load(source: str, name: str, trust_remote_code: bool):
-    tokenizer, model, missing = load_pretrained("AutoModel", source, name, trust_remote_code)
+def _load(source: str, name: str, trust_remote_code: bool, cache: bool):
+    tokenizer, model, missing = load_pretrained("AutoModel", source, name, trust_remote_code, cache=cache)
     encoder_missing = sorted(k for k in missing if "pooler." not in k)
     if encoder_missing:
         log.warning("model %s: %d weights were missing and randomly initialised: %s", name,

@@ -32,7 +32,7 @@ from .folders import atomic_folder
 from .fusion import Fusion
 from .index import METRIC, IndexBuilder, VectorIndex
 from .lexical import LEXICAL_DIR, LexicalBuilder, LexicalIndex
-from .manifest import MANIFEST_FILE, Manifest
+from .manifest import MANIFEST_FILE, Manifest, format_version_for
 from .metrics import evaluate_run
 from .rerank import Reranker
 from .store import DocStore
@@ -131,6 +131,7 @@ class SearchEngine:
             timings["seconds"] = time.perf_counter() - started
             manifest = Manifest(
                 embedder=embedder.config(),
+                format_version=format_version_for(embedder.config()),
                 factory=index.factory,
                 factory_requested=factory or "auto",
                 metric=METRIC,
@@ -154,6 +155,8 @@ class SearchEngine:
         vectors mix) or :class:`~semsearch.errors.ManifestMismatch` is raised."""
         path = Path(path)
         manifest = Manifest.load(path)
+        if embedder is not None and (precision or backend):
+            raise BadInput("give either an embedder or a precision/backend, not both")
         if embedder is None:
             embedder = embedder_from_config(manifest.embedder, precision, backend)
         else:
@@ -320,10 +323,10 @@ class SearchEngine:
 
     # --- the default reranker ---------------------------------------------------------------
 
-    def default_reranker(self, max_length: int | None = None, *, precision: str = "auto",
-                         backend: str = "auto") -> Reranker | None:
+    def default_reranker(self, max_length: int | None = None, *, precision: str | None = None,
+                         backend: str | None = None) -> Reranker | None:
         """The reranker recorded in the manifest, loaded (``max_length`` overrides the recorded one)
-        and run at ``precision``; ``None`` if the index has none."""
+        and run at ``precision`` (default: the recorded one); ``None`` if the index has none."""
         if not self.manifest.reranker:
             return None
         config = dict(self.manifest.reranker, **({"max_length": max_length} if max_length else {}))

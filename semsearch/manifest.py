@@ -21,10 +21,17 @@ from typing import Any
 from . import __version__
 from .errors import IndexNotFound, ManifestMismatch
 
-__all__ = ["Manifest", "FORMAT_VERSION", "MANIFEST_FILE"]
+__all__ = ["Manifest", "FORMAT_VERSION", "MANIFEST_FILE", "format_version_for"]
 
-FORMAT_VERSION = 1
+#: The newest format this version reads. 2: int8 vectors (older readers, which know only fp32
+#: vectors, must refuse them); everything else is still written as 1, so older readers keep working.
+FORMAT_VERSION = 2
 MANIFEST_FILE = "manifest.json"
+
+
+def format_version_for(embedder: dict[str, Any]) -> int:
+    """The oldest format that describes an index with this embedder correctly."""
+    return 2 if embedder.get("precision") == "int8" else 1
 
 
 def _now() -> str:

@@ -116,17 +116,19 @@ _LOADED: dict[tuple, tuple] = {}
 _LOADED_MAX = 4
 
 
-def load_pretrained(auto_class: str, folder: str | Path, name: str, trust_remote_code: bool, hint: str = ""):
+def load_pretrained(auto_class: str, folder: str | Path, name: str, trust_remote_code: bool, hint: str = "",
+                    cache: bool = True):
     """Tokenizer, model (``transformers.<auto_class>``, in eval mode) and the weights its checkpoint lacked.
 
     Loaded models are kept for the process (the last four), keyed by folder and weights hash, so
-    opening a second engine or reranker on the same model costs no load. Treat them as read-only.
+    opening a second engine or reranker on the same model costs no load. Treat them as read-only
+    (pass ``cache=False`` for a private copy, e.g. to move it to another device).
     """
     key = (auto_class, str(Path(folder).resolve()), weights_sha256(folder), trust_remote_code)
-    if key[2] is not None and key in _LOADED:
+    if cache and key[2] is not None and key in _LOADED:
         return _LOADED[key]
     loaded = _load_pretrained(auto_class, folder, name, trust_remote_code, hint)
-    if key[2] is not None:
+    if cache and key[2] is not None:
         while len(_LOADED) >= _LOADED_MAX:
             del _LOADED[next(iter(_LOADED))]
         _LOADED[key] = loaded

@@ -25,7 +25,7 @@ import numpy as np
 
 from .batching import run_sorted
 from .errors import BadInput, ModelError
-from .inference import autocast, onnx_runner, resolve_precision
+from .inference import autocast, fill_in, onnx_runner, resolve_precision, runnable_here
 from .models import load_pretrained, model_folder, model_name, weights_sha256
 from .types import Hit
 
@@ -131,9 +131,15 @@ class Reranker:
         }
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], precision: str = "auto", backend: str = "auto") -> "Reranker":
-        """The reranker described by a manifest's ``reranker`` entry, run at ``precision``
-        (a runtime choice: scores at each precision are measured against fp32 in the benchmarks)."""
+    def from_config(cls, config: dict[str, Any], precision: str | None = None,
+                    backend: str | None = None) -> "Reranker":
+        """The reranker described by a manifest's ``reranker`` entry, at ``precision``/``backend``
+        (default: the recorded ones, or the nearest that runs here)."""
+        recorded = (config.get("precision", "fp32"), config.get("backend", "torch"))
+        if precision is None and backend is None:
+            precision, backend = runnable_here(*recorded, f"reranker {config['model']}")
+        else:
+            precision, backend = fill_in(recorded, precision, backend)
         reranker = cls(
             config["model"],
             max_length=config.get("max_length"),

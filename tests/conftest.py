@@ -59,6 +59,21 @@ def _tiny_bert(folder: Path, pooler: bool, cross_encoder: bool = False) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache(tmp_path_factory) -> Path:
+    """Exported ONNX models go to a folder of the test session, not the user's cache."""
+    import os
+
+    folder = tmp_path_factory.mktemp("semsearch-cache")
+    previous = os.environ.get("SEMSEARCH_CACHE")
+    os.environ["SEMSEARCH_CACHE"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("SEMSEARCH_CACHE", None)
+    else:
+        os.environ["SEMSEARCH_CACHE"] = previous
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> Path:
     """A 2-layer BERT with a pooler and a tokenizer trained here (random weights, seeded)."""
