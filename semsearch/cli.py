@@ -196,6 +196,64 @@ def query(queries, index_dir, k, as_json, model, pooling, mode, filters, precisi
 
 
 @cli.command()
+@click.argument("corpus")
+@index_option
+@click.option("--batch-size", default=32, show_default=True, type=int, help="Texts per model call.")
+@click.option("--format", "fmt", default=None, help="jsonl, csv, tsv, txt or dir. [default: from the extension]")
+@click.option("--id-field", default=None, help="Id field of JSONL/CSV/TSV records. [default: _id or id]")
+@click.option("--text-field", default="text", show_default=True, help="Text field of JSONL/CSV/TSV records.")
+@click.option("--title-field", default="title", show_default=True, help="Title field of JSONL/CSV/TSV records.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def add(corpus, index_dir, batch_size, fmt, id_field, text_field, title_field, quiet):
+    """Add the documents of CORPUS to an index: new ids are inserted, existing ones updated.
+
+    Only new or changed text is embedded. Each batch is durable once written; re-running the same
+    command after an interruption finishes the job without duplicates."""
+    from .corpus import read_corpus
+
+    docs = read_corpus(corpus, format=fmt, id_field=id_field, text_field=text_field, title_field=title_field)
+    engine = _open(index_dir, None, None)
+    report = engine.add(docs, batch_size=batch_size, progress=not quiet)
+    click.echo(f"{engine.path}: {report.added} added, {report.updated} updated, {report.unchanged} unchanged; "
+               f"{report.embedded} texts embedded, {report.from_cache} from the cache; "
+               f"{engine.manifest.documents} documents in all")
+
+
+@cli.command()
+@click.argument("ids", nargs=-1)
+@index_option
+@click.option("--ids-file", default=None, type=click.Path(dir_okay=False),
+              help="A file of ids to delete, one per line.")
+def delete(ids, index_dir, ids_file):
+    """Delete documents by id (all must exist, or nothing is deleted)."""
+    from .errors import BadInput
+
+    wanted = list(ids)
+    if ids_file:
+        try:
+            with open(ids_file, encoding="utf-8") as fh:
+                wanted += [line.strip() for line in fh if line.strip()]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BadInput(f"cannot read ids file {ids_file}: {exc}") from None
+    if not wanted:
+        raise BadInput("give ids to delete, or --ids-file")
+    engine = _open(index_dir, None, None)
+    report = engine.delete(wanted)
+    click.echo(f"{engine.path}: {report.deleted} deleted; {engine.manifest.documents} documents left "
+               "(run `semsearch compact` to reclaim their space)")
+
+
+@cli.command()
+@index_option
+def compact(index_dir):
+    """Rebuild an index's vector and BM25 files from its store and reclaim deleted documents' space."""
+    engine = _open(index_dir, None, None)
+    report = engine.compact()
+    click.echo(f"{engine.path}: {report.bytes_before / 2**20:.1f} MiB -> {report.bytes_after / 2**20:.1f} MiB; "
+               f"{report.vectors_dropped} unused vectors dropped in {report.seconds:.1f} s")
+
+
+@cli.command()
 @index_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(index_dir, as_json):

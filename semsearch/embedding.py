@@ -12,6 +12,7 @@ Hugging Face encoder.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -50,6 +51,18 @@ class Embedder(ABC):
     @abstractmethod
     def config(self) -> dict[str, Any]:
         """A JSON-serialisable description; must contain ``kind``, ``dim`` and ``normalize``."""
+
+    def cache_keys(self, texts: Sequence[str]) -> list[str]:
+        """Embedding-cache keys: SHA-256 of this embedder's identity (``config()``: model weights,
+        pooling, precision, …) and each text. Equal keys mean equal vectors."""
+        identity = json.dumps(self.config(), sort_keys=True, default=str).encode()
+        base = hashlib.sha256(identity + b"\0")
+        keys = []
+        for text in texts:
+            h = base.copy()
+            h.update(text.encode("utf-8", "surrogatepass"))
+            keys.append(h.hexdigest())
+        return keys
 
     def _checked_batch(self, texts: list[str]) -> np.ndarray:
         vectors = np.asarray(self.embed_batch(texts), dtype=np.float32)

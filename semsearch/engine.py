@@ -26,13 +26,15 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from .embedding import Embedder, TransformerEmbedder, check_same_embedder, embedder_from_config
-from .errors import BadInput, IndexExists, ManifestMismatch
+from .errors import BadInput, IndexExists, IndexNotFound, ManifestMismatch
 from .filters import Filter, parse_filters
 from .folders import atomic_folder
 from .fusion import Fusion
 from .index import METRIC, IndexBuilder, VectorIndex
 from .lexical import LEXICAL_DIR, LexicalBuilder, LexicalIndex
 from .manifest import MANIFEST_FILE, Manifest, format_version_for
+from .update import AddReport, CompactReport, DeleteReport, add_documents, catch_up, compact, delete_documents
+from .update import rebuild_lexical
 from .metrics import evaluate_run
 from .rerank import Reranker
 from .store import DocStore
@@ -58,6 +60,7 @@ class SearchEngine:
                  lexical: LexicalIndex | None = None):
         self.path, self.manifest, self.embedder = path, manifest, embedder
         self.index, self.store, self.lexical = index, store, lexical
+        self.generation = manifest.generation  # the store generation the in-memory index reflects
 
     # --- building --------------------------------------------------------------------------
 
@@ -105,10 +108,10 @@ class SearchEngine:
                         if not isinstance(doc, Document):
                             raise BadInput(f"expected Document objects, got {type(doc).__name__}")
                     ids = np.arange(count, count + len(chunk), dtype=np.int64)
-                    store.add(chunk, ids)
                     texts = [d.embedding_text for d in chunk]
                     t0 = time.perf_counter()
                     vectors = embedder.encode(texts, batch_size, on_batch=bar.update)
+                    store.add(chunk, ids, vectors, embedder.cache_keys(texts), generation=1)
                     builder.add(vectors, ids)
                     t1 = time.perf_counter()
                     if lexical_builder is not None:
@@ -125,6 +128,7 @@ class SearchEngine:
             lexical_index = None
             if lexical_builder is not None:
                 lexical_index = lexical_builder.finish()
+                lexical_index.generation = 1
                 lexical_index.save(tmp / LEXICAL_DIR)
             timings["dense_seconds"] += t1 - t0
             timings["lexical_seconds"] += time.perf_counter() - t1
@@ -138,6 +142,7 @@ class SearchEngine:
                 documents=count,
                 lexical=lexical_index.config if lexical_index is not None else None,
                 build={k: round(v, 3) for k, v in timings.items()},
+                generation=1,
             )
             manifest.save(tmp)
             _check_target(path, overwrite)  # nothing appeared there meanwhile
@@ -165,16 +170,49 @@ class SearchEngine:
         store = DocStore(path / DOCS_FILE)
         if index.dim != manifest.dim:
             raise ManifestMismatch(f"vector file has dimension {index.dim}, manifest says {manifest.dim}")
-        if index.ntotal != manifest.documents or len(store) != manifest.documents:
-            raise ManifestMismatch(
-                f"index at {path} is inconsistent: manifest lists {manifest.documents} documents, "
-                f"vector file has {index.ntotal}, document store has {len(store)}"
-            )
-        lexical = LexicalIndex.load(path / LEXICAL_DIR) if manifest.lexical else None
-        if lexical is not None and len(lexical) != manifest.documents:
-            raise ManifestMismatch(f"index at {path} is inconsistent: manifest lists {manifest.documents} documents, "
-                                   f"lexical index has {len(lexical)}")
-        return cls(path, manifest, embedder, index, store, lexical)
+        generation = store.generation
+        if generation != manifest.generation:  # a write is under way, or one was interrupted
+            log.warning("index %s: the document store is at generation %d, its files at %d (a write is under way "
+                        "or was interrupted); applying the difference in memory", path, generation,
+                        manifest.generation)
+            index = catch_up(index, store, manifest.generation)
+            manifest = dataclasses.replace(manifest, documents=len(store))  # in memory; the file keeps its state
+        elif index.ntotal != manifest.documents:
+            raise ManifestMismatch(f"index at {path} is inconsistent: manifest lists {manifest.documents} "
+                                   f"documents, vector file {path / VECTORS_FILE} has {index.ntotal}")
+        if len(store) != index.ntotal:
+            raise ManifestMismatch(f"index at {path} is inconsistent: document store {path / DOCS_FILE} has "
+                                   f"{len(store)} documents, vector file {path / VECTORS_FILE} has {index.ntotal}")
+        lexical = _open_lexical(path, manifest, store, generation)
+        engine = cls(path, manifest, embedder, index, store, lexical)
+        engine.generation = generation
+        return engine
+
+    def reload(self) -> None:
+        """Read the index folder again (after another process wrote to it)."""
+        fresh = type(self).open(self.path, embedder=self.embedder)
+        self.store.close()
+        self.manifest, self.index, self.store, self.lexical = fresh.manifest, fresh.index, fresh.store, fresh.lexical
+        self.generation = fresh.generation
+
+    # --- changing ---------------------------------------------------------------------------
+
+    def add(self, documents: Iterable[Document], *, batch_size: int = 32, progress: bool = True,
+            on_commit=None) -> "AddReport":
+        """Insert new documents and update existing ones (same id); see :func:`semsearch.update.add_documents`.
+
+        >>> engine.add([Document("d9", "a new text")]).added       # doctest: +SKIP
+        1
+        """
+        return add_documents(self, documents, batch_size=batch_size, progress=progress, on_commit=on_commit)
+
+    def delete(self, ids: Sequence[str]) -> "DeleteReport":
+        """Delete documents by id (all must exist); see :func:`semsearch.update.delete_documents`."""
+        return delete_documents(self, ids)
+
+    def compact(self) -> "CompactReport":
+        """Rebuild the derived files from the store and reclaim deleted documents' space."""
+        return compact(self)
 
     # --- searching -------------------------------------------------------------------------
 
@@ -271,6 +309,8 @@ class SearchEngine:
             for score in scores:
                 doc = docs[taken]
                 taken += 1
+                if doc is None:  # deleted by a writer since this engine was opened
+                    continue
                 hits.append(Hit(doc.id, float(score), len(hits) + 1, doc.text, doc.title, doc.metadata))
             results.append(hits)
         return results
@@ -362,6 +402,24 @@ class SearchEngine:
 
     def __repr__(self) -> str:
         return f"SearchEngine({str(self.path)!r}, documents={len(self)}, factory={self.index.factory!r})"
+
+
+def _open_lexical(path: Path, manifest: Manifest, store: DocStore, generation: int) -> LexicalIndex | None:
+    """The BM25 side, rebuilt in memory from the store when it lags behind (an interrupted write)."""
+    if not manifest.lexical:
+        return None
+    try:
+        lexical = LexicalIndex.load(path / LEXICAL_DIR)
+    except IndexNotFound:
+        if generation == manifest.generation:
+            raise
+        lexical = None
+    if lexical is None or lexical.generation != generation:
+        lexical = rebuild_lexical(store, lexical.config if lexical else manifest.lexical, generation)
+    if len(lexical) != len(store):
+        raise ManifestMismatch(f"index at {path} is inconsistent: document store has {len(store)} documents, "
+                               f"lexical index {path / LEXICAL_DIR} has {len(lexical)}")
+    return lexical
 
 
 def describe(path: str | os.PathLike) -> dict:

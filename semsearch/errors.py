@@ -5,7 +5,8 @@ can catch one class. The CLI turns these into a one-line message and exit
 status 2; the library never exits or prints.
 """
 
-__all__ = ["SemsearchError", "BadInput", "IndexNotFound", "IndexExists", "ManifestMismatch", "ModelError"]
+__all__ = ["SemsearchError", "BadInput", "IndexNotFound", "IndexExists", "IndexLocked", "ManifestMismatch",
+           "ModelError"]
 
 
 class SemsearchError(Exception):
@@ -22,6 +23,10 @@ class IndexNotFound(SemsearchError, FileNotFoundError):
 
 class IndexExists(SemsearchError, FileExistsError):
     """An index already exists where a new one would be written."""
+
+
+class IndexLocked(SemsearchError):
+    """Another process is writing to the index."""
 
 
 class ManifestMismatch(SemsearchError):

@@ -81,6 +81,29 @@ class VectorIndex:
             raise BadInput(f"vectors of shape {vectors.shape} do not fit an index of dimension {self.dim}")
         self.faiss_index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
 
+    def remove(self, ids: np.ndarray) -> bool:
+        """Remove ``ids`` (absent ones are ignored); ``False`` if this index type cannot remove (HNSW)."""
+        import faiss
+
+        if len(ids) == 0:
+            return True
+        try:
+            self.faiss_index.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64)))
+        except RuntimeError:
+            return False
+        return True
+
+    def ids(self) -> np.ndarray:
+        """Every id in the index (for IVF, read from its inverted lists)."""
+        import faiss
+
+        if hasattr(self.faiss_index, "id_map"):
+            return faiss.vector_to_array(self.faiss_index.id_map).astype(np.int64)
+        ivf = faiss.extract_index_ivf(self.faiss_index)
+        lists = ivf.invlists
+        return np.concatenate([faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+                               for i in range(ivf.nlist)] + [np.empty(0, np.int64)]).astype(np.int64)
+
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` per query: ``(scores, ids)``, each ``(n, k)``; id -1 marks an empty slot.

@@ -65,8 +65,9 @@ class _Tokenizer:
 class LexicalIndex:
     """A BM25 index over the documents' ``embedding_text`` (title + text), keyed by int64 ids."""
 
-    def __init__(self, retriever, ids: np.ndarray, config: dict):
+    def __init__(self, retriever, ids: np.ndarray, config: dict, generation: int = 0):
         self.retriever, self.ids, self.config = retriever, np.asarray(ids, dtype=np.int64), dict(config)
+        self.generation = generation  # the document store's generation this side was built from
         self._tokenize = _Tokenizer(self.config)
 
     def __len__(self) -> int:
@@ -102,8 +103,8 @@ class LexicalIndex:
         folder.mkdir(parents=True, exist_ok=True)
         self.retriever.save(str(folder), allow_pickle=False, show_progress=False)
         np.save(folder / _IDS, self.ids, allow_pickle=False)
-        (folder / _CONFIG).write_text(json.dumps({"format": _FORMAT, **self.config}, indent=2) + "\n",
-                                      encoding="utf-8")
+        (folder / _CONFIG).write_text(json.dumps({"format": _FORMAT, **self.config, "generation": self.generation},
+                                                 indent=2) + "\n", encoding="utf-8")
 
     @classmethod
     def load(cls, folder: str | Path) -> "LexicalIndex":
@@ -119,10 +120,11 @@ class LexicalIndex:
             raise IndexNotFound(f"lexical index {folder} is unreadable: {exc}") from None
         if config.pop("format", None) != _FORMAT:
             raise ManifestMismatch(f"{folder / _CONFIG} is not a semsearch lexical index ({_FORMAT})")
+        generation = int(config.pop("generation", 0))
         if retriever.scores["num_docs"] != len(ids):
             raise ManifestMismatch(f"lexical index {folder}: {retriever.scores['num_docs']} documents "
                                    f"but {len(ids)} ids")
-        return cls(retriever, ids, config)
+        return cls(retriever, ids, config, generation)
 
 
 class LexicalBuilder:

@@ -48,7 +48,8 @@ class Manifest:
     ``config()`` (model, weights_sha256, max_length, score_kind ``logit`` or
     ``probability``, first_stage_weight), or ``None``. ``lexical`` describes the BM25 side
     (``None``: dense only); ``fusion`` is the hybrid fusion (:class:`semsearch.fusion.Fusion`
-    as a dict; ``None``: plain RRF); ``build`` holds build timings (seconds per side).
+    as a dict; ``None``: plain RRF); ``build`` holds build timings (seconds per side); ``generation``
+    is the document store's generation the vector and BM25 files reflect (see :mod:`semsearch.update`).
     """
 
     embedder: dict[str, Any]
@@ -59,6 +60,7 @@ class Manifest:
     lexical: dict[str, Any] | None = None
     fusion: dict[str, Any] | None = None
     build: dict[str, Any] | None = None
+    generation: int = 0
     metric: str = "inner_product"
     format_version: int = FORMAT_VERSION
     semsearch_version: str = __version__

@@ -29,46 +29,179 @@ __all__ = ["DocStore"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS docs (
-    int_id   INTEGER PRIMARY KEY,
-    id       TEXT NOT NULL UNIQUE,
-    title    TEXT NOT NULL,
-    text     TEXT NOT NULL,
-    metadata TEXT NOT NULL
-)
+    int_id     INTEGER PRIMARY KEY,
+    id         TEXT NOT NULL UNIQUE,
+    title      TEXT NOT NULL,
+    text       TEXT NOT NULL,
+    metadata   TEXT NOT NULL,
+    vector_key TEXT,
+    generation INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vector BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS tombstones (int_id INTEGER PRIMARY KEY, generation INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS docs_generation ON docs (generation);
 """
 _MAX_VARS = 900  # stay under SQLite's limit on bound parameters
 
 
 class DocStore:
-    """SQLite-backed documents. ``create=True`` makes a new file; otherwise it must exist and opens read-only."""
+    """SQLite-backed documents. ``create=True`` makes a new file; otherwise it must exist and opens
+    read-only, or for writing with ``writable=True``.
 
-    def __init__(self, path: str | Path, *, create: bool = False):
+    Besides the documents it keeps what lets an index change without a rebuild: each document's
+    vector (in ``vectors``, keyed by the embedding cache key, so unchanged text is never re-embedded),
+    a generation counter bumped by every committed write, the generation each row was last written
+    in, and tombstones of deleted rows.
+    """
+
+    def __init__(self, path: str | Path, *, create: bool = False, writable: bool = False):
         self.path = str(path)
         if create:
-            self._conn = sqlite3.connect(self.path)
-            self._conn.execute(_SCHEMA)
+            self._conn = sqlite3.connect(self.path, timeout=30)
+            self._conn.executescript(_SCHEMA)
         else:
             if not Path(self.path).is_file():
                 raise IndexNotFound(f"document store {self.path} is missing")
-            self._conn = sqlite3.connect(f"file:{Path(self.path).resolve()}?mode=ro", uri=True)
+            mode = "rw" if writable else "ro"
+            try:
+                self._conn = sqlite3.connect(f"file:{Path(self.path).resolve()}?mode={mode}", uri=True, timeout=30)
+                self._conn.execute("SELECT COUNT(*) FROM docs").fetchone()
+            except sqlite3.DatabaseError as exc:
+                raise IndexNotFound(f"document store {self.path} is unreadable: {exc}") from None
         from .filters import as_number
 
         self._conn.create_function("semsearch_number", 1, as_number, deterministic=True)
 
-    def add(self, docs: Sequence[Document], int_ids: Sequence[int]) -> None:
-        """Insert documents; :class:`BadInput` names the first duplicate id."""
-        rows = []
-        for doc, int_id in zip(docs, int_ids):
-            try:
-                metadata = json.dumps(dict(doc.metadata), ensure_ascii=False, allow_nan=False)
-            except (TypeError, ValueError) as exc:
-                raise BadInput(f"document {doc.id!r}: metadata is not JSON-serialisable ({exc})") from None
-            rows.append((int(int_id), doc.id, doc.title, doc.text, metadata))
+    def add(self, docs: Sequence[Document], int_ids: Sequence[int], vectors: np.ndarray | None = None,
+            keys: Sequence[str] | None = None, generation: int = 0) -> None:
+        """Insert documents (and their vectors under ``keys``) in one transaction;
+        :class:`BadInput` names the first duplicate id."""
+        rows = [(int(i), d.id, d.title, d.text, metadata_json(d), k, generation)
+                for d, i, k in zip(docs, int_ids, keys or [None] * len(docs))]
         try:
             with self._conn:
-                self._conn.executemany("INSERT INTO docs VALUES (?, ?, ?, ?, ?)", rows)
+                if vectors is not None:
+                    self._put_vectors(keys, vectors)
+                self._conn.executemany("INSERT INTO docs VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                if generation:
+                    self._set_meta("generation", generation)
         except sqlite3.IntegrityError:
             raise BadInput(f"duplicate document id {self._first_duplicate([d.id for d in docs])!r}") from None
+
+    # --- what incremental updates need --------------------------------------------------------
+
+    @property
+    def generation(self) -> int:
+        """Bumped by every committed write; 0 for a store that predates generations."""
+        return int(self._meta("generation") or 0)
+
+    @property
+    def has_vectors(self) -> bool:
+        """Whether every document's vector is stored (indexes built before semsearch 0.2 have none)."""
+        columns = {r[1] for r in self._conn.execute("PRAGMA table_info(docs)")}
+        if "vector_key" not in columns:
+            return False
+        return self._conn.execute("SELECT 1 FROM docs WHERE vector_key IS NULL LIMIT 1").fetchone() is None
+
+    def next_int_id(self) -> int:
+        """An int id never used before in this store (deleted ones are not reused)."""
+        row = self._conn.execute(
+            "SELECT MAX(m) FROM (SELECT MAX(int_id) AS m FROM docs UNION ALL SELECT MAX(int_id) FROM tombstones)"
+        ).fetchone()
+        return 0 if row[0] is None else int(row[0]) + 1
+
+    def lookup(self, ids: Sequence[str]) -> dict[str, tuple[int, str, str, str, str | None]]:
+        """``{id: (int_id, title, text, metadata JSON, vector key)}`` for the ids that exist."""
+        found = {}
+        for chunk in _chunks(list(ids)):
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT id, int_id, title, text, metadata, vector_key FROM docs WHERE id IN ({marks})"
+            for doc_id, *rest in self._conn.execute(sql, chunk):
+                found[doc_id] = tuple(rest)
+        return found
+
+    def cached_vectors(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        """Stored vectors for those of ``keys`` that have one."""
+        found = {}
+        for chunk in _chunks(sorted(set(keys))):
+            marks = ",".join("?" * len(chunk))
+            for key, blob in self._conn.execute(f"SELECT key, vector FROM vectors WHERE key IN ({marks})", chunk):
+                found[key] = np.frombuffer(blob, dtype=np.float32)
+        return found
+
+    def upsert(self, new: Sequence[tuple[int, Document, str]], updated: Sequence[tuple[int, Document, str]],
+               vectors: dict[str, np.ndarray]) -> int:
+        """One transaction: store ``vectors`` (by key), insert ``new`` and replace ``updated`` rows
+        (``(int_id, document, vector key)``), bump the generation; returns the new generation."""
+        with self._conn:
+            generation = self.generation + 1
+            self._put_vectors(list(vectors), np.array(list(vectors.values()), dtype=np.float32))
+            self._conn.executemany(
+                "INSERT INTO docs VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(i, d.id, d.title, d.text, metadata_json(d), k, generation) for i, d, k in new])
+            self._conn.executemany(
+                "UPDATE docs SET title = ?, text = ?, metadata = ?, vector_key = ?, generation = ? WHERE int_id = ?",
+                [(d.title, d.text, metadata_json(d), k, generation, i) for i, d, k in updated])
+            self._set_meta("generation", generation)
+        return generation
+
+    def delete(self, int_ids: Sequence[int]) -> int:
+        """One transaction: remove rows, leave tombstones, bump the generation; returns it."""
+        with self._conn:
+            generation = self.generation + 1
+            for chunk in _chunks([int(i) for i in int_ids]):
+                marks = ",".join("?" * len(chunk))
+                self._conn.execute(f"DELETE FROM docs WHERE int_id IN ({marks})", chunk)
+            self._conn.executemany("INSERT OR REPLACE INTO tombstones VALUES (?, ?)",
+                                   [(int(i), generation) for i in int_ids])
+            self._set_meta("generation", generation)
+        return generation
+
+    def changes_since(self, generation: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(int ids written, their vectors, int ids deleted)`` after ``generation``."""
+        rows = self._conn.execute(
+            "SELECT d.int_id, v.vector FROM docs d JOIN vectors v ON v.key = d.vector_key "
+            "WHERE d.generation > ? ORDER BY d.int_id", (generation,)).fetchall()
+        gone = self._conn.execute("SELECT int_id FROM tombstones WHERE generation > ? ORDER BY int_id",
+                                  (generation,)).fetchall()
+        return _ids_and_vectors(rows) + (np.array([r[0] for r in gone], dtype=np.int64),)
+
+    def all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(int ids, vectors)`` of every document, in int-id order."""
+        rows = self._conn.execute("SELECT d.int_id, v.vector FROM docs d JOIN vectors v ON v.key = d.vector_key "
+                                  "ORDER BY d.int_id").fetchall()
+        return _ids_and_vectors(rows)
+
+    def texts(self) -> tuple[np.ndarray, list[str]]:
+        """``(int ids, embedding texts)`` of every document, in int-id order (for the BM25 side)."""
+        rows = self._conn.execute("SELECT int_id, title, text FROM docs ORDER BY int_id").fetchall()
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        return ids, [Document("_", text, title).embedding_text for _, title, text in rows]
+
+    def prune(self) -> int:
+        """Drop vectors no document uses and all tombstones, then VACUUM; returns vectors dropped."""
+        with self._conn:
+            dropped = self._conn.execute(
+                "DELETE FROM vectors WHERE key NOT IN (SELECT vector_key FROM docs WHERE vector_key IS NOT NULL)"
+            ).rowcount
+            self._conn.execute("DELETE FROM tombstones")
+        self._conn.execute("VACUUM")
+        return int(dropped)
+
+    def _put_vectors(self, keys: Sequence[str], vectors: np.ndarray) -> None:
+        self._conn.executemany("INSERT OR IGNORE INTO vectors VALUES (?, ?)",
+                               [(k, np.ascontiguousarray(v, dtype=np.float32).tobytes()) for k, v in zip(keys, vectors)])
+
+    def _meta(self, key: str) -> str | None:
+        try:
+            row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        except sqlite3.OperationalError:  # a store from before the meta table
+            return None
+        return row[0] if row else None
+
+    def _set_meta(self, key: str, value) -> None:
+        self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, str(value)))
 
     def _first_duplicate(self, ids: list[str]) -> str:
         repeated = [i for i, n in Counter(ids).items() if n > 1]
@@ -142,6 +275,21 @@ class DocStore:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def metadata_json(doc: Document) -> str:
+    """The stored form of a document's metadata (JSON text)."""
+    try:
+        return json.dumps(dict(doc.metadata), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise BadInput(f"document {doc.id!r}: metadata is not JSON-serialisable ({exc})") from None
+
+
+def _ids_and_vectors(rows) -> tuple[np.ndarray, np.ndarray]:
+    ids = np.array([r[0] for r in rows], dtype=np.int64)
+    if not rows:
+        return ids, np.empty((0, 0), dtype=np.float32)
+    return ids, np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
 
 
 def _chunks(items: list, size: int = _MAX_VARS):

@@ -1,0 +1,174 @@
+"""Index lifecycle: add (upsert), delete, compact on Flat / HNSW / IVF, the embedding cache, the writer lock,
+and recovery from a write that stopped between the store and the derived files."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from fakes import HashEmbedder
+from semsearch import Document, SearchEngine
+from semsearch.errors import BadInput, IndexLocked
+from semsearch.update import writer_lock
+
+WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau "
+         "upsilon phi chi psi omega apple pear plum fig kiwi lime").split()
+
+
+def _docs(n: int, start: int = 0, salt: str = "") -> list[Document]:
+    rng = np.random.default_rng(start + 1000 * len(salt))
+    return [Document(f"d{i}", " ".join(rng.choice(WORDS, 6)) + f" {salt}", title=f"T{i}", metadata={"n": i})
+            for i in range(start, start + n)]
+
+
+def _brute_force(engine: SearchEngine, docs: dict[str, Document], query: str, k: int) -> list[str]:
+    """Exact top k over the documents that should be there, embedded afresh."""
+    ids = sorted(docs)
+    vectors = engine.embedder.encode([docs[i].embedding_text for i in ids])
+    q = engine.embedder.encode([query])[0]
+    order = np.argsort(-(vectors @ q), kind="stable")
+    return [ids[i] for i in order[:k]]
+
+
+def _check(engine: SearchEngine, expected: dict[str, Document]) -> None:
+    assert len(engine) == len(expected) == engine.manifest.documents == len(engine.store)
+    for query in ("alpha beta", "plum fig kiwi", "sigma tau omega"):
+        for mode in ("dense", "hybrid", "lexical"):
+            hits = engine.search(query, k=len(expected) + 5, mode=mode)
+            assert {h.id for h in hits} <= set(expected), mode  # deleted documents never come back
+            for h in hits:
+                assert h.text == expected[h.id].text and h.metadata == expected[h.id].metadata
+        if engine.manifest.factory == "Flat":  # exact: the same scores as brute force on what should be there
+            got = [h.id for h in engine.search(query, k=5, mode="dense")]
+            want = _brute_force(engine, expected, query, 5)
+            scores = {h.id: h.score for h in engine.search(query, k=len(expected), mode="dense")}
+            assert [round(scores[i], 5) for i in got] == [round(scores[i], 5) for i in want]
+
+
+@pytest.mark.parametrize("factory", ["Flat", "HNSW16", "IVF4,Flat"])
+def test_add_update_delete_compact(tmp_path, factory):
+    path = tmp_path / "idx"
+    docs = {d.id: d for d in _docs(60)}
+    engine = SearchEngine.build(list(docs.values()), path, embedder=HashEmbedder(), factory=factory, progress=False)
+    _check(engine, docs)
+
+    new = _docs(10, start=60)
+    changed = [Document("d3", "completely different words omega psi", title="T3"), Document("d4", docs["d4"].text,
+               title="T4", metadata={"n": 4, "tag": "x"})]
+    report = engine.add(new + changed + [docs["d5"]], progress=False)
+    assert (report.added, report.updated, report.unchanged) == (10, 2, 1)
+    assert report.embedded == 11  # d4 changed only its metadata: its vector comes from the cache
+    docs.update({d.id: d for d in new + changed})
+    _check(engine, docs)
+    _check(SearchEngine.open(path, embedder=HashEmbedder()), docs)  # and on disk
+
+    engine.delete(["d0", "d3", "d65"])
+    for gone in ("d0", "d3", "d65"):
+        del docs[gone]
+    _check(engine, docs)
+    reopened = SearchEngine.open(path, embedder=HashEmbedder())
+    _check(reopened, docs)
+    assert reopened.manifest.factory == factory
+
+    report = reopened.compact()
+    assert report.vectors_dropped >= 3  # the deleted and replaced texts' vectors
+    _check(SearchEngine.open(path, embedder=HashEmbedder()), docs)
+
+
+def test_re_adding_unchanged_text_costs_no_model_call(tmp_path):
+    path = tmp_path / "idx"
+    docs = _docs(20)
+    SearchEngine.build(docs, path, embedder=HashEmbedder(), progress=False)
+    embedder = HashEmbedder()
+    engine = SearchEngine.open(path, embedder=embedder)
+    report = engine.add(docs, progress=False)
+    assert (report.unchanged, report.embedded, embedder.calls) == (20, 0, [])
+    # new ids with texts already stored: the cache answers, the model is not called either
+    renamed = [Document(f"copy-{d.id}", d.text, title=d.title) for d in docs[:5]]
+    report = engine.add(renamed, progress=False)
+    assert (report.added, report.embedded, report.from_cache, embedder.calls) == (5, 0, 5, [])
+    # a different embedder (another salt) has other keys: nothing is taken from the first one's cache
+    assert HashEmbedder(salt="x").cache_keys(["a"]) != embedder.cache_keys(["a"])
+
+
+def test_bad_changes_are_refused_and_nothing_is_lost(tmp_path):
+    path = tmp_path / "idx"
+    docs = _docs(10)
+    engine = SearchEngine.build(docs, path, embedder=HashEmbedder(), progress=False)
+    with pytest.raises(BadInput, match="no document with id 'nope'.*nothing was deleted"):
+        engine.delete(["d1", "nope"])
+    with pytest.raises(BadInput, match="'d1' appears twice"):
+        engine.add([Document("d1", "x y"), Document("d1", "z")], progress=False)
+    with pytest.raises(BadInput, match="no document ids"):
+        engine.delete([])
+    engine = SearchEngine.open(path, embedder=HashEmbedder())
+    assert len(engine) == 10 and engine.store.lookup(["d1"])["d1"][2] == docs[1].text
+
+
+def test_one_writer_at_a_time(tmp_path):
+    path = tmp_path / "idx"
+    engine = SearchEngine.build(_docs(5), path, embedder=HashEmbedder(), progress=False)
+    with writer_lock(path):  # as if another process were writing
+        with pytest.raises(IndexLocked, match=f"being written by another process \\(pid {os.getpid()}\\)"):
+            engine.add(_docs(2, start=5), progress=False)
+        assert engine.search("alpha", k=3)  # readers keep working
+    engine.add(_docs(2, start=5), progress=False)  # released
+    assert len(engine) == 7
+
+
+def test_a_write_interrupted_before_the_derived_files_is_recovered_by_readers(tmp_path, monkeypatch):
+    from semsearch import update
+
+    path = tmp_path / "idx"
+    docs = {d.id: d for d in _docs(30)}
+    SearchEngine.build(list(docs.values()), path, embedder=HashEmbedder(), progress=False)
+    engine = SearchEngine.open(path, embedder=HashEmbedder())
+
+    def die(*args, **kwargs):
+        raise KeyboardInterrupt  # stands in for kill -9 after the store committed, before any derived file
+
+    monkeypatch.setattr(update, "_sync", die)
+    with pytest.raises(KeyboardInterrupt):
+        engine.add(_docs(5, start=30), progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        engine.delete(["d1", "d2"])
+    monkeypatch.undo()
+    docs.update({d.id: d for d in _docs(5, start=30)})
+    del docs["d1"], docs["d2"]
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["documents"] == 30  # the files still describe the old state
+    reader = SearchEngine.open(path, embedder=HashEmbedder())  # the store is ahead: caught up in memory
+    _check(reader, docs)
+    SearchEngine.open(path, embedder=HashEmbedder()).add([], progress=False)  # the next write persists it
+    assert json.loads((path / "manifest.json").read_text())["documents"] == 33
+    _check(SearchEngine.open(path, embedder=HashEmbedder()), docs)
+
+
+def test_a_lost_lexical_folder_is_rebuilt_when_the_store_is_ahead(tmp_path, monkeypatch):
+    import shutil
+
+    from semsearch import update
+
+    path = tmp_path / "idx"
+    docs = {d.id: d for d in _docs(12)}
+    engine = SearchEngine.build(list(docs.values()), path, embedder=HashEmbedder(), progress=False)
+    monkeypatch.setattr(update, "_sync", lambda *a, **k: shutil.rmtree(path / "lexical"))  # died mid-swap
+    engine.add(_docs(3, start=12), progress=False)
+    monkeypatch.undo()
+    docs.update({d.id: d for d in _docs(3, start=12)})
+    _check(SearchEngine.open(path, embedder=HashEmbedder()), docs)
+
+
+def test_indexes_without_stored_vectors_are_refused_clearly(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "idx"
+    engine = SearchEngine.build(_docs(4), path, embedder=HashEmbedder(), progress=False)
+    engine.close()
+    with sqlite3.connect(path / "docs.sqlite") as conn:  # what an index from before stored vectors looks like
+        conn.execute("UPDATE docs SET vector_key = NULL")
+    with pytest.raises(BadInput, match="older semsearch and stores no vectors; rebuild it"):
+        SearchEngine.open(path, embedder=HashEmbedder()).add(_docs(1, start=4), progress=False)
