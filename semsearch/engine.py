@@ -170,20 +170,21 @@ class SearchEngine:
         store = DocStore(path / DOCS_FILE)
         if index.dim != manifest.dim:
             raise ManifestMismatch(f"vector file has dimension {index.dim}, manifest says {manifest.dim}")
-        generation = store.generation
-        if generation != manifest.generation:  # a write is under way, or one was interrupted
-            log.warning("index %s: the document store is at generation %d, its files at %d (a write is under way "
-                        "or was interrupted); applying the difference in memory", path, generation,
-                        manifest.generation)
-            index = catch_up(index, store, manifest.generation)
-            manifest = dataclasses.replace(manifest, documents=len(store))  # in memory; the file keeps its state
-        elif index.ntotal != manifest.documents:
-            raise ManifestMismatch(f"index at {path} is inconsistent: manifest lists {manifest.documents} "
-                                   f"documents, vector file {path / VECTORS_FILE} has {index.ntotal}")
-        if len(store) != index.ntotal:
-            raise ManifestMismatch(f"index at {path} is inconsistent: document store {path / DOCS_FILE} has "
-                                   f"{len(store)} documents, vector file {path / VECTORS_FILE} has {index.ntotal}")
-        lexical = _open_lexical(path, manifest, store, generation)
+        with store.snapshot():  # one consistent state of the store, even while a writer commits
+            generation = store.generation
+            if generation != manifest.generation:  # a write is under way, or one was interrupted
+                log.warning("index %s: the document store is at generation %d, its files at %d (a write is under way "
+                            "or was interrupted); applying the difference in memory", path, generation,
+                            manifest.generation)
+                index = catch_up(index, store, manifest.generation)
+                manifest = dataclasses.replace(manifest, documents=len(store))  # in memory; the file keeps its state
+            elif index.ntotal != manifest.documents:
+                raise ManifestMismatch(f"index at {path} is inconsistent: manifest lists {manifest.documents} "
+                                       f"documents, vector file {path / VECTORS_FILE} has {index.ntotal}")
+            if len(store) != index.ntotal:
+                raise ManifestMismatch(f"index at {path} is inconsistent: document store {path / DOCS_FILE} has "
+                                       f"{len(store)} documents, vector file {path / VECTORS_FILE} has {index.ntotal}")
+            lexical = _open_lexical(path, manifest, store, generation)
         engine = cls(path, manifest, embedder, index, store, lexical)
         engine.generation = generation
         return engine
@@ -198,13 +199,14 @@ class SearchEngine:
     # --- changing ---------------------------------------------------------------------------
 
     def add(self, documents: Iterable[Document], *, batch_size: int = 32, progress: bool = True,
-            on_commit=None) -> "AddReport":
+            on_commit=None, commit_every: int = 256) -> "AddReport":
         """Insert new documents and update existing ones (same id); see :func:`semsearch.update.add_documents`.
 
         >>> engine.add([Document("d9", "a new text")]).added       # doctest: +SKIP
         1
         """
-        return add_documents(self, documents, batch_size=batch_size, progress=progress, on_commit=on_commit)
+        return add_documents(self, documents, batch_size=batch_size, progress=progress, on_commit=on_commit,
+                             commit_every=commit_every)
 
     def delete(self, ids: Sequence[str]) -> "DeleteReport":
         """Delete documents by id (all must exist); see :func:`semsearch.update.delete_documents`."""
@@ -410,10 +412,10 @@ def _open_lexical(path: Path, manifest: Manifest, store: DocStore, generation: i
         return None
     try:
         lexical = LexicalIndex.load(path / LEXICAL_DIR)
-    except IndexNotFound:
+    except (IndexNotFound, ManifestMismatch):
         if generation == manifest.generation:
             raise
-        lexical = None
+        lexical = None  # being swapped by a writer, or lost by one that was killed: rebuilt below
     if lexical is None or lexical.generation != generation:
         lexical = rebuild_lexical(store, lexical.config if lexical else manifest.lexical, generation)
     if len(lexical) != len(store):

@@ -12,8 +12,10 @@ unique. Metadata is stored as JSON text.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
@@ -63,15 +65,33 @@ class DocStore:
         else:
             if not Path(self.path).is_file():
                 raise IndexNotFound(f"document store {self.path} is missing")
-            mode = "rw" if writable else "ro"
             try:
-                self._conn = sqlite3.connect(f"file:{Path(self.path).resolve()}?mode={mode}", uri=True, timeout=30)
-                self._conn.execute("SELECT COUNT(*) FROM docs").fetchone()
+                self._conn = self._connect("rw" if writable else "ro")
+            except sqlite3.OperationalError as exc:
+                if writable or "readonly" not in str(exc):
+                    raise IndexNotFound(f"document store {self.path} is unreadable: {exc}") from None
+                # A writer was killed mid-transaction: SQLite rolls its journal back on the first
+                # read, which needs write access once.
+                if not os.access(Path(self.path).parent, os.W_OK):
+                    raise IndexNotFound(f"document store {self.path} has an unfinished transaction (a writer "
+                                        "was interrupted) and its folder is read-only; open it once with write "
+                                        "access to roll it back") from None
+                self._connect("rw").close()
+                self._conn = self._connect("ro")
             except sqlite3.DatabaseError as exc:
                 raise IndexNotFound(f"document store {self.path} is unreadable: {exc}") from None
         from .filters import as_number
 
         self._conn.create_function("semsearch_number", 1, as_number, deterministic=True)
+
+    def _connect(self, mode: str) -> sqlite3.Connection:
+        conn = sqlite3.connect(f"file:{Path(self.path).resolve()}?mode={mode}", uri=True, timeout=30)
+        try:
+            conn.execute("SELECT COUNT(*) FROM docs").fetchone()
+        except sqlite3.DatabaseError:
+            conn.close()
+            raise
+        return conn
 
     def add(self, docs: Sequence[Document], int_ids: Sequence[int], vectors: np.ndarray | None = None,
             keys: Sequence[str] | None = None, generation: int = 0) -> None:
@@ -90,6 +110,15 @@ class DocStore:
             raise BadInput(f"duplicate document id {self._first_duplicate([d.id for d in docs])!r}") from None
 
     # --- what incremental updates need --------------------------------------------------------
+
+    @contextmanager
+    def snapshot(self) -> Iterator["DocStore"]:
+        """Reads inside see one committed state (a writer's commit waits until the block ends)."""
+        self._conn.execute("BEGIN")
+        try:
+            yield self
+        finally:
+            self._conn.execute("ROLLBACK")
 
     @property
     def generation(self) -> int:

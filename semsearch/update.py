@@ -110,11 +110,15 @@ def writer_lock(path: Path) -> Iterator[None]:
 
 
 def add_documents(engine: "SearchEngine", documents: Iterable[Document], *, batch_size: int = 32,
-                  progress: bool = True, on_commit: Callable[[list[str]], None] | None = None) -> AddReport:
+                  progress: bool = True, on_commit: Callable[[list[str]], None] | None = None,
+                  commit_every: int = _BATCH) -> AddReport:
     """Insert new documents and update existing ones (same id); only changed text is embedded.
 
-    ``on_commit`` is called with the ids of each batch once it is durably stored.
+    Documents are committed ``commit_every`` at a time; ``on_commit`` is called with the ids of each
+    batch once it is durably stored.
     """
+    if commit_every < 1:
+        raise BadInput(f"commit_every must be at least 1, got {commit_every}")
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
@@ -126,7 +130,7 @@ def add_documents(engine: "SearchEngine", documents: Iterable[Document], *, batc
         total=total, unit="doc", desc="adding", file=sys.stderr, disable=not progress, dynamic_ncols=True
     ) as bar:
         stream = iter(documents)
-        while chunk := list(islice(stream, _BATCH)):
+        while chunk := list(islice(stream, commit_every)):
             for doc in chunk:
                 if not isinstance(doc, Document):
                     raise BadInput(f"expected Document objects, got {type(doc).__name__}")

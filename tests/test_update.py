@@ -172,3 +172,81 @@ def test_indexes_without_stored_vectors_are_refused_clearly(tmp_path):
         conn.execute("UPDATE docs SET vector_key = NULL")
     with pytest.raises(BadInput, match="older semsearch and stores no vectors; rebuild it"):
         SearchEngine.open(path, embedder=HashEmbedder()).add(_docs(1, start=4), progress=False)
+
+
+# --- the CLI ------------------------------------------------------------------------------------
+
+
+def _cli(*args):
+    from click.testing import CliRunner
+
+    from semsearch.cli import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def _error(result, pattern):
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and pattern in lines[0] and "Traceback" not in result.output, result.stderr
+
+
+def test_cli_add_delete_compact(tiny_bert, tmp_path):
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps({"_id": f"d{i}", "text": f"the cat sat {w}"}) + "\n"
+                              for i, w in enumerate(["on the mat", "at the moon", "in tall trees"])))
+    assert _cli("index", corpus, "--index", tmp_path / "idx", "--model", tiny_bert, "--precision", "fp32",
+                "-q").exit_code == 0
+    more = tmp_path / "more.jsonl"
+    more.write_text(json.dumps({"_id": "d1", "text": "a dog barked"}) + "\n"
+                    + json.dumps({"_id": "d9", "text": "birds sang"}) + "\n")
+    result = _cli("add", more, "--index", tmp_path / "idx", "-q")
+    assert result.exit_code == 0, result.output
+    assert "1 added, 1 updated, 0 unchanged; 2 texts embedded, 0 from the cache; 4 documents in all" in result.stdout
+    again = _cli("add", more, "--index", tmp_path / "idx", "-q")
+    assert "0 added, 0 updated, 2 unchanged; 0 texts embedded" in again.stdout
+    ids = tmp_path / "ids.txt"
+    ids.write_text("d0\n\nd9\n")
+    result = _cli("delete", "d2", "--ids-file", ids, "--index", tmp_path / "idx")
+    assert result.exit_code == 0 and "3 deleted; 1 documents left" in result.stdout, result.output
+    hits = _cli("query", "cat", "--index", tmp_path / "idx", "--json", "-k", "5")
+    assert [json.loads(line)["id"] for line in hits.stdout.splitlines()] == ["d1"]
+    result = _cli("compact", "--index", tmp_path / "idx")
+    assert result.exit_code == 0 and "unused vectors dropped" in result.stdout, result.output
+
+    _error(_cli("delete", "nope", "--index", tmp_path / "idx"), "no document with id 'nope'")
+    _error(_cli("delete", "--index", tmp_path / "idx"), "give ids to delete")
+    _error(_cli("add", tmp_path / "missing.jsonl", "--index", tmp_path / "idx"), "does not exist")
+    _error(_cli("add", more, "--index", tmp_path / "nowhere"), "no index at")
+    with writer_lock(tmp_path / "idx"):
+        _error(_cli("add", more, "--index", tmp_path / "idx"), "being written by another process")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+def test_read_only_index_folder(tmp_path):
+    path = tmp_path / "idx"
+    engine = SearchEngine.build(_docs(3), path, embedder=HashEmbedder(), progress=False)
+    path.chmod(0o555)
+    try:
+        with pytest.raises(BadInput, match="read-only"):
+            engine.add(_docs(1, start=3), progress=False)
+        assert len(SearchEngine.open(path, embedder=HashEmbedder())) == 3  # still readable
+    finally:
+        path.chmod(0o755)
+
+
+def test_unwritable_index_folder_is_a_clear_error(tmp_path, monkeypatch):
+    """The same refusal without relying on file permissions (tests may run as root, which ignores them)."""
+    from semsearch import update
+
+    path = tmp_path / "idx"
+    engine = SearchEngine.build(_docs(3), path, embedder=HashEmbedder(), progress=False)
+
+    def read_only_open(file, flags, *args):
+        raise PermissionError(13, "Permission denied", str(file))
+
+    monkeypatch.setattr(update.os, "open", read_only_open)
+    with pytest.raises(BadInput, match=f"index folder {path} is read-only"):
+        engine.add(_docs(1, start=3), progress=False)
+    monkeypatch.undo()
+    assert len(SearchEngine.open(path, embedder=HashEmbedder())) == 3

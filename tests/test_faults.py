@@ -1,0 +1,118 @@
+"""Fault tests: a writer really killed with SIGKILL at random moments, and readers running beside a writer."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fakes import HashEmbedder
+from semsearch import Document, SearchEngine, read_corpus
+
+TESTS = Path(__file__).resolve().parent
+WRITER = """
+import sys
+sys.path.insert(0, {tests!r})
+from fakes import HashEmbedder
+from semsearch import SearchEngine, read_corpus
+engine = SearchEngine.open({index!r}, embedder=HashEmbedder())
+engine.add(read_corpus({corpus!r}), progress=False, commit_every={every},
+           on_commit=lambda ids: print("ACK", *ids, flush=True))
+print("DONE", flush=True)
+"""
+WORDS = "red green blue cyan magenta yellow black white grey pink brown olive navy teal".split()
+
+
+def _corpus(path: Path, n: int, version: int, seed: int) -> dict[str, str]:
+    rng = np.random.default_rng(seed)
+    texts = {f"doc{i}": f"v{version} " + " ".join(rng.choice(WORDS, 8)) for i in range(n)}
+    path.write_text("".join(json.dumps({"_id": k, "text": v}) + "\n" for k, v in texts.items()), encoding="utf-8")
+    return texts
+
+
+def _writer(index: Path, corpus: Path, every: int) -> subprocess.Popen:
+    script = WRITER.format(tests=str(TESTS), index=str(index), corpus=str(corpus), every=every)
+    return subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONPATH": str(TESTS.parent)})
+
+
+def _assert_consistent(index: Path, acknowledged: dict[str, str]) -> SearchEngine:
+    engine = SearchEngine.open(index, embedder=HashEmbedder())  # opens: never unreadable
+    faiss_ids = engine.index.ids()
+    assert len(faiss_ids) == len(set(faiss_ids.tolist())) == len(engine.store)  # no duplicates, nothing missing
+    found = engine.store.lookup(list(acknowledged))
+    for doc_id, text in acknowledged.items():
+        assert doc_id in found and found[doc_id][2] == text, doc_id  # acknowledged = durable, latest version
+    assert {row[0] for row in found.values()} <= set(faiss_ids.tolist())  # and searchable by its vector
+    return engine
+
+
+def test_sigkill_at_random_moments_loses_no_acknowledged_document(tmp_path):
+    rng = random.Random(20261121)
+    trials, n = 20, 120
+    durations = []
+    for trial in range(trials):
+        index = tmp_path / f"idx{trial}"
+        first = _corpus(tmp_path / "first.jsonl", n // 2, 0, trial)
+        SearchEngine.build(read_corpus(tmp_path / "first.jsonl"), index, embedder=HashEmbedder(), progress=False)
+        texts = _corpus(tmp_path / f"c{trial}.jsonl", n, 1, trial)  # updates the first half, adds a second
+        acknowledged = dict(first)
+        every = rng.choice([3, 7, 16])
+        proc = _writer(index, tmp_path / f"c{trial}.jsonl", every=every)
+        # Kill after a random number of acknowledged batches (0: during start-up), a random moment later:
+        # between commits, inside one, or while the derived files are written after the last.
+        target = rng.randint(0, -(-n // every))
+        if target == 0:
+            time.sleep(rng.uniform(0.0, 1.0))
+        for _ in range(target):
+            line = proc.stdout.readline()
+            if line.startswith("ACK "):
+                acknowledged.update({i: texts[i] for i in line.split()[1:]})
+        time.sleep(rng.uniform(0.0, 0.02))
+        proc.send_signal(signal.SIGKILL)
+        out, _ = proc.communicate()
+        for line in out.splitlines():
+            if line.startswith("ACK "):
+                acknowledged.update({i: texts[i] for i in line.split()[1:]})
+        durations.append(len(acknowledged))
+        _assert_consistent(index, acknowledged)
+        # the same command again resumes and finishes without duplicates
+        rerun = _writer(index, tmp_path / f"c{trial}.jsonl", every=16)
+        out, err = rerun.communicate(timeout=120)
+        assert rerun.returncode == 0 and "DONE" in out, err
+        engine = _assert_consistent(index, texts)
+        assert len(engine) == n
+    assert len(set(durations)) > 3  # the kills landed at different points of the write
+
+
+def test_readers_see_the_old_or_the_new_state_while_a_writer_runs(tmp_path):
+    index = tmp_path / "idx"
+    base = _corpus(tmp_path / "base.jsonl", 40, 0, 1)
+    SearchEngine.build(read_corpus(tmp_path / "base.jsonl"), index, embedder=HashEmbedder(), progress=False)
+    more = {f"new{i}": f"extra {w} words" for i, w in enumerate(WORDS * 10)}
+    (tmp_path / "more.jsonl").write_text("".join(json.dumps({"_id": k, "text": v}) + "\n" for k, v in more.items()))
+    proc = _writer(index, tmp_path / "more.jsonl", every=5)
+    sizes, opened = [], 0
+    while proc.poll() is None or opened == 0:
+        engine = SearchEngine.open(index, embedder=HashEmbedder())
+        opened += 1
+        size = len(engine)
+        assert len(engine.store) >= size - 0  # the store only grows here
+        sizes.append(size)
+        for mode in ("dense", "lexical", "hybrid"):
+            hits = engine.search("extra red words", k=10, mode=mode)
+            assert all(h.id in base or h.id in more for h in hits)
+            assert len({h.id for h in hits}) == len(hits)
+        engine.close()
+    assert proc.wait() == 0, proc.stderr.read()
+    assert sizes == sorted(sizes) and sizes[-1] <= 40 + len(more)
+    assert len(SearchEngine.open(index, embedder=HashEmbedder())) == 40 + len(more)
+    assert opened >= 2
