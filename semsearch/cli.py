@@ -469,7 +469,12 @@ def label(index_dir, input_file, examples, labels_file, method, rerank, abstain_
 def _path(index_dir: str):
     from pathlib import Path
 
-    return Path(index_dir).expanduser()
+    from .errors import BadInput
+
+    path = Path(index_dir).expanduser()
+    if ".." in path.parts:
+        raise BadInput(f"index path {index_dir!r} climbs out of its folder with '..'; give a plain path")
+    return path
 
 
 def _open(index_dir: str, model: str | None, pooling: str | None, precision: str | None = None,

@@ -34,6 +34,10 @@ __all__ = ["Embedder", "TransformerEmbedder", "DEFAULT_MODEL", "embedder_from_co
 log = logging.getLogger(__name__)
 
 
+_SHORT = 256  # characters: a text this short cannot need truncating, so one alone skips the length pass
+_CHARS_PER_TOKEN = 64  # texts are clipped to max_length × this many characters before tokenising
+
+
 class Embedder(ABC):
     """A bi-encoder. Subclasses implement :meth:`embed_batch` and set ``dim``.
 
@@ -90,7 +94,7 @@ class Embedder(ABC):
             return np.empty((0, self.dim), dtype=np.float32)
         if batch_size < 1:
             raise BadInput(f"batch size must be at least 1, got {batch_size}")
-        if len(texts) == 1:  # the warm path of a single query: no length pass
+        if len(texts) == 1 and len(texts[0]) <= _SHORT:  # the warm path of one short query: no length pass
             out = self._checked_batch(texts)
             if on_batch is not None:
                 on_batch(1)
@@ -191,15 +195,27 @@ class TransformerEmbedder(Embedder):
         }
 
     def lengths(self, texts: Sequence[str]) -> list[int]:
-        """Token counts (after truncation): batches are formed from texts of similar token count."""
-        enc = self.tokenizer(
-            list(texts), truncation=True, max_length=self.max_length, return_attention_mask=False
-        )
-        return [len(ids) for ids in enc["input_ids"]]
+        """Token counts (at most ``max_length``): batches are formed from texts of similar token count.
+        Texts longer than ``max_length`` tokens are counted and logged: the model reads only their start."""
+        enc = self.tokenizer(self._clip(texts), truncation=False, return_attention_mask=False,
+                             return_token_type_ids=False, verbose=False)
+        counts = [len(ids) for ids in enc["input_ids"]]
+        cut = sum(c > self.max_length for c in counts)
+        if cut:
+            log.warning("%d of %d texts were longer than %d tokens; the model reads their first %d", cut, len(counts),
+                        self.max_length, self.max_length)
+        return [min(c, self.max_length) for c in counts]
+
+    def _clip(self, texts: Sequence[str]) -> list[str]:
+        """Texts cut to ``max_length × 64`` characters: a 10 MB document costs no more than a long one
+        (the model reads at most ``max_length`` tokens, which never take that many characters)."""
+        limit = self.max_length * _CHARS_PER_TOKEN
+        return [t if len(t) <= limit else t[:limit] for t in texts]
 
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
         import torch
 
+        texts = self._clip(texts)
         if self._onnx is not None:
             enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
                                  return_tensors="np")

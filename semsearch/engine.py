@@ -34,7 +34,7 @@ from .index import METRIC, IndexBuilder, VectorIndex
 from .lexical import LEXICAL_DIR, LexicalBuilder, LexicalIndex
 from .manifest import MANIFEST_FILE, Manifest, format_version_for
 from .update import AddReport, CompactReport, DeleteReport, add_documents, catch_up, compact, delete_documents
-from .update import rebuild_lexical
+from .update import rebuild_lexical, refuse_symlink, storage_errors
 from .metrics import evaluate_run
 from .rerank import Reranker
 from .store import DocStore
@@ -85,13 +85,19 @@ class SearchEngine:
         ``path`` is replaced only with ``overwrite=True``; a folder that is not an
         index is never replaced. ``lexical=False`` leaves out the BM25 side (dense search only).
         """
-        from tqdm.auto import tqdm
-
         path = Path(path)
         _check_target(path, overwrite)
         if batch_size < 1:
             raise BadInput(f"batch size must be at least 1, got {batch_size}")
         embedder = embedder or TransformerEmbedder()
+        with storage_errors(path, "nothing was written there (the previous index, if any, is unchanged)"):
+            return cls._build(documents, path, embedder, factory, batch_size, lexical, overwrite, progress)
+
+    @classmethod
+    def _build(cls, documents, path: Path, embedder: Embedder, factory: str | None, batch_size: int, lexical: bool,
+               overwrite: bool, progress: bool) -> "SearchEngine":
+        from tqdm.auto import tqdm
+
         builder = IndexBuilder(embedder.dim, factory)
         lexical_builder = LexicalBuilder() if lexical else None
         timings = {"dense_seconds": 0.0, "lexical_seconds": 0.0}
@@ -472,6 +478,7 @@ def check_candidates(k: int, candidates: int) -> None:
 
 
 def _check_target(path: Path, overwrite: bool) -> None:
+    refuse_symlink(path)
     if not path.exists():
         return
     if not path.is_dir() or (any(path.iterdir()) and not (path / MANIFEST_FILE).is_file()):

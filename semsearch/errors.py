@@ -6,7 +6,7 @@ status 2; the library never exits or prints.
 """
 
 __all__ = ["SemsearchError", "BadInput", "IndexNotFound", "IndexExists", "IndexLocked", "ManifestMismatch",
-           "ModelError"]
+           "ModelError", "StorageError"]
 
 
 class SemsearchError(Exception):
@@ -35,3 +35,7 @@ class ManifestMismatch(SemsearchError):
 
 class ModelError(SemsearchError):
     """A model cannot be loaded or cannot do what was asked of it."""
+
+
+class StorageError(SemsearchError):
+    """Writing an index failed (full disk, I/O error); the message says what state it was left in."""

@@ -219,8 +219,8 @@ class DocStore:
         return int(dropped)
 
     def _put_vectors(self, keys: Sequence[str], vectors: np.ndarray) -> None:
-        self._conn.executemany("INSERT OR IGNORE INTO vectors VALUES (?, ?)",
-                               [(k, np.ascontiguousarray(v, dtype=np.float32).tobytes()) for k, v in zip(keys, vectors)])
+        rows = [(k, np.ascontiguousarray(v, dtype=np.float32).tobytes()) for k, v in zip(keys, vectors)]
+        self._conn.executemany("INSERT OR IGNORE INTO vectors VALUES (?, ?)", rows)
 
     def _meta(self, key: str) -> str | None:
         try:

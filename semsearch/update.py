@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .errors import BadInput, IndexLocked
+from .errors import BadInput, IndexLocked, SemsearchError, StorageError
 from .index import IndexBuilder, VectorIndex
 from .lexical import LEXICAL_DIR, LexicalBuilder, LexicalIndex
 from .store import DocStore, metadata_json
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from .engine import SearchEngine
 
 __all__ = ["AddReport", "DeleteReport", "CompactReport", "add_documents", "delete_documents", "compact",
-           "writer_lock", "catch_up", "LOCK_FILE"]
+           "writer_lock", "catch_up", "LOCK_FILE", "refuse_symlink", "storage_errors"]
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +87,31 @@ class CompactReport:
     seconds: float
 
 
+def refuse_symlink(path: Path) -> None:
+    """Writes replace files by renaming them, which would replace a symbolic link rather than write through it."""
+    if path.is_symlink():
+        raise BadInput(f"index folder {path} is a symbolic link (to {os.readlink(path)}); give the folder itself "
+                       "to write to it")
+
+
+@contextmanager
+def storage_errors(path: Path, state: str) -> Iterator[None]:
+    """Turn a failed write (full disk, I/O error) into :class:`StorageError` saying what was kept."""
+    import sqlite3
+
+    try:
+        yield
+    except SemsearchError:
+        raise
+    except (OSError, sqlite3.OperationalError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise StorageError(f"cannot write index {path}: {reason}; {state}") from exc
+
+
 @contextmanager
 def writer_lock(path: Path) -> Iterator[None]:
     """Hold the index's writer lock; :class:`IndexLocked` if another process holds it."""
+    refuse_symlink(Path(path))
     lock = Path(path) / LOCK_FILE
     try:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
@@ -126,7 +148,8 @@ def add_documents(engine: "SearchEngine", documents: Iterable[Document], *, batc
     seen: set[str] = set()
     written = 0
     total = len(documents) if hasattr(documents, "__len__") else None
-    with writer_lock(engine.path), _writable_store(engine) as store, tqdm(
+    with storage_errors(engine.path, "every batch reported written is kept, the rest was not written"), \
+            writer_lock(engine.path), _writable_store(engine) as store, tqdm(
         total=total, unit="doc", desc="adding", file=sys.stderr, disable=not progress, dynamic_ncols=True
     ) as bar:
         stream = iter(documents)
@@ -183,7 +206,8 @@ def delete_documents(engine: "SearchEngine", ids: Sequence[str]) -> DeleteReport
     ids = list(dict.fromkeys(str(i) for i in ids))
     if not ids:
         raise BadInput("no document ids to delete")
-    with writer_lock(engine.path), _writable_store(engine) as store:
+    with storage_errors(engine.path, "if the deletion was committed, searches already leave those documents out"), \
+            writer_lock(engine.path), _writable_store(engine) as store:
         found = store.lookup(ids)
         unknown = [i for i in ids if i not in found]
         if unknown:
@@ -202,7 +226,8 @@ def compact(engine: "SearchEngine") -> CompactReport:
 
     started = time.perf_counter()
     before = describe(engine.path)["size_bytes"]
-    with writer_lock(engine.path), _writable_store(engine) as store:
+    with storage_errors(engine.path, "the index is unchanged and searchable"), \
+            writer_lock(engine.path), _writable_store(engine) as store:
         engine.index = _rebuild(engine.index, store, engine.manifest.factory)
         _sync(engine, store, rebuilt=True)
         dropped = store.prune()

@@ -12,10 +12,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from fakes import HashEmbedder
-from semsearch import Document, SearchEngine, read_corpus
+from semsearch import SearchEngine, read_corpus
 
 TESTS = Path(__file__).resolve().parent
 WRITER = """
