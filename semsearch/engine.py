@@ -17,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shutil
+import sqlite3
 import sys
 import time
 from itertools import islice
@@ -26,7 +28,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from .embedding import Embedder, TransformerEmbedder, check_same_embedder, embedder_from_config
-from .errors import BadInput, IndexExists, IndexNotFound, ManifestMismatch
+from .errors import BadInput, IndexExists, IndexNotFound, ManifestMismatch, SemsearchError
 from .filters import Filter, parse_filters
 from .folders import atomic_folder
 from .fusion import Fusion
@@ -46,7 +48,7 @@ log = logging.getLogger(__name__)
 
 VECTORS_FILE = "vectors.faiss"
 DOCS_FILE = "docs.sqlite"
-_CHUNK = 4096  # documents read, stored and embedded together (batches are sorted by length within it)
+_CHUNK = 1024  # documents read, embedded and stored together (one commit; batches sorted by length within it)
 #: Search modes: the bi-encoder alone, BM25 alone, or both fused.
 MODES = ("dense", "lexical", "hybrid")
 #: Each side of a hybrid search contributes its top this-many (or more, when more are asked for).
@@ -102,9 +104,10 @@ class SearchEngine:
         lexical_builder = LexicalBuilder() if lexical else None
         timings = {"dense_seconds": 0.0, "lexical_seconds": 0.0}
         started = time.perf_counter()
+        leftovers = _interrupted_builds(path)  # a killed build's vectors: reused, not embedded again
         with atomic_folder(path) as tmp:
             total = len(documents) if hasattr(documents, "__len__") else None
-            count = 0
+            count = reused = 0
             with DocStore(tmp / DOCS_FILE, create=True) as store, tqdm(
                 total=total, unit="doc", desc="indexing", file=sys.stderr, disable=not progress, dynamic_ncols=True
             ) as bar:
@@ -116,8 +119,10 @@ class SearchEngine:
                     ids = np.arange(count, count + len(chunk), dtype=np.int64)
                     texts = [d.embedding_text for d in chunk]
                     t0 = time.perf_counter()
-                    vectors = embedder.encode(texts, batch_size, on_batch=bar.update)
-                    store.add(chunk, ids, vectors, embedder.cache_keys(texts), generation=1)
+                    keys = embedder.cache_keys(texts)
+                    vectors, found = _embed_reusing(embedder, texts, keys, leftovers, batch_size, bar.update)
+                    reused += found
+                    store.add(chunk, ids, vectors, keys, generation=1)
                     builder.add(vectors, ids)
                     t1 = time.perf_counter()
                     if lexical_builder is not None:
@@ -127,6 +132,8 @@ class SearchEngine:
                     count += len(chunk)
             if count == 0:
                 raise BadInput("the corpus is empty: no documents to index")
+            if reused:
+                log.info("%d of %d vectors came from an interrupted build of %s", reused, count, path)
             t0 = time.perf_counter()
             index = builder.finish()
             index.save(tmp / VECTORS_FILE)
@@ -153,6 +160,9 @@ class SearchEngine:
             manifest.save(tmp)
             _check_target(path, overwrite)  # nothing appeared there meanwhile
         log.info("indexed %d documents into %s (%s%s)", count, path, index.factory, " + BM25" if lexical else "")
+        for store in leftovers:
+            store.close()
+            shutil.rmtree(Path(store.path).parent, ignore_errors=True)
         return cls(path, manifest, embedder, index, DocStore(path / DOCS_FILE), lexical_index)
 
     # --- opening ---------------------------------------------------------------------------
@@ -410,6 +420,39 @@ class SearchEngine:
 
     def __repr__(self) -> str:
         return f"SearchEngine({str(self.path)!r}, documents={len(self)}, factory={self.index.factory!r})"
+
+
+def _interrupted_builds(path: Path) -> list[DocStore]:
+    """Document stores left by builds of ``path`` that were killed (their temporary folders remain)."""
+    stores = []
+    for folder in sorted(path.parent.glob(f".{path.name}.tmp-*")):
+        try:
+            stores.append(DocStore(folder / DOCS_FILE))
+        except SemsearchError:  # killed before its store was usable
+            shutil.rmtree(folder, ignore_errors=True)
+    return stores
+
+
+def _embed_reusing(embedder: Embedder, texts: list[str], keys: list[str], stores: list[DocStore], batch_size: int,
+                   on_batch) -> tuple[np.ndarray, int]:
+    """Vectors for ``texts``: from the stores where they hold the key, else from the embedder."""
+    found: dict[str, np.ndarray] = {}
+    for store in stores:
+        try:
+            found.update(store.cached_vectors([k for k in keys if k not in found]))
+        except sqlite3.DatabaseError:  # a store from before stored vectors, or damaged: ignore it
+            continue
+    missing = [i for i, k in enumerate(keys) if k not in found]
+    if not found:
+        return embedder.encode(texts, batch_size, on_batch=on_batch), 0
+    out = np.empty((len(texts), embedder.dim), dtype=np.float32)
+    if missing:
+        out[missing] = embedder.encode([texts[i] for i in missing], batch_size, on_batch=on_batch)
+    for i, key in enumerate(keys):
+        if key in found:
+            out[i] = found[key]
+    on_batch(len(texts) - len(missing))
+    return out, len(texts) - len(missing)
 
 
 def _open_lexical(path: Path, manifest: Manifest, store: DocStore, generation: int) -> LexicalIndex | None:

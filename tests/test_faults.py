@@ -43,13 +43,17 @@ def _writer(index: Path, corpus: Path, every: int) -> subprocess.Popen:
                             text=True, env={**os.environ, "PYTHONPATH": str(TESTS.parent)})
 
 
-def _assert_consistent(index: Path, acknowledged: dict[str, str]) -> SearchEngine:
+def _assert_consistent(index: Path, acknowledged: dict[str, str], later: dict[str, str] | None = None
+                       ) -> SearchEngine:
+    """Every acknowledged document is there, as acknowledged or as a later version the writer was given
+    (a batch can be committed and the writer killed before it printed the acknowledgement)."""
     engine = SearchEngine.open(index, embedder=HashEmbedder())  # opens: never unreadable
     faiss_ids = engine.index.ids()
     assert len(faiss_ids) == len(set(faiss_ids.tolist())) == len(engine.store)  # no duplicates, nothing missing
     found = engine.store.lookup(list(acknowledged))
+    later = later or {}
     for doc_id, text in acknowledged.items():
-        assert doc_id in found and found[doc_id][2] == text, doc_id  # acknowledged = durable, latest version
+        assert doc_id in found and found[doc_id][2] in (text, later.get(doc_id)), doc_id
     assert {row[0] for row in found.values()} <= set(faiss_ids.tolist())  # and searchable by its vector
     return engine
 
@@ -82,7 +86,7 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_document(tmp_path):
             if line.startswith("ACK "):
                 acknowledged.update({i: texts[i] for i in line.split()[1:]})
         durations.append(len(acknowledged))
-        _assert_consistent(index, acknowledged)
+        _assert_consistent(index, acknowledged, later=texts)
         # the same command again resumes and finishes without duplicates
         rerun = _writer(index, tmp_path / f"c{trial}.jsonl", every=16)
         out, err = rerun.communicate(timeout=120)
@@ -115,3 +119,47 @@ def test_readers_see_the_old_or_the_new_state_while_a_writer_runs(tmp_path):
     assert sizes == sorted(sizes) and sizes[-1] <= 40 + len(more)
     assert len(SearchEngine.open(index, embedder=HashEmbedder())) == 40 + len(more)
     assert opened >= 2
+
+
+BUILDER = """
+import sys, time
+sys.path.insert(0, {tests!r})
+import semsearch.engine
+from fakes import HashEmbedder
+from semsearch import SearchEngine, read_corpus
+semsearch.engine._CHUNK = 16  # commit often, so a kill lands between commits
+
+
+class Slow(HashEmbedder):
+    def embed_batch(self, texts):
+        time.sleep(0.05)
+        return super().embed_batch(texts)
+
+
+SearchEngine.build(read_corpus({corpus!r}), {index!r}, embedder=Slow(), batch_size=8, progress=False,
+                   overwrite=True)
+print("DONE", flush=True)
+"""
+
+
+def test_a_killed_build_leaves_the_old_index_and_a_rerun_reuses_its_vectors(tmp_path):
+    index = tmp_path / "idx"
+    _corpus(tmp_path / "old.jsonl", 10, 0, 0)
+    SearchEngine.build(read_corpus(tmp_path / "old.jsonl"), index, embedder=HashEmbedder(), progress=False)
+    texts = _corpus(tmp_path / "new.jsonl", 400, 1, 0)
+    script = BUILDER.format(tests=str(TESTS), corpus=str(tmp_path / "new.jsonl"), index=str(index))
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONPATH": str(TESTS.parent)})
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(tmp_path.glob(".idx.tmp-*/docs.sqlite")):
+        time.sleep(0.05)
+    time.sleep(1.0)  # 8 docs per 50 ms: about 160 are stored by now, in commits of 16, of the 400 (2.5 s)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert len(SearchEngine.open(index, embedder=HashEmbedder())) == 10  # as before
+    embedder = HashEmbedder()
+    engine = SearchEngine.build(read_corpus(tmp_path / "new.jsonl"), index, embedder=embedder, overwrite=True,
+                                progress=False)
+    assert len(engine) == 400 and {d.id: d.text for d in engine.store.iter_documents()} == texts
+    assert 0 < sum(embedder.calls) < 400  # the killed build's vectors were reused
+    assert not list(tmp_path.glob(".idx.*"))  # and its folder is gone
