@@ -26,7 +26,8 @@ from .rerank import PairScores, Reranker
 from .rerank_train import TrainingReport, train_reranker
 from .engine import SearchEngine
 from .fusion import Fusion
-from .errors import BadInput, IndexExists, IndexNotFound, ManifestMismatch, ModelError, SemsearchError
+from .errors import (BadInput, IndexExists, IndexLocked, IndexNotFound, ManifestMismatch, ModelError,
+                     SemsearchError, StorageError)
 from .types import Document, EvalResult, Hit
 
 __all__ = [
@@ -52,6 +53,8 @@ __all__ = [
     "BadInput",
     "IndexNotFound",
     "IndexExists",
+    "IndexLocked",
     "ManifestMismatch",
     "ModelError",
+    "StorageError",
 ]
