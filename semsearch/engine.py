@@ -35,8 +35,8 @@ from .fusion import Fusion
 from .index import METRIC, IndexBuilder, VectorIndex
 from .lexical import LEXICAL_DIR, LexicalBuilder, LexicalIndex
 from .manifest import MANIFEST_FILE, Manifest, format_version_for
-from .update import AddReport, CompactReport, DeleteReport, add_documents, catch_up, compact, delete_documents
-from .update import rebuild_lexical, refuse_symlink, storage_errors
+from .update import AddReport, CompactReport, DeleteReport, add_documents, apply_changes, compact, delete_documents
+from .update import lexical_from_texts, read_changes, refuse_symlink, storage_errors, update_manifest, writer_lock
 from .metrics import evaluate_run
 from .rerank import Reranker
 from .store import DocStore
@@ -92,7 +92,8 @@ class SearchEngine:
         if batch_size < 1:
             raise BadInput(f"batch size must be at least 1, got {batch_size}")
         embedder = embedder or TransformerEmbedder()
-        with storage_errors(path, "nothing was written there (the previous index, if any, is unchanged)"):
+        with storage_errors(path, "nothing was written there (the previous index, if any, is unchanged)"), \
+                writer_lock(path):
             return cls._build(documents, path, embedder, factory, batch_size, lexical, overwrite, progress)
 
     @classmethod
@@ -186,24 +187,41 @@ class SearchEngine:
         store = DocStore(path / DOCS_FILE)
         if index.dim != manifest.dim:
             raise ManifestMismatch(f"vector file has dimension {index.dim}, manifest says {manifest.dim}")
-        with store.snapshot():  # one consistent state of the store, even while a writer commits
-            generation = store.generation
+        lexical = _load_lexical(path) if manifest.lexical else None
+        changes = texts = None
+        with store.snapshot():  # one consistent state of the store; only reads here, so writers wait briefly
+            generation, stored = store.generation, len(store)
             if generation != manifest.generation:  # a write is under way, or one was interrupted
-                log.warning("index %s: the document store is at generation %d, its files at %d (a write is under way "
-                            "or was interrupted); applying the difference in memory", path, generation,
-                            manifest.generation)
-                index = catch_up(index, store, manifest.generation)
-                manifest = dataclasses.replace(manifest, documents=len(store))  # in memory; the file keeps its state
-            elif index.ntotal != manifest.documents:
-                raise ManifestMismatch(f"index at {path} is inconsistent: manifest lists {manifest.documents} "
-                                       f"documents, vector file {path / VECTORS_FILE} has {index.ntotal}")
-            if len(store) != index.ntotal:
-                raise ManifestMismatch(f"index at {path} is inconsistent: document store {path / DOCS_FILE} has "
-                                       f"{len(store)} documents, vector file {path / VECTORS_FILE} has {index.ntotal}")
-            lexical = _open_lexical(path, manifest, store, generation)
+                changes = read_changes(index, store, manifest.generation)
+            if manifest.lexical and (lexical is None or lexical.generation != generation):
+                texts = store.texts()
+        if changes is not None:
+            log.warning("index %s: the document store is at generation %d, its files at %d (a write is under way "
+                        "or was interrupted); applying the difference in memory", path, generation,
+                        manifest.generation)
+            index = apply_changes(index, changes)
+            manifest = dataclasses.replace(manifest, documents=stored)  # in memory; the file keeps its state
+        elif index.ntotal != manifest.documents:
+            raise ManifestMismatch(f"index at {path} is inconsistent: manifest lists {manifest.documents} "
+                                   f"documents, vector file {path / VECTORS_FILE} has {index.ntotal}")
+        if stored != index.ntotal:
+            raise ManifestMismatch(f"index at {path} is inconsistent: document store {path / DOCS_FILE} has "
+                                   f"{stored} documents, vector file {path / VECTORS_FILE} has {index.ntotal}")
+        if texts is not None:
+            lexical = lexical_from_texts(*texts, lexical.config if lexical else manifest.lexical, generation)
+        if lexical is not None and len(lexical) != stored:
+            raise ManifestMismatch(f"index at {path} is inconsistent: document store has {stored} documents, "
+                                   f"lexical index {path / LEXICAL_DIR} has {len(lexical)}")
         engine = cls(path, manifest, embedder, index, store, lexical)
         engine.generation = generation
         return engine
+
+    def _in_index(self, ids: np.ndarray) -> np.ndarray:
+        """``ids`` that the in-memory vector index holds (the store may have moved on since it was opened)."""
+        key = (id(self.index), self.index.ntotal)
+        if getattr(self, "_ids_key", None) != key:
+            self._ids, self._ids_key = np.sort(self.index.ids()), key
+        return ids[np.isin(ids, self._ids, assume_unique=True)]
 
     def reload(self) -> None:
         """Read the index folder again (after another process wrote to it)."""
@@ -277,7 +295,7 @@ class SearchEngine:
         mode = self._check_mode(mode)
         if reranker is not None:
             check_candidates(k, candidates)
-        allowed = self.store.select(parse_filters(filters)) if filters else None
+        allowed = self._in_index(self.store.select(parse_filters(filters))) if filters else None
         if not queries:
             return []
         first = self.first_stage(queries, candidates if reranker is not None else k, mode, allowed, batch_size)
@@ -376,8 +394,7 @@ class SearchEngine:
 
     def set_fusion(self, fusion: Fusion | None) -> None:
         """Store ``fusion`` in the manifest (``None``: back to plain RRF)."""
-        self.manifest = dataclasses.replace(self.manifest, fusion=fusion.to_dict() if fusion else None)
-        self.manifest.save(self.path)
+        update_manifest(self, fusion=fusion.to_dict() if fusion else None)
 
     # --- the default reranker ---------------------------------------------------------------
 
@@ -397,8 +414,7 @@ class SearchEngine:
 
     def set_default_reranker(self, reranker: Reranker | None) -> None:
         """Record ``reranker`` (or none) in the manifest, so ``semsearch query --rerank`` needs no model name."""
-        self.manifest = dataclasses.replace(self.manifest, reranker=reranker.config() if reranker else None)
-        self.manifest.save(self.path)
+        update_manifest(self, reranker=reranker.config() if reranker else None)
 
     # --- housekeeping ----------------------------------------------------------------------
 
@@ -455,22 +471,14 @@ def _embed_reusing(embedder: Embedder, texts: list[str], keys: list[str], stores
     return out, len(texts) - len(missing)
 
 
-def _open_lexical(path: Path, manifest: Manifest, store: DocStore, generation: int) -> LexicalIndex | None:
-    """The BM25 side, rebuilt in memory from the store when it lags behind (an interrupted write)."""
-    if not manifest.lexical:
-        return None
+def _load_lexical(path: Path) -> LexicalIndex | None:
+    """The BM25 side from its files; ``None`` (rebuilt from the store by the caller) when they are missing or
+    damaged: a writer swapping them in, one killed while doing so, or a broken disk."""
     try:
-        lexical = LexicalIndex.load(path / LEXICAL_DIR)
-    except (IndexNotFound, ManifestMismatch):
-        if generation == manifest.generation:
-            raise
-        lexical = None  # being swapped by a writer, or lost by one that was killed: rebuilt below
-    if lexical is None or lexical.generation != generation:
-        lexical = rebuild_lexical(store, lexical.config if lexical else manifest.lexical, generation)
-    if len(lexical) != len(store):
-        raise ManifestMismatch(f"index at {path} is inconsistent: document store has {len(store)} documents, "
-                               f"lexical index {path / LEXICAL_DIR} has {len(lexical)}")
-    return lexical
+        return LexicalIndex.load(path / LEXICAL_DIR)
+    except (IndexNotFound, ManifestMismatch) as exc:
+        log.warning("%s; rebuilding the BM25 side from the document store", exc)
+        return None
 
 
 def describe(path: str | os.PathLike) -> dict:

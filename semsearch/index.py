@@ -81,17 +81,28 @@ class VectorIndex:
             raise BadInput(f"vectors of shape {vectors.shape} do not fit an index of dimension {self.dim}")
         self.faiss_index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
 
-    def remove(self, ids: np.ndarray) -> bool:
-        """Remove ``ids`` (absent ones are ignored); ``False`` if this index type cannot remove (HNSW)."""
+    @property
+    def can_remove(self) -> bool:
+        """Whether FAISS can remove vectors from this index in place (not HNSW)."""
+        import faiss
+
+        inner = faiss.downcast_index(self.faiss_index.index) if hasattr(self.faiss_index, "id_map") else \
+            faiss.downcast_index(self.faiss_index)
+        return not hasattr(inner, "hnsw")
+
+    def remove(self, ids: np.ndarray) -> None:
+        """Remove ``ids`` (absent ones are ignored). HNSW cannot: rebuild it instead (see :attr:`can_remove`)."""
         import faiss
 
         if len(ids) == 0:
-            return True
-        try:
-            self.faiss_index.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64)))
-        except RuntimeError:
-            return False
-        return True
+            return
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        ivf = faiss.try_extract_index_ivf(self.faiss_index)
+        if ivf is not None and ivf.direct_map.type == faiss.DirectMap.Hashtable:
+            selector = faiss.IDSelectorArray(len(ids), faiss.swig_ptr(ids))  # what a hashtable map accepts
+        else:
+            selector = faiss.IDSelectorBatch(ids)
+        self.faiss_index.remove_ids(selector)
 
     def ids(self) -> np.ndarray:
         """Every id in the index (for IVF, read from its inverted lists)."""

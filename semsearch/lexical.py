@@ -127,6 +127,9 @@ class LexicalIndex:
         return cls(retriever, ids, config, generation)
 
 
+_NO_WORD = "\x00"  # never produced by the tokenizer
+
+
 class LexicalBuilder:
     """Collects tokenised documents chunk by chunk; :meth:`finish` builds the BM25 matrix."""
 
@@ -140,8 +143,12 @@ class LexicalBuilder:
         self._tokens.extend(self._tokenize(texts))
         self._ids.append(np.asarray(ids, dtype=np.int64))
 
-    def finish(self) -> LexicalIndex:
+    def finish(self, allow_empty: bool = False) -> LexicalIndex:
+        """The BM25 index. A corpus with no indexable word is refused unless ``allow_empty`` (an index whose
+        remaining documents are all stop words after a delete): then they get a token no query produces."""
         bm25s, _ = _import_bm25s()
+        if allow_empty and self._tokens and not any(self._tokens):
+            self._tokens[0] = [_NO_WORD]
         if not any(self._tokens):
             raise BadInput("no document has a word the BM25 side can index (only stop words, numbers of one "
                            "digit or single letters); build without it (--no-lexical)")

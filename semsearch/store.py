@@ -134,11 +134,18 @@ class DocStore:
         return self._conn.execute("SELECT 1 FROM docs WHERE vector_key IS NULL LIMIT 1").fetchone() is None
 
     def next_int_id(self) -> int:
-        """An int id never used before in this store (deleted ones are not reused)."""
+        """An int id never used before in this store (deleted ones are not reused, even after a prune)."""
         row = self._conn.execute(
             "SELECT MAX(m) FROM (SELECT MAX(int_id) AS m FROM docs UNION ALL SELECT MAX(int_id) FROM tombstones)"
         ).fetchone()
-        return 0 if row[0] is None else int(row[0]) + 1
+        used = -1 if row[0] is None else int(row[0])
+        return max(used, int(self._meta("max_int_id") or -1)) + 1
+
+    @property
+    def pruned_through(self) -> int:
+        """Tombstones up to this generation were dropped by :meth:`prune`; catching up from an older
+        generation needs a rebuild."""
+        return int(self._meta("pruned_through") or 0)
 
     def lookup(self, ids: Sequence[str]) -> dict[str, tuple[int, str, str, str, str | None]]:
         """``{id: (int_id, title, text, metadata JSON, vector key)}`` for the ids that exist."""
@@ -211,6 +218,8 @@ class DocStore:
     def prune(self) -> int:
         """Drop vectors no document uses and all tombstones, then VACUUM; returns vectors dropped."""
         with self._conn:
+            self._set_meta("max_int_id", self.next_int_id() - 1)
+            self._set_meta("pruned_through", self.generation)
             dropped = self._conn.execute(
                 "DELETE FROM vectors WHERE key NOT IN (SELECT vector_key FROM docs WHERE vector_key IS NOT NULL)"
             ).rowcount
@@ -225,8 +234,10 @@ class DocStore:
     def _meta(self, key: str) -> str | None:
         try:
             row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        except sqlite3.OperationalError:  # a store from before the meta table
-            return None
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):  # a store from before the meta table
+                return None
+            raise
         return row[0] if row else None
 
     def _set_meta(self, key: str, value) -> None:

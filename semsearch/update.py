@@ -50,11 +50,12 @@ if TYPE_CHECKING:
     from .engine import SearchEngine
 
 __all__ = ["AddReport", "DeleteReport", "CompactReport", "add_documents", "delete_documents", "compact",
-           "writer_lock", "catch_up", "LOCK_FILE", "refuse_symlink", "storage_errors"]
+           "writer_lock", "catch_up", "read_changes", "apply_changes", "update_manifest", "LOCK_FILE",
+           "refuse_symlink", "storage_errors"]
 
 log = logging.getLogger(__name__)
 
-LOCK_FILE = ".writer.lock"
+LOCK_FILE = ".{name}.lock"  # next to the index folder, so that a build replacing the folder holds it too
 _BATCH = 256  # documents per committed batch
 
 
@@ -110,10 +111,15 @@ def storage_errors(path: Path, state: str) -> Iterator[None]:
 
 @contextmanager
 def writer_lock(path: Path) -> Iterator[None]:
-    """Hold the index's writer lock; :class:`IndexLocked` if another process holds it."""
-    refuse_symlink(Path(path))
-    lock = Path(path) / LOCK_FILE
+    """Hold the index's writer lock (``.<name>.lock`` beside the folder, taken by builds and writes alike);
+    :class:`IndexLocked` if another process holds it."""
+    path = Path(path)
+    refuse_symlink(path)
+    lock = path.parent / LOCK_FILE.format(name=path.name)
+    if path.is_dir() and not os.access(path, os.W_OK):
+        raise BadInput(f"index folder {path} is read-only; cannot write to it")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     except PermissionError:
         raise BadInput(f"index folder {path} is read-only; cannot write to it") from None
@@ -214,6 +220,9 @@ def delete_documents(engine: "SearchEngine", ids: Sequence[str]) -> DeleteReport
             more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
             raise BadInput(f"no document with id {', '.join(map(repr, unknown[:5]))}{more} in {engine.path}; "
                            "nothing was deleted")
+        if len(ids) >= len(store):
+            raise BadInput(f"deleting every document of {engine.path} would leave an empty index; delete the "
+                           "folder instead (nothing was deleted)")
         store.delete([found[i][0] for i in ids])
         _sync(engine, store)
     return DeleteReport(len(ids), time.perf_counter() - started)
@@ -237,18 +246,60 @@ def compact(engine: "SearchEngine") -> CompactReport:
 # --- keeping the derived files in step with the store ------------------------------------------
 
 
+@dataclass(frozen=True)
+class Changes:
+    """What the store holds beyond a generation: rows written (ids, vectors), ids deleted, and every
+    stored vector when only a rebuild can apply them (HNSW, or tombstones already pruned)."""
+
+    written: np.ndarray
+    vectors: np.ndarray
+    gone: np.ndarray
+    everything: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def read_changes(index: VectorIndex, store: DocStore, since: int) -> Changes:
+    """The store's changes after ``since`` (cheap reads, done inside a read snapshot)."""
+    written, vectors, gone = store.changes_since(since)
+    rebuild = since < store.pruned_through or (
+        not index.can_remove and (len(gone) > 0 or bool(np.isin(written, index.ids()).any())))
+    return Changes(written, vectors, gone, store.all_vectors() if rebuild else None)
+
+
+def apply_changes(index: VectorIndex, changes: Changes) -> VectorIndex:
+    """``index`` with ``changes`` applied (in memory): removed and re-added in place, or rebuilt."""
+    if changes.everything is not None:
+        ids, vectors = changes.everything
+        return _rebuild_from(index, ids, vectors, index.factory)
+    if len(changes.written) == 0 and len(changes.gone) == 0:
+        return index
+    if index.can_remove:  # (otherwise read_changes found only new ids: nothing to remove)
+        index.remove(np.concatenate([changes.written, changes.gone]))
+    if len(changes.written):
+        index.add(changes.vectors, changes.written)
+    return index
+
+
 def catch_up(index: VectorIndex, store: DocStore, since: int) -> VectorIndex:
     """``index`` with the store's changes after generation ``since`` applied (in memory)."""
-    written, vectors, gone = store.changes_since(since)
-    if len(written) == 0 and len(gone) == 0:
-        return index
-    stale = np.concatenate([written, gone])
-    if not index.remove(stale):  # HNSW cannot remove: rebuild when anything old changed
-        if len(gone) or np.isin(written, index.ids()).any():
-            return _rebuild(index, store, index.factory)
-    if len(written):
-        index.add(vectors, written)
-    return index
+    return apply_changes(index, read_changes(index, store, since))
+
+
+def update_manifest(engine: "SearchEngine", **fields) -> None:
+    """Change manifest fields under the writer lock, on the manifest as it is on disk now."""
+    from .manifest import Manifest
+
+    with writer_lock(engine.path):
+        dataclasses.replace(Manifest.load(engine.path), **fields).save(engine.path)
+    engine.manifest = dataclasses.replace(engine.manifest, **fields)
+
+
+def _clean_temporaries(path: Path) -> None:
+    """Remove what killed writers left behind (temporary vector files, half-swapped BM25 folders)."""
+    for leftover in list(path.glob(".vectors.faiss.*.tmp")) + list(path.glob(f".{LEXICAL_DIR}.*")):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
 
 
 def _sync(engine: "SearchEngine", store: DocStore, rebuilt: bool = False) -> None:
@@ -273,10 +324,13 @@ def _sync(engine: "SearchEngine", store: DocStore, rebuilt: bool = False) -> Non
 
 def rebuild_lexical(store: DocStore, config: dict, generation: int) -> LexicalIndex:
     """The BM25 side of every stored document (about 1 s per 5,000 SciFact abstracts on one core)."""
-    ids, texts = store.texts()
-    builder = LexicalBuilder(config)
+    return lexical_from_texts(*store.texts(), config, generation)
+
+
+def lexical_from_texts(ids: np.ndarray, texts: list[str], config: dict, generation: int) -> LexicalIndex:
+    builder = LexicalBuilder(_lexical_config(config))
     builder.add(texts, ids)
-    lexical = builder.finish()
+    lexical = builder.finish(allow_empty=True)
     lexical.generation = generation
     return lexical
 
@@ -289,6 +343,10 @@ def _lexical_config(recorded: dict) -> dict:
 
 def _rebuild(index: VectorIndex, store: DocStore, factory: str) -> VectorIndex:
     ids, vectors = store.all_vectors()
+    return _rebuild_from(index, ids, vectors, factory)
+
+
+def _rebuild_from(index: VectorIndex, ids: np.ndarray, vectors: np.ndarray, factory: str) -> VectorIndex:
     builder = IndexBuilder(index.dim, factory)
     if len(ids):
         builder.add(vectors, ids)
@@ -346,6 +404,7 @@ def _writable_store(engine: "SearchEngine") -> Iterator[DocStore]:
         if not store.has_vectors:
             raise BadInput(f"index {engine.path} was built by an older semsearch and stores no vectors; "
                            "rebuild it (semsearch index … --overwrite) to add or delete documents")
+        _clean_temporaries(engine.path)
         engine.reload()
         yield store
     finally:

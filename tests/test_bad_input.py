@@ -142,13 +142,20 @@ def _copy(index, tmp_path):
         {**json.loads((p / "manifest.json").read_text()), "format_version": 99})), "index format 99 is newer"),
     (lambda p: (p / "manifest.json").write_text(json.dumps(
         {**json.loads((p / "manifest.json").read_text()), "documents": 7})), "vectors.faiss has 3"),
-    (lambda p: (p / "lexical" / "ids.npy").write_bytes(b"garbage"), "lexical"),
-], ids=["faiss-truncated", "faiss-garbage", "sqlite-truncated", "manifest-json", "manifest-newer", "count-mismatch",
-        "lexical-garbage"])
+], ids=["faiss-truncated", "faiss-garbage", "sqlite-truncated", "manifest-json", "manifest-newer", "count-mismatch"])
 def test_corrupt_index_files_are_named(tmp_path, index, damage, pattern):
     target = _copy(index, tmp_path)
     damage(target)
     one_line_error(run("query", "cat", "--index", target), pattern)
+
+
+def test_a_damaged_bm25_side_is_named_and_rebuilt_from_the_store(tmp_path, index, caplog):
+    target = _copy(index, tmp_path)
+    (target / "lexical" / "ids.npy").write_bytes(b"garbage")
+    result = run("query", "cat", "--index", target, "--mode", "lexical", "--json")
+    assert result.exit_code == 0, result.output
+    assert f"{target / 'lexical'}" in caplog.text and "rebuilding the BM25 side from the document store" in caplog.text
+    assert json.loads(result.stdout.splitlines()[0])["id"] == "a"
 
 
 def test_model_without_weights(tmp_path, tiny_bert, index):
@@ -211,7 +218,7 @@ def test_full_disk_while_building_keeps_the_old_index(tmp_path, monkeypatch):
     monkeypatch.undo()
     engine = SearchEngine.open(path, embedder=HashEmbedder())
     assert [d.id for d in engine.store.iter_documents()] == ["a"]
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".") and p.suffix != ".lock"]  # no temp folder left
 
 
 def test_full_disk_while_adding_keeps_the_acknowledged_batches(tmp_path, monkeypatch):

@@ -250,3 +250,47 @@ def test_unwritable_index_folder_is_a_clear_error(tmp_path, monkeypatch):
         engine.add(_docs(1, start=3), progress=False)
     monkeypatch.undo()
     assert len(SearchEngine.open(path, embedder=HashEmbedder())) == 3
+
+
+def test_a_lost_lexical_folder_at_the_same_generation_is_rebuilt(tmp_path):
+    """A compact killed between the two renames of the BM25 swap leaves no lexical/ while the manifest and
+    the store agree; the index must still open (and accept writes)."""
+    import shutil
+
+    path = tmp_path / "idx"
+    docs = {d.id: d for d in _docs(12)}
+    SearchEngine.build(list(docs.values()), path, embedder=HashEmbedder(), progress=False)
+    shutil.rmtree(path / "lexical")
+    engine = SearchEngine.open(path, embedder=HashEmbedder())
+    _check(engine, docs)
+    engine.add(_docs(2, start=12), progress=False)
+    assert (path / "lexical" / "lexical.json").is_file()
+
+
+def test_deleting_every_document_is_refused(tmp_path):
+    engine = SearchEngine.build(_docs(3), tmp_path / "idx", embedder=HashEmbedder(), progress=False)
+    with pytest.raises(BadInput, match="would leave an empty index"):
+        engine.delete(["d0", "d1", "d2"])
+    assert len(SearchEngine.open(tmp_path / "idx", embedder=HashEmbedder())) == 3
+
+
+@pytest.mark.parametrize("factory", ["HNSW16", "IVF4,Flat", "Flat"])
+def test_a_stale_reader_filters_without_deleted_or_unknown_documents(tmp_path, factory):
+    path = tmp_path / "idx"
+    docs = _docs(40)
+    SearchEngine.build(docs, path, embedder=HashEmbedder(), factory=factory, progress=False)
+    reader = SearchEngine.open(path, embedder=HashEmbedder())
+    writer = SearchEngine.open(path, embedder=HashEmbedder())
+    writer.delete(["d1", "d2", "d3"])
+    writer.add(_docs(5, start=40), progress=False)  # ids the reader's vector index does not have
+    for mode in ("dense", "hybrid", "lexical"):
+        hits = reader.search("alpha beta gamma", k=10, mode=mode, filters=["n>=0"])
+        assert hits and not {h.id for h in hits} & {"d1", "d2", "d3"}
+
+
+def test_int_ids_are_never_reused_even_after_compact(tmp_path):
+    engine = SearchEngine.build(_docs(5), tmp_path / "idx", embedder=HashEmbedder(), progress=False)
+    engine.delete(["d4"])
+    engine.compact()
+    engine.add(_docs(1, start=5), progress=False)
+    assert engine.store.lookup(["d5"])["d5"][0] == 5  # not 4, which the deleted d4 had
