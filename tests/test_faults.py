@@ -12,16 +12,17 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from fakes import HashEmbedder
-from semsearch import SearchEngine, read_corpus
+from semsearch import Document, SearchEngine, read_corpus
 
 TESTS = Path(__file__).resolve().parent
 WRITER = """
 import sys
 sys.path.insert(0, {tests!r})
 from fakes import HashEmbedder
-from semsearch import SearchEngine, read_corpus
+from semsearch import Document, SearchEngine, read_corpus
 engine = SearchEngine.open({index!r}, embedder=HashEmbedder())
 engine.add(read_corpus({corpus!r}), progress=False, commit_every={every},
            on_commit=lambda ids: print("ACK", *ids, flush=True))
@@ -129,7 +130,7 @@ import sys, time
 sys.path.insert(0, {tests!r})
 import semsearch.engine
 from fakes import HashEmbedder
-from semsearch import SearchEngine, read_corpus
+from semsearch import Document, SearchEngine, read_corpus
 semsearch.engine._CHUNK = 16  # commit often, so a kill lands between commits
 
 
@@ -178,3 +179,76 @@ def test_a_killed_build_leaves_the_old_index_and_a_rerun_reuses_its_vectors(tmp_
     assert len(engine) == 400 and {d.id: d.text for d in engine.store.iter_documents()} == texts
     assert 0 < sum(embedder.calls) < 400  # the killed build's vectors were reused
     assert not list(tmp_path.glob(".idx.tmp-*"))  # and its folder is gone
+
+
+HOOKED = """
+import os, signal, sys
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+from fakes import HashEmbedder
+from semsearch import Document, SearchEngine, update
+from semsearch.manifest import Manifest
+
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+point = {point!r}
+if point == "after_commit":  # the store has the change, no derived file does
+    update._sync = lambda *a, **k: die()
+elif point == "after_vectors":  # vectors.faiss replaced, BM25 and manifest not
+    original = update._write_vectors
+    update._write_vectors = lambda *a, **k: (original(*a, **k), die())
+elif point == "mid_lexical_swap":  # the old BM25 folder moved aside, the new one not yet in place
+    def swap(write, target):
+        tmp = target.with_name(".lexical.x.tmp")
+        write(tmp)
+        target.rename(target.with_name(".lexical.x.old"))
+        die()
+    update._swap_folder = swap
+elif point == "before_manifest":  # every derived file written, the manifest not
+    Manifest.save = lambda self, folder: die()
+engine = SearchEngine.open({index!r}, embedder=HashEmbedder())
+op = {op!r}
+if op == "add":
+    engine.add([Document("new", "red green new words"), Document("d0", "changed text for d0")], progress=False)
+elif op == "delete":
+    engine.delete(["d1", "d2"])
+else:
+    engine.compact()
+"""
+
+
+@pytest.mark.parametrize("factory", ["Flat", "HNSW16", "IVF4,Flat"])
+@pytest.mark.parametrize("op", ["add", "delete", "compact"])
+def test_a_writer_killed_at_each_step_of_a_write(tmp_path, factory, op):
+    """SIGKILL at each named point of a write (not at random): the index opens, shows exactly the committed
+    state (the change is in the store before any derived file is touched), and takes the next write."""
+    import shutil
+
+    pristine = tmp_path / "pristine"
+    docs = {f"d{i}": f"v0 {' '.join(WORDS[(i + j) % len(WORDS)] for j in range(5))}" for i in range(24)}
+    SearchEngine.build([Document(k, v) for k, v in docs.items()], pristine, embedder=HashEmbedder(),
+                       factory=factory, progress=False)
+    expected = dict(docs)
+    if op == "add":
+        expected.update({"new": "red green new words", "d0": "changed text for d0"})
+    elif op == "delete":
+        del expected["d1"], expected["d2"]
+    for point in ("after_commit", "after_vectors", "mid_lexical_swap", "before_manifest"):
+        index = tmp_path / point
+        shutil.copytree(pristine, index)
+        script = HOOKED.format(tests=str(TESTS), point=point, index=str(index), op=op)
+        proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": str(TESTS.parent)}, timeout=120)
+        assert proc.returncode == -signal.SIGKILL, proc.stderr
+        engine = SearchEngine.open(index, embedder=HashEmbedder())
+        assert {d.id: d.text for d in engine.store.iter_documents()} == expected, point
+        assert sorted(engine.index.ids().tolist()) == sorted(r[0] for r in engine.store.lookup(list(expected)).values())
+        for mode in ("dense", "lexical", "hybrid"):
+            assert {h.id for h in engine.search("red green words", k=30, mode=mode)} <= set(expected), (point, mode)
+        engine.add([Document("last", "one more")], progress=False)  # the next write goes through
+        assert len(SearchEngine.open(index, embedder=HashEmbedder())) == len(expected) + 1
+        assert not [p.name for p in index.iterdir() if p.name.startswith(".")]  # the killed one's leftovers gone
+        engine.close()
