@@ -112,7 +112,11 @@ class Manifest:
     def load(cls, folder: str | Path) -> "Manifest":
         path = Path(folder) / MANIFEST_FILE
         if not Path(folder).is_dir():
-            raise IndexNotFound(f"no index at {folder}: folder does not exist")
+            folder = Path(folder)
+            previous = sorted(folder.parent.glob(f".{folder.name}.old-*/{MANIFEST_FILE}"))
+            hint = (f"; an overwrite was interrupted and left the previous index at {previous[-1].parent} "
+                    f"(rename it back to {folder.name})") if previous else ""
+            raise IndexNotFound(f"no index at {folder}: folder does not exist{hint}")
         if not path.is_file():
             raise IndexNotFound(f"no index at {folder}: {MANIFEST_FILE} is missing")
         try:

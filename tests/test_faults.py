@@ -16,6 +16,7 @@ import pytest
 
 from fakes import HashEmbedder
 from semsearch import Document, SearchEngine, read_corpus
+from semsearch.errors import IndexNotFound
 
 TESTS = Path(__file__).resolve().parent
 WRITER = """
@@ -23,6 +24,7 @@ import sys
 sys.path.insert(0, {tests!r})
 from fakes import HashEmbedder
 from semsearch import Document, SearchEngine, read_corpus
+from semsearch.errors import IndexNotFound
 engine = SearchEngine.open({index!r}, embedder=HashEmbedder())
 engine.add(read_corpus({corpus!r}), progress=False, commit_every={every},
            on_commit=lambda ids: print("ACK", *ids, flush=True))
@@ -99,7 +101,7 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_document(tmp_path):
 
 def test_readers_see_the_old_or_the_new_state_while_a_writer_runs(tmp_path):
     index = tmp_path / "idx"
-    base = _corpus(tmp_path / "base.jsonl", 40, 0, 1)
+    _corpus(tmp_path / "base.jsonl", 40, 0, 1)
     SearchEngine.build(read_corpus(tmp_path / "base.jsonl"), index, embedder=HashEmbedder(), progress=False)
     more = {f"new{i}": f"extra {w} words" for i, w in enumerate(WORDS * 10)}
     (tmp_path / "more.jsonl").write_text("".join(json.dumps({"_id": k, "text": v}) + "\n" for k, v in more.items()))
@@ -131,6 +133,7 @@ sys.path.insert(0, {tests!r})
 import semsearch.engine
 from fakes import HashEmbedder
 from semsearch import Document, SearchEngine, read_corpus
+from semsearch.errors import IndexNotFound
 semsearch.engine._CHUNK = 16  # commit often, so a kill lands between commits
 
 
@@ -252,3 +255,12 @@ def test_a_writer_killed_at_each_step_of_a_write(tmp_path, factory, op):
         assert len(SearchEngine.open(index, embedder=HashEmbedder())) == len(expected) + 1
         assert not [p.name for p in index.iterdir() if p.name.startswith(".")]  # the killed one's leftovers gone
         engine.close()
+
+
+def test_an_overwrite_killed_between_its_renames_points_to_the_previous_index(tmp_path):
+    index = tmp_path / "idx"
+    SearchEngine.build([Document("a", "words")], index, embedder=HashEmbedder(), progress=False)
+    index.rename(tmp_path / ".idx.old-1234abcd")  # what atomic_folder's first rename leaves if killed right after
+    with pytest.raises(IndexNotFound, match=r"interrupted and left the previous index at .*\.idx\.old-1234abcd "
+                                            r"\(rename it back to idx\)"):
+        SearchEngine.open(index, embedder=HashEmbedder())
