@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_folder"]
+__all__ = ["atomic_folder", "fsync_folder"]
+
+
+def fsync_folder(folder: str | Path) -> None:
+    """Make a rename inside ``folder`` durable (fsync the folder itself)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @contextmanager

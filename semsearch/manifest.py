@@ -21,6 +21,7 @@ from typing import Any
 
 from . import __version__
 from .errors import IndexNotFound, ManifestMismatch
+from .folders import fsync_folder
 
 __all__ = ["Manifest", "FORMAT_VERSION", "MANIFEST_FILE", "format_version_for"]
 
@@ -102,11 +103,7 @@ class Manifest:
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_folder(folder)
 
     @classmethod
     def load(cls, folder: str | Path) -> "Manifest":

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from .errors import BadInput, IndexLocked, SemsearchError, StorageError
+from .folders import fsync_folder
 from .index import IndexBuilder, VectorIndex
 from .lexical import LEXICAL_DIR, LexicalBuilder, LexicalIndex
 from .store import DocStore, metadata_json
@@ -363,7 +364,7 @@ def _write_vectors(index: VectorIndex, path: Path) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_folder(path.parent)
+    fsync_folder(path.parent)
 
 
 def _swap_folder(write: Callable[[Path], None], target: Path) -> None:
@@ -382,15 +383,7 @@ def _swap_folder(write: Callable[[Path], None], target: Path) -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
-    _fsync_folder(target.parent)
-
-
-def _fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_folder(target.parent)
 
 
 @contextmanager

@@ -114,3 +114,12 @@ def corpus_file(tmp_path) -> Path:
     path = tmp_path / "corpus.jsonl"
     path.write_text("".join(json.dumps(d) + "\n" for d in DOCS), encoding="utf-8")
     return path
+
+
+def one_line_error(result, pattern: str) -> None:
+    """A CLI result that failed as user errors must: exit status 2, one line on stderr, no traceback."""
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("semsearch: error: "), result.stderr
+    assert "Traceback" not in result.output
+    assert pattern in lines[0], lines[0]

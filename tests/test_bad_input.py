@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from conftest import one_line_error
 from fakes import HashEmbedder
 from semsearch import Document, SearchEngine
 from semsearch.cli import cli
@@ -20,14 +21,6 @@ from semsearch.errors import BadInput, IndexNotFound, ManifestMismatch, ModelErr
 
 def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def one_line_error(result, pattern):
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("semsearch: error: "), result.stderr
-    assert "Traceback" not in result.output
-    assert pattern in lines[0], lines[0]
 
 
 GOOD = [{"_id": "a", "text": "the cat sat on the mat", "colour": "red"},

@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from conftest import DOCS
+from conftest import DOCS, one_line_error
 from semsearch import SearchEngine, read_corpus
 from semsearch.cli import cli
 
@@ -97,14 +97,6 @@ def test_api_build_reopen_same_results(minilm, corpus_file, tmp_path):
     assert reopened.search("which pet purrs?", k=3) == hits
 
 
-def _one_line_error(result, pattern):
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("semsearch: error: "), result.stderr
-    assert "Traceback" not in result.output
-    assert pattern in lines[0], lines[0]
-
-
 @pytest.mark.parametrize("name,content,options,pattern", [
     ("missing.jsonl", None, [], "does not exist"),
     ("empty.jsonl", "\n", [], "corpus is empty"),
@@ -120,18 +112,18 @@ def test_index_user_errors(tmp_path, name, content, options, pattern):
     if content is not None:
         corpus.write_bytes(content.encode() if isinstance(content, str) else content)
     result = run("index", corpus, "--index", tmp_path / "idx", "-q", *options)
-    _one_line_error(result, pattern)
+    one_line_error(result, pattern)
     assert not (tmp_path / "idx").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".") and p.suffix != ".lock"]  # no temp folder left
 
 
 def test_pooler_on_a_model_without_pooler_weights(tiny_bert_no_pooler, corpus_file, tmp_path):
     result = run("index", corpus_file, "--index", tmp_path / "idx", "--model", tiny_bert_no_pooler, "--pooling", "pooler")
-    _one_line_error(result, "no trained pooler weights")
+    one_line_error(result, "no trained pooler weights")
 
 
 def test_existing_index_needs_overwrite(built, corpus_file):
-    _one_line_error(run("index", corpus_file, "--index", built), "already exists")
+    one_line_error(run("index", corpus_file, "--index", built), "already exists")
 
 
 @pytest.mark.parametrize("args,pattern", [
@@ -140,17 +132,17 @@ def test_existing_index_needs_overwrite(built, corpus_file):
     (["--no-such-option"], "No such option"),
 ])
 def test_query_user_errors(built, args, pattern):
-    _one_line_error(run("query", "cats", "--index", built, *args), pattern)
+    one_line_error(run("query", "cats", "--index", built, *args), pattern)
 
 
 def test_query_with_another_model_is_refused(built, tiny_bert):
-    _one_line_error(run("query", "cats", "--index", built, "--model", tiny_bert), "built with model")
+    one_line_error(run("query", "cats", "--index", built, "--model", tiny_bert), "built with model")
 
 
 def test_blank_query_and_missing_index(built, tmp_path):
-    _one_line_error(run("query", "   ", "--index", built), "non-empty")
-    _one_line_error(run("query", "cats", "--index", tmp_path / "nowhere"), "no index at")
-    _one_line_error(run("info", "--index", tmp_path / "nowhere"), "no index at")
+    one_line_error(run("query", "   ", "--index", built), "non-empty")
+    one_line_error(run("query", "cats", "--index", tmp_path / "nowhere"), "no index at")
+    one_line_error(run("info", "--index", tmp_path / "nowhere"), "no index at")
 
 
 def test_hub_model_that_cannot_be_fetched(corpus_file, tmp_path, monkeypatch):
@@ -158,7 +150,7 @@ def test_hub_model_that_cannot_be_fetched(corpus_file, tmp_path, monkeypatch):
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # no network in tests
     result = run("index", corpus_file, "--index", tmp_path / "idx", "--model", "semsearch-tests/no-such-model")
-    _one_line_error(result, "could not be fetched from the Hugging Face hub")
+    one_line_error(result, "could not be fetched from the Hugging Face hub")
 
 
 def test_query_rerank_reorders_and_reports(built, tiny_cross_encoder):
@@ -179,14 +171,14 @@ def test_default_reranker_and_rerank_errors(built, tiny_cross_encoder, tmp_path)
 
     idx = tmp_path / "idx"
     shutil.copytree(built, idx)
-    _one_line_error(run("query", "cats", "--index", idx, "--rerank"), "has no default reranker")
+    one_line_error(run("query", "cats", "--index", idx, "--rerank"), "has no default reranker")
     assert run("set-reranker", tiny_cross_encoder, "--index", idx).exit_code == 0
     assert json.loads((idx / "manifest.json").read_text())["reranker"]["score_kind"] == "logit"
     result = run("query", "cats", "--index", idx, "--json", "-k", 2, "--rerank")
     assert result.exit_code == 0 and "rerank_score" in json.loads(result.stdout.splitlines()[0])
-    _one_line_error(run("query", "cats", "--index", idx, "-k", 20, "--candidates", 5, "--rerank"),
+    one_line_error(run("query", "cats", "--index", idx, "-k", 20, "--candidates", 5, "--rerank"),
                     "k (20) is larger than candidates (5)")
-    _one_line_error(run("query", "cats", "--index", idx, "--rerank", tmp_path / "none"), "train-reranker")
+    one_line_error(run("query", "cats", "--index", idx, "--rerank", tmp_path / "none"), "train-reranker")
     assert run("set-reranker", "--clear", "--index", idx).exit_code == 0
     assert json.loads((idx / "manifest.json").read_text())["reranker"] is None
 
@@ -217,5 +209,5 @@ def test_train_reranker_cli(built, tiny_bert, tmp_path):
     assert result.exit_code == 0, result.output
     assert "2 steps" in result.stdout and (out / "README.md").is_file()
     assert run("query", "cats", "--index", built, "--rerank", out, "-k", 1).exit_code == 0
-    _one_line_error(run("train-reranker", "--data", beir, "--output", out, "--base", tiny_bert, "-q"), "exists")
-    _one_line_error(run("train-reranker", "--data", tmp_path / "nope", "--output", tmp_path / "x"), "does not exist")
+    one_line_error(run("train-reranker", "--data", beir, "--output", out, "--base", tiny_bert, "-q"), "exists")
+    one_line_error(run("train-reranker", "--data", tmp_path / "nope", "--output", tmp_path / "x"), "does not exist")
