@@ -26,7 +26,7 @@ index_option = click.option(
     show_default=True,
     show_envvar=True,
     type=click.Path(file_okay=False),
-    help="Index folder.",
+    help="Index: a NAME under the index root ($SEMSEARCH_INDEX_ROOT, default indexes/), or a PATH (with a '/').",
 )
 
 
@@ -466,15 +466,27 @@ def label(index_dir, input_file, examples, labels_file, method, rerank, abstain_
                f"{summary.skipped} already labelled were skipped")
 
 
+_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+
+
 def _path(index_dir: str):
+    """``--index``: a NAME (letters, digits, ``.``, ``_``, ``-``; no slash) is a folder under the index root
+    (``$SEMSEARCH_INDEX_ROOT``, default ``indexes``) and cannot leave it; anything with a slash, or
+    starting with ``.`` or ``~``, is a path, where ``..`` is refused."""
+    import re
     from pathlib import Path
 
     from .errors import BadInput
 
-    path = Path(index_dir).expanduser()
-    if ".." in path.parts:
-        raise BadInput(f"index path {index_dir!r} climbs out of its folder with '..'; give a plain path")
-    return path
+    if "/" in index_dir or os.sep in index_dir or index_dir.startswith((".", "~")):
+        path = Path(index_dir).expanduser()
+        if ".." in path.parts:
+            raise BadInput(f"index path {index_dir!r} climbs out of its folder with '..'; give a plain path")
+        return path
+    if not re.fullmatch(_NAME, index_dir):
+        raise BadInput(f"invalid index name {index_dir!r}: use letters, digits, '.', '_' and '-' (or give a path "
+                       "with a '/')")
+    return Path(os.environ.get("SEMSEARCH_INDEX_ROOT") or "indexes").expanduser() / index_dir
 
 
 def _open(index_dir: str, model: str | None, pooling: str | None, precision: str | None = None,

@@ -115,6 +115,18 @@ def test_path_traversal_and_symlinked_index(tmp_path, index):
     assert _count(index) == len(GOOD) and link.is_symlink()
 
 
+def test_index_names_stay_under_the_index_root(tmp_path, tiny_bert, monkeypatch):
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"_id": "z", "text": "the cat sat"}\n')
+    monkeypatch.setenv("SEMSEARCH_INDEX_ROOT", str(tmp_path / "root"))
+    assert run("index", corpus, "--index", "cats", "--model", tiny_bert, "-q").exit_code == 0
+    assert (tmp_path / "root" / "cats" / "manifest.json").is_file()  # a name lives under the root
+    assert run("query", "cat", "--index", "cats").exit_code == 0
+    for bad in ("-x", "a b", "caf\u00e9", "x" * 200):
+        one_line_error(run("query", "cat", "--index", bad), "invalid index name")
+    one_line_error(run("query", "cat", "--index", ".."), "climbs out of its folder")
+
+
 def test_unknown_ids_and_missing_index(tmp_path, index):
     one_line_error(run("delete", "nope", "--index", index), "no document with id 'nope'")
     one_line_error(run("query", "cat", "--index", tmp_path / "absent"), "no index at")
