@@ -47,6 +47,7 @@ class Embedder(ABC):
 
     dim: int
     normalize: bool = True
+    truncated: int = 0  # texts cut to the model's max length so far (counted by ``lengths``)
 
     @abstractmethod
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
@@ -73,6 +74,13 @@ class Embedder(ABC):
         if vectors.shape != (len(texts), self.dim):
             raise ModelError(f"embedder returned shape {vectors.shape}, expected {(len(texts), self.dim)}")
         return vectors
+
+    def report_truncated(self, since: int, total: int) -> None:
+        """One warning for a whole job: how many of its ``total`` texts were cut (``since``: the count before)."""
+        cut = self.truncated - since
+        if cut:
+            log.warning("%d of %d texts were longer than %d tokens; the model read their first %d", cut, total,
+                        getattr(self, "max_length", 0), getattr(self, "max_length", 0))
 
     def lengths(self, texts: Sequence[str]) -> list[int]:
         """Cost of each text, used to group similar lengths into a batch. Default: characters."""
@@ -201,9 +209,10 @@ class TransformerEmbedder(Embedder):
                              return_token_type_ids=False, verbose=False)
         counts = [len(ids) for ids in enc["input_ids"]]
         cut = sum(c > self.max_length for c in counts)
+        self.truncated = getattr(self, "truncated", 0) + cut  # a running count: callers report it once per job
         if cut:
-            log.warning("%d of %d texts were longer than %d tokens; the model reads their first %d", cut, len(counts),
-                        self.max_length, self.max_length)
+            log.info("%d of %d texts were longer than %d tokens; the model reads their first %d", cut, len(counts),
+                     self.max_length, self.max_length)
         return [min(c, self.max_length) for c in counts]
 
     def _clip(self, texts: Sequence[str]) -> list[str]:

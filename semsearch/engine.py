@@ -106,6 +106,7 @@ class SearchEngine:
         timings = {"dense_seconds": 0.0, "lexical_seconds": 0.0}
         started = time.perf_counter()
         leftovers = _interrupted_builds(path)  # a killed build's vectors: reused, not embedded again
+        truncated_before = embedder.truncated
         with atomic_folder(path) as tmp:
             total = len(documents) if hasattr(documents, "__len__") else None
             count = reused = 0
@@ -135,6 +136,7 @@ class SearchEngine:
                 raise BadInput("the corpus is empty: no documents to index")
             if reused:
                 log.info("%d of %d vectors came from an interrupted build of %s", reused, count, path)
+            embedder.report_truncated(truncated_before, count)
             t0 = time.perf_counter()
             index = builder.finish()
             index.save(tmp / VECTORS_FILE)

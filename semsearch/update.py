@@ -160,6 +160,7 @@ def add_documents(engine: "SearchEngine", documents: Iterable[Document], *, batc
         total=total, unit="doc", desc="adding", file=sys.stderr, disable=not progress, dynamic_ncols=True
     ) as bar:
         stream = iter(documents)
+        truncated_before = engine.embedder.truncated
         while chunk := list(islice(stream, commit_every)):
             for doc in chunk:
                 if not isinstance(doc, Document):
@@ -173,6 +174,7 @@ def add_documents(engine: "SearchEngine", documents: Iterable[Document], *, batc
             if on_commit is not None:
                 on_commit([d.id for d in chunk])
             bar.update(len(chunk))
+        engine.embedder.report_truncated(truncated_before, counts["embedded"])
         _sync(engine, store)
     return AddReport(**counts, seconds=time.perf_counter() - started)
 

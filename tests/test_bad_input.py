@@ -202,7 +202,7 @@ def test_a_10_mb_document_is_truncated_with_a_warning(tmp_path, tiny_bert, caplo
     embedder = TransformerEmbedder(tiny_bert, precision="fp32")
     engine = SearchEngine.build([Document("huge", huge), Document("small", "a dog barked")], tmp_path / "idx",
                                 embedder=embedder, progress=False)
-    assert "1 of 2 texts were longer than 64 tokens" in caplog.text
+    assert "1 of 2 texts were longer than 64 tokens" in caplog.text and caplog.text.count("longer than") == 1
     np.testing.assert_allclose(embedder.encode([huge]), embedder.encode([huge[:4000]]), atol=1e-6)
     assert engine.search("cat cat cat", k=1)[0].id == "huge"
 
