@@ -17,26 +17,21 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import shutil
-import sqlite3
-import sys
-import time
-from itertools import islice
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from .embedding import Embedder, TransformerEmbedder, check_same_embedder, embedder_from_config
-from .errors import BadInput, IndexExists, IndexNotFound, ManifestMismatch, SemsearchError
+from .errors import BadInput, IndexNotFound, ManifestMismatch
 from .filters import Filter, parse_filters
-from .folders import atomic_folder
 from .fusion import Fusion
-from .index import METRIC, IndexBuilder, VectorIndex
-from .lexical import LEXICAL_DIR, LexicalBuilder, LexicalIndex
-from .manifest import MANIFEST_FILE, Manifest, format_version_for
+from .index import VectorIndex
+from .lexical import LEXICAL_DIR, LexicalIndex
+from .build import DOCS_FILE, VECTORS_FILE, build_index, check_target
+from .manifest import Manifest
 from .update import AddReport, CompactReport, DeleteReport, add_documents, apply_changes, compact, delete_documents
-from .update import lexical_from_texts, read_changes, refuse_symlink, storage_errors, update_manifest, writer_lock
+from .update import lexical_from_texts, read_changes, storage_errors, update_manifest, writer_lock
 from .metrics import evaluate_run
 from .rerank import Reranker
 from .store import DocStore
@@ -46,9 +41,6 @@ __all__ = ["SearchEngine", "describe", "check_target", "VECTORS_FILE", "DOCS_FIL
 
 log = logging.getLogger(__name__)
 
-VECTORS_FILE = "vectors.faiss"
-DOCS_FILE = "docs.sqlite"
-_CHUNK = 1024  # documents read, embedded and stored together (one commit; batches sorted by length within it)
 #: Search modes: the bi-encoder alone, BM25 alone, or both fused.
 MODES = ("dense", "lexical", "hybrid")
 #: Each side of a hybrid search contributes its top this-many (or more, when more are asked for).
@@ -88,84 +80,15 @@ class SearchEngine:
         index is never replaced. ``lexical=False`` leaves out the BM25 side (dense search only).
         """
         path = Path(path)
-        _check_target(path, overwrite)
+        check_target(path, overwrite)
         if batch_size < 1:
             raise BadInput(f"batch size must be at least 1, got {batch_size}")
         embedder = embedder or TransformerEmbedder()
         with storage_errors(path, "nothing was written there (the previous index, if any, is unchanged)"), \
                 writer_lock(path):
-            return cls._build(documents, path, embedder, factory, batch_size, lexical, overwrite, progress)
-
-    @classmethod
-    def _build(cls, documents, path: Path, embedder: Embedder, factory: str | None, batch_size: int, lexical: bool,
-               overwrite: bool, progress: bool) -> "SearchEngine":
-        from tqdm.auto import tqdm
-
-        builder = IndexBuilder(embedder.dim, factory)
-        lexical_builder = LexicalBuilder() if lexical else None
-        timings = {"dense_seconds": 0.0, "lexical_seconds": 0.0}
-        started = time.perf_counter()
-        leftovers = _interrupted_builds(path)  # a killed build's vectors: reused, not embedded again
-        truncated_before = embedder.truncated
-        with atomic_folder(path) as tmp:
-            total = len(documents) if hasattr(documents, "__len__") else None
-            count = reused = 0
-            with DocStore(tmp / DOCS_FILE, create=True) as store, tqdm(
-                total=total, unit="doc", desc="indexing", file=sys.stderr, disable=not progress, dynamic_ncols=True
-            ) as bar:
-                stream = iter(documents)
-                while chunk := list(islice(stream, _CHUNK)):
-                    for doc in chunk:
-                        if not isinstance(doc, Document):
-                            raise BadInput(f"expected Document objects, got {type(doc).__name__}")
-                    ids = np.arange(count, count + len(chunk), dtype=np.int64)
-                    texts = [d.embedding_text for d in chunk]
-                    t0 = time.perf_counter()
-                    keys = embedder.cache_keys(texts)
-                    vectors, found = _embed_reusing(embedder, texts, keys, leftovers, batch_size, bar.update)
-                    reused += found
-                    store.add(chunk, ids, vectors, keys, generation=1)
-                    builder.add(vectors, ids)
-                    t1 = time.perf_counter()
-                    if lexical_builder is not None:
-                        lexical_builder.add(texts, ids)
-                    timings["dense_seconds"] += t1 - t0
-                    timings["lexical_seconds"] += time.perf_counter() - t1
-                    count += len(chunk)
-            if count == 0:
-                raise BadInput("the corpus is empty: no documents to index")
-            if reused:
-                log.info("%d of %d vectors came from an interrupted build of %s", reused, count, path)
-            embedder.report_truncated(truncated_before, count)
-            t0 = time.perf_counter()
-            index = builder.finish()
-            index.save(tmp / VECTORS_FILE)
-            t1 = time.perf_counter()
-            lexical_index = None
-            if lexical_builder is not None:
-                lexical_index = lexical_builder.finish()
-                lexical_index.generation = 1
-                lexical_index.save(tmp / LEXICAL_DIR)
-            timings["dense_seconds"] += t1 - t0
-            timings["lexical_seconds"] += time.perf_counter() - t1
-            timings["seconds"] = time.perf_counter() - started
-            manifest = Manifest(
-                embedder=embedder.config(),
-                format_version=format_version_for(embedder.config()),
-                factory=index.factory,
-                factory_requested=factory or "auto",
-                metric=METRIC,
-                documents=count,
-                lexical=lexical_index.config if lexical_index is not None else None,
-                build={k: round(v, 3) for k, v in timings.items()},
-                generation=1,
-            )
-            manifest.save(tmp)
-            _check_target(path, overwrite)  # nothing appeared there meanwhile
-        log.info("indexed %d documents into %s (%s%s)", count, path, index.factory, " + BM25" if lexical else "")
-        for store in leftovers:
-            store.close()
-            shutil.rmtree(Path(store.path).parent, ignore_errors=True)
+            manifest, index, lexical_index = build_index(documents, path, embedder, factory=factory,
+                                                         batch_size=batch_size, lexical=lexical, overwrite=overwrite,
+                                                         progress=progress)
         return cls(path, manifest, embedder, index, DocStore(path / DOCS_FILE), lexical_index)
 
     # --- opening ---------------------------------------------------------------------------
@@ -440,39 +363,6 @@ class SearchEngine:
         return f"SearchEngine({str(self.path)!r}, documents={len(self)}, factory={self.index.factory!r})"
 
 
-def _interrupted_builds(path: Path) -> list[DocStore]:
-    """Document stores left by builds of ``path`` that were killed (their temporary folders remain)."""
-    stores = []
-    for folder in sorted(path.parent.glob(f".{path.name}.tmp-*")):
-        try:
-            stores.append(DocStore(folder / DOCS_FILE))
-        except SemsearchError:  # killed before its store was usable
-            shutil.rmtree(folder, ignore_errors=True)
-    return stores
-
-
-def _embed_reusing(embedder: Embedder, texts: list[str], keys: list[str], stores: list[DocStore], batch_size: int,
-                   on_batch) -> tuple[np.ndarray, int]:
-    """Vectors for ``texts``: from the stores where they hold the key, else from the embedder."""
-    found: dict[str, np.ndarray] = {}
-    for store in stores:
-        try:
-            found.update(store.cached_vectors([k for k in keys if k not in found]))
-        except sqlite3.DatabaseError:  # a store from before stored vectors, or damaged: ignore it
-            continue
-    missing = [i for i, k in enumerate(keys) if k not in found]
-    if not found:
-        return embedder.encode(texts, batch_size, on_batch=on_batch), 0
-    out = np.empty((len(texts), embedder.dim), dtype=np.float32)
-    if missing:
-        out[missing] = embedder.encode([texts[i] for i in missing], batch_size, on_batch=on_batch)
-    for i, key in enumerate(keys):
-        if key in found:
-            out[i] = found[key]
-    on_batch(len(texts) - len(missing))
-    return out, len(texts) - len(missing)
-
-
 def _load_lexical(path: Path) -> LexicalIndex | None:
     """The BM25 side from its files; ``None`` (rebuilt from the store by the caller) when they are missing or
     damaged: a writer swapping them in, one killed while doing so, or a broken disk."""
@@ -496,11 +386,6 @@ def describe(path: str | os.PathLike) -> dict:
         "stored_documents": stored,
         "size_bytes": sum(p.stat().st_size for p in path.rglob("*") if p.is_file()),
     }
-
-
-def check_target(path: Path, overwrite: bool) -> None:
-    """Raise :class:`IndexExists` unless a new index may be written at ``path``."""
-    _check_target(Path(path), overwrite)
 
 
 def judged_queries(queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]]) -> tuple[list[str], list[str]]:
@@ -528,13 +413,3 @@ def check_candidates(k: int, candidates: int) -> None:
         raise BadInput(f"candidates must be a positive integer, got {candidates!r}")
     if k > candidates:
         raise BadInput(f"k ({k}) is larger than candidates ({candidates}): the reranker returns at most what it reads")
-
-
-def _check_target(path: Path, overwrite: bool) -> None:
-    refuse_symlink(path)
-    if not path.exists():
-        return
-    if not path.is_dir() or (any(path.iterdir()) and not (path / MANIFEST_FILE).is_file()):
-        raise IndexExists(f"{path} exists and is not a semsearch index; refusing to replace it")
-    if (path / MANIFEST_FILE).is_file() and not overwrite:
-        raise IndexExists(f"an index already exists at {path}; pass overwrite=True (CLI: --overwrite) to replace it")

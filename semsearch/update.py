@@ -392,7 +392,7 @@ def _swap_folder(write: Callable[[Path], None], target: Path) -> None:
 def _writable_store(engine: "SearchEngine") -> Iterator[DocStore]:
     """The store opened for writing, with the engine brought up to date first (another writer may
     have written since it was opened)."""
-    from .engine import DOCS_FILE
+    from .build import DOCS_FILE
 
     store = DocStore(engine.path / DOCS_FILE, writable=True)
     try:

@@ -130,11 +130,11 @@ def test_readers_see_the_old_or_the_new_state_while_a_writer_runs(tmp_path):
 BUILDER = """
 import sys, time
 sys.path.insert(0, {tests!r})
-import semsearch.engine
+import semsearch.build
 from fakes import HashEmbedder
 from semsearch import Document, SearchEngine, read_corpus
 from semsearch.errors import IndexNotFound
-semsearch.engine._CHUNK = 16  # commit often, so a kill lands between commits
+semsearch.build._CHUNK = 16  # commit often, so a kill lands between commits
 
 
 class Slow(HashEmbedder):
