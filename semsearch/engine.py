@@ -143,9 +143,10 @@ class SearchEngine:
 
     def _in_index(self, ids: np.ndarray) -> np.ndarray:
         """``ids`` that the in-memory vector index holds (the store may have moved on since it was opened)."""
-        key = (id(self.index), self.index.ntotal)
-        if getattr(self, "_ids_key", None) != key:
-            self._ids, self._ids_key = np.sort(self.index.ids()), key
+        cached = getattr(self, "_ids_of", None)
+        if cached is None or cached[0] is not self.index or cached[1] != self.index.ntotal:
+            self._ids_of = (self.index, self.index.ntotal)
+            self._ids = np.sort(self.index.ids())
         return ids[np.isin(ids, self._ids, assume_unique=True)]
 
     def reload(self) -> None:

@@ -83,20 +83,22 @@ class VectorIndex:
 
     @property
     def can_remove(self) -> bool:
-        """Whether FAISS can remove vectors from this index in place (not HNSW)."""
-        import faiss
-
-        inner = faiss.downcast_index(self.faiss_index.index) if hasattr(self.faiss_index, "id_map") else \
-            faiss.downcast_index(self.faiss_index)
-        return not hasattr(inner, "hnsw")
+        """Whether FAISS can remove vectors from this index in place (not HNSW, NSG, or anything wrapping
+        them): asked of FAISS itself, by removing nothing."""
+        try:
+            self._remove_ids(np.empty(0, dtype=np.int64))
+        except RuntimeError:
+            return False
+        return True
 
     def remove(self, ids: np.ndarray) -> None:
         """Remove ``ids`` (absent ones are ignored). HNSW cannot: rebuild it instead (see :attr:`can_remove`)."""
+        if len(ids):
+            self._remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
+
+    def _remove_ids(self, ids: np.ndarray) -> None:
         import faiss
 
-        if len(ids) == 0:
-            return
-        ids = np.ascontiguousarray(ids, dtype=np.int64)
         ivf = faiss.try_extract_index_ivf(self.faiss_index)
         if ivf is not None and ivf.direct_map.type == faiss.DirectMap.Hashtable:
             selector = faiss.IDSelectorArray(len(ids), faiss.swig_ptr(ids))  # what a hashtable map accepts

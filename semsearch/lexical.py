@@ -116,7 +116,7 @@ class LexicalIndex:
             config = json.loads((folder / _CONFIG).read_text(encoding="utf-8"))
             ids = np.load(folder / _IDS, allow_pickle=False)
             retriever = bm25s.BM25.load(str(folder), allow_pickle=False, show_progress=False)
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, EOFError) as exc:
             raise IndexNotFound(f"lexical index {folder} is unreadable: {exc}") from None
         if config.pop("format", None) != _FORMAT:
             raise ManifestMismatch(f"{folder / _CONFIG} is not a semsearch lexical index ({_FORMAT})")

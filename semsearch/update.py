@@ -4,7 +4,7 @@ The SQLite document store is the source of truth. It holds every document's vect
 embedding-cache key, so unchanged text is never embedded twice. The FAISS file, the BM25 side and
 the manifest are derived from it. A write goes:
 
-1. Take ``<index>/.writer.lock`` (``flock``; the OS releases it when the process dies, so a killed
+1. Take ``.<name>.lock`` beside the index folder (``flock``, also taken by builds; the OS releases it when the process dies, so a killed
    writer leaves no stale lock). A second writer gets :class:`~semsearch.errors.IndexLocked`.
 2. Store the documents batch by batch. Each batch is one SQLite transaction holding its vectors, and
    it bumps the store's generation. A committed batch is acknowledged (``on_commit``), and from then
@@ -114,7 +114,7 @@ def storage_errors(path: Path, state: str) -> Iterator[None]:
 def writer_lock(path: Path) -> Iterator[None]:
     """Hold the index's writer lock (``.<name>.lock`` beside the folder, taken by builds and writes alike);
     :class:`IndexLocked` if another process holds it."""
-    path = Path(path)
+    path = Path(path).absolute()  # `.` and `idx` must lock the same file as /abs/idx
     refuse_symlink(path)
     lock = path.parent / LOCK_FILE.format(name=path.name)
     if path.is_dir() and not os.access(path, os.W_OK):

@@ -48,7 +48,7 @@ def _check(engine: SearchEngine, expected: dict[str, Document]) -> None:
             assert [round(scores[i], 5) for i in got] == [round(scores[i], 5) for i in want]
 
 
-@pytest.mark.parametrize("factory", ["Flat", "HNSW16", "IVF4,Flat"])
+@pytest.mark.parametrize("factory", ["Flat", "HNSW16", "IVF4,Flat", "PCA16,HNSW8"])
 def test_add_update_delete_compact(tmp_path, factory):
     path = tmp_path / "idx"
     docs = {d.id: d for d in _docs(60)}
@@ -106,6 +106,16 @@ def test_bad_changes_are_refused_and_nothing_is_lost(tmp_path):
         engine.delete([])
     engine = SearchEngine.open(path, embedder=HashEmbedder())
     assert len(engine) == 10 and engine.store.lookup(["d1"])["d1"][2] == docs[1].text
+
+
+def test_relative_and_absolute_paths_take_the_same_lock(tmp_path, monkeypatch):
+    path = tmp_path / "idx"
+    SearchEngine.build(_docs(3), path, embedder=HashEmbedder(), progress=False)
+    monkeypatch.chdir(path)
+    with writer_lock(type(path)(".")):
+        with pytest.raises(IndexLocked):
+            with writer_lock(path):
+                pass
 
 
 def test_one_writer_at_a_time(tmp_path):
