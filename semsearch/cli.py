@@ -43,10 +43,28 @@ def precision_options(command=None, *, default_help="auto: bf16 where the CPU ha
 def corpus_options(command):
     """--format, --id-field, --text-field and --title-field: how to read a corpus file (index, add)."""
     for option in reversed([
-        click.option("--format", "fmt", default=None, help="jsonl, csv, tsv, txt or dir. [default: from the extension]"),
+        click.option("--format", "fmt", default=None, help="jsonl, csv, tsv, parquet, txt or dir. "
+                     "[default: from the extension]"),
         click.option("--id-field", default=None, help="Id field of JSONL/CSV/TSV records. [default: _id or id]"),
         click.option("--text-field", default="text", show_default=True, help="Text field of JSONL/CSV/TSV records."),
         click.option("--title-field", default="title", show_default=True, help="Title field of JSONL/CSV/TSV records."),
+    ]):
+        command = option(command)
+    return command
+
+
+def engine_options(command):
+    """--engine and the options of a Ray build (index)."""
+    for option in reversed([
+        click.option("--engine", default="local", show_default=True, metavar="local|ray",
+                     help="Where to embed and build: this process, or a Ray cluster (pip install 'semsearch[ray]')."),
+        click.option("--ray-address", default=None, help="Ray cluster to join. [default: start a local one]"),
+        click.option("--shards", default=None, type=int, help="Ray: tasks filling the vector index. [default: CPUs]"),
+        click.option("--actors", default=None, type=int, help="Ray: embedding actors. [default: CPUs - 1]"),
+        click.option("--cpus-per-actor", default=None, type=int, help="Ray: CPUs per actor. [default: 1]"),
+        click.option("--rows-per-batch", default=None, type=int, help="Ray: records an actor reads at a time. "
+                     "[default: 1024]"),
+        click.option("--on-disk", is_flag=True, help="Ray, IVF: keep the inverted lists in vectors.ivfdata."),
     ]):
         command = option(command)
     return command
@@ -117,24 +135,56 @@ def _quiet_transformers(verbose: bool) -> None:
 @precision_options
 @click.option("--overwrite", is_flag=True, help="Replace an existing index at --index.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow a hub model to run its own code.")
+@engine_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def index(corpus, index_dir, model, pooling, factory, batch_size, max_length, fmt, id_field, text_field,
-          title_field, no_lexical, precision, backend, overwrite, trust_remote_code, quiet):
-    """Index CORPUS: a JSONL/CSV/TSV/txt file, a folder of .txt/.md files, or builtin:python-docs."""
+          title_field, no_lexical, precision, backend, overwrite, trust_remote_code, engine, ray_address, shards,
+          actors, cpus_per_actor, rows_per_batch, on_disk, quiet):
+    """Index CORPUS: a JSONL/CSV/TSV/Parquet/txt file, a folder of .txt/.md files, or builtin:python-docs.
+    With --engine ray: a JSONL/CSV/TSV/Parquet file or a folder of such files."""
     from .corpus import read_corpus
     from .embedding import TransformerEmbedder
     from .engine import SearchEngine, check_target
+    from .errors import BadInput
 
-    docs = read_corpus(corpus, format=fmt, id_field=id_field, text_field=text_field, title_field=title_field)
+    ray_options = {"ray_address": ray_address, "shards": shards, "actors": actors, "on_disk": on_disk or None,
+                   "cpus_per_actor": cpus_per_actor, "rows_per_batch": rows_per_batch}
+    if engine not in ("local", "ray"):
+        raise BadInput(f"unknown engine {engine!r}; valid values are: local, ray")
+    if engine == "local" and any(v is not None for v in ray_options.values()):
+        given = [f"--{k.replace('_', '-')}" for k, v in ray_options.items() if v is not None]
+        raise BadInput(f"{', '.join(given)}: only with --engine ray")
+    if engine == "ray":
+        from .distributed import corpus_files
+
+        corpus_files(corpus, fmt)  # fail before the model loads
+        _quiet_ray(quiet)
+    else:
+        docs = read_corpus(corpus, format=fmt, id_field=id_field, text_field=text_field, title_field=title_field)
     check_target(_path(index_dir), overwrite)  # fail before the model loads
     embedder = TransformerEmbedder(model, pooling=pooling, max_length=max_length, trust_remote_code=trust_remote_code,
                                    precision=precision or "auto", backend=backend or "auto")
-    engine = SearchEngine.build(docs, _path(index_dir), embedder=embedder, factory=factory, batch_size=batch_size,
-                                lexical=not no_lexical, overwrite=overwrite, progress=not quiet)
+    if engine == "ray":
+        from .distributed import build_with_ray
+
+        engine = build_with_ray(corpus, _path(index_dir), embedder=embedder, factory=factory, shards=shards,
+                                actors=actors, cpus_per_actor=cpus_per_actor or 1, batch_size=batch_size,
+                                rows_per_batch=rows_per_batch or 1024, format=fmt, id_field=id_field,
+                                text_field=text_field, title_field=title_field, lexical=not no_lexical, on_disk=on_disk,
+                                overwrite=overwrite, ray_address=ray_address, progress=not quiet)
+    else:
+        engine = SearchEngine.build(docs, _path(index_dir), embedder=embedder, factory=factory, batch_size=batch_size,
+                                    lexical=not no_lexical, overwrite=overwrite, progress=not quiet)
     m = engine.manifest
     click.echo(f"indexed {m.documents} documents into {engine.path} "
                f"(model {m.embedder['model']}, pooling {m.embedder['pooling']}, factory {m.factory}"
                f"{', BM25' if m.lexical else ''})")
+
+
+def _quiet_ray(quiet: bool) -> None:
+    """Ray Data logs each stage's progress as INFO lines when stderr is not a terminal; keep warnings."""
+    if quiet or not sys.stderr.isatty():
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
 def rerank_options(command):

@@ -1,6 +1,6 @@
 """Reading documents, queries and relevance judgements from files.
 
-Supported corpora: JSONL (BEIR style), CSV/TSV, plain ``.txt`` (one document
+Supported corpora: JSONL (BEIR style), CSV/TSV, Parquet, plain ``.txt`` (one document
 per line), a folder of ``.txt``/``.md`` files, and ``builtin:python-docs`` (the
 docstrings of the installed Python standard library, a real corpus every
 machine has).
@@ -22,9 +22,12 @@ from typing import Any, Iterator
 from .errors import BadInput
 from .types import Document
 
-__all__ = ["Corpus", "read_corpus", "read_queries", "read_qrels", "read_jsonl_fields", "python_docstrings", "FORMATS"]
+__all__ = ["Corpus", "read_corpus", "document_from_record", "read_queries", "read_qrels", "read_jsonl_fields",
+           "python_docstrings", "FORMATS", "EXTENSIONS"]
 
-FORMATS = ("jsonl", "csv", "tsv", "txt", "dir")
+FORMATS = ("jsonl", "csv", "tsv", "parquet", "txt", "dir")
+#: File extension of each single-file format.
+EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".txt": "txt"}
 BUILTIN_PYTHON_DOCS = "builtin:python-docs"
 _ID_FIELDS = ("_id", "id")
 
@@ -44,7 +47,8 @@ class Corpus:
     def __iter__(self) -> Iterator[Document]:
         if self.format == "builtin":
             return python_docstrings()
-        reader = {"jsonl": _read_jsonl, "csv": _read_csv, "tsv": _read_csv, "txt": _read_txt, "dir": _read_dir}
+        reader = {"jsonl": _read_jsonl, "csv": _read_csv, "tsv": _read_csv, "parquet": _read_parquet, "txt": _read_txt,
+                  "dir": _read_dir}
         return reader[self.format](Path(self.source), self.format, *self._fields)
 
     def __len__(self) -> int:
@@ -81,9 +85,7 @@ def read_corpus(
         if p.is_dir():
             format = "dir"
         else:
-            format = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv", ".txt": "txt"}.get(
-                p.suffix.lower()
-            )
+            format = EXTENSIONS.get(p.suffix.lower())
             if format is None:
                 raise BadInput(
                     f"cannot tell the format of {source!r} from its extension; "
@@ -108,7 +110,10 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
         raise BadInput(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def _document(record: dict[str, Any], where: str, id_field, text_field, title_field) -> Document:
+def document_from_record(record: dict[str, Any], where: str, id_field: str | None, text_field: str,
+                         title_field: str) -> Document:
+    """One record (a JSON object, a CSV row, a Parquet row) as a :class:`Document`; :class:`BadInput`
+    naming ``where`` if it lacks an id or a text. Fields other than id, title and text become metadata."""
     fields = [id_field] if id_field else [f for f in _ID_FIELDS if f in record][:1]
     if not fields or fields[0] not in record:
         raise BadInput(f"{where}: record has no id field ({id_field or ' or '.join(_ID_FIELDS)})")
@@ -139,7 +144,7 @@ def _read_jsonl(path: Path, fmt, id_field, text_field, title_field) -> Iterator[
             raise BadInput(f"{path}:{number}: invalid JSON ({exc.msg})") from None
         if not isinstance(record, dict):
             raise BadInput(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
-        yield _document(record, f"{path}:{number}", id_field, text_field, title_field)
+        yield document_from_record(record, f"{path}:{number}", id_field, text_field, title_field)
 
 
 def _read_csv(path: Path, fmt, id_field, text_field, title_field) -> Iterator[Document]:
@@ -152,9 +157,27 @@ def _read_csv(path: Path, fmt, id_field, text_field, title_field) -> Iterator[Do
         for row in rows:
             if None in row:
                 raise BadInput(f"{path}:{rows.line_num}: more fields than the header has")
-            yield _document(row, f"{path}:{rows.line_num}", id_field, text_field, title_field)
+            yield document_from_record(row, f"{path}:{rows.line_num}", id_field, text_field, title_field)
     except csv.Error as exc:
         raise BadInput(f"{path}:{rows.line_num}: {exc}") from None
+
+
+def _read_parquet(path: Path, fmt, id_field, text_field, title_field) -> Iterator[Document]:
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise BadInput(f"cannot read {path} as Parquet: {exc}") from None
+    columns = parquet.schema_arrow.names
+    for field in (id_field or next((f for f in _ID_FIELDS if f in columns), "id"), text_field):
+        if field not in columns:
+            raise BadInput(f"{path}: no column {field!r} (columns: {', '.join(columns) or 'none'})")
+    row = 0
+    for batch in parquet.iter_batches(batch_size=1024):
+        for record in batch.to_pylist():
+            row += 1
+            yield document_from_record(record, f"{path}: row {row}", id_field, text_field, title_field)
 
 
 def _read_txt(path: Path, fmt, id_field, text_field, title_field) -> Iterator[Document]:

@@ -15,14 +15,19 @@ Vectors are L2-normalised by the embedder, so inner product is cosine.
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
+import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
 from .errors import BadInput, IndexNotFound
 
-__all__ = ["VectorIndex", "IndexBuilder", "AUTO_HNSW_THRESHOLD", "METRIC"]
+__all__ = ["VectorIndex", "IndexBuilder", "AUTO_HNSW_THRESHOLD", "METRIC", "IVFDATA_FILE", "c_stdout_silenced"]
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +36,8 @@ METRIC = "inner_product"
 AUTO_HNSW_THRESHOLD = 200_000
 HNSW_EF_SEARCH = 128
 IVF_NPROBE = 16
+#: Inverted lists kept on disk (``merge_ondisk``) live in this file, beside the vector file.
+IVFDATA_FILE = "vectors.ivfdata"
 #: A filtered search of an approximate index matching at most this many documents is exact.
 EXACT_FILTER_LIMIT = 10_000
 
@@ -80,6 +87,15 @@ class VectorIndex:
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
             raise BadInput(f"vectors of shape {vectors.shape} do not fit an index of dimension {self.dim}")
         self.faiss_index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
+
+    @property
+    def on_disk(self) -> bool:
+        """Whether the inverted lists live in a separate ``.ivfdata`` file (an IVF index merged with
+        ``faiss.contrib.ondisk.merge_ondisk``); such an index is searched, not changed in place."""
+        import faiss
+
+        ivf = faiss.try_extract_index_ivf(self.faiss_index)
+        return ivf is not None and isinstance(faiss.downcast_InvertedLists(ivf.invlists), faiss.OnDiskInvertedLists)
 
     @property
     def can_remove(self) -> bool:
@@ -176,10 +192,31 @@ class VectorIndex:
         if not Path(path).is_file():
             raise IndexNotFound(f"vector file {path} is missing")
         try:
-            index = faiss.read_index(str(path))
+            if (Path(path).parent / IVFDATA_FILE).exists():  # on-disk lists: found beside the vector file
+                with c_stdout_silenced():  # where FAISS says so, on stdout
+                    index = faiss.read_index(str(path), faiss.IO_FLAG_ONDISK_SAME_DIR)
+            else:
+                index = faiss.read_index(str(path))
         except RuntimeError as exc:
             raise IndexNotFound(f"vector file {path} is unreadable: {str(exc).strip().splitlines()[-1]}") from None
         return cls(index, factory)
+
+
+@contextmanager
+def c_stdout_silenced() -> Iterator[None]:
+    """Discard what C code prints on the process's stdout (file descriptor 1) meanwhile: FAISS's
+    on-disk inverted lists report file operations there, which would corrupt ``semsearch query --json``."""
+    sys.stdout.flush()
+    libc = ctypes.CDLL(None)
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 1)
+        yield
+    finally:
+        libc.fflush(None)  # what C buffered goes to /dev/null, not to the restored stdout
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _search_params(index, selector):

@@ -399,6 +399,9 @@ def _writable_store(engine: "SearchEngine") -> Iterator[DocStore]:
         if not store.has_vectors:
             raise BadInput(f"index {engine.path} was built by an older semsearch and stores no vectors; "
                            "rebuild it (semsearch index … --overwrite) to add or delete documents")
+        if engine.index.on_disk:
+            raise BadInput(f"index {engine.path} keeps its inverted lists on disk (vectors.ivfdata), which are "
+                           "searched, not changed in place; rebuild it (semsearch index … --overwrite)")
         _clean_temporaries(engine.path)
         engine.reload()
         yield store

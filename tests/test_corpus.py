@@ -69,8 +69,25 @@ def test_missing_file_and_unknown_format(tmp_path):
         read_corpus(tmp_path / "nope.jsonl")
     with pytest.raises(BadInput, match="cannot tell the format"):
         read_corpus(_write(tmp_path / "c.xml", "<a/>"))
-    with pytest.raises(BadInput, match="valid values are: jsonl, csv, tsv, txt, dir"):
-        read_corpus(_write(tmp_path / "c.txt", "a"), format="parquet")
+    with pytest.raises(BadInput, match="valid values are: jsonl, csv, tsv, parquet, txt, dir"):
+        read_corpus(_write(tmp_path / "c.txt", "a"), format="xml")
+
+
+def test_parquet_corpus_reads_like_jsonl_and_bad_parquet_is_reported(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    records = [{"_id": "a", "title": "T", "text": "one text", "year": 2001, "tags": ["x", "y"]},
+               {"_id": "b", "title": None, "text": "two", "year": None, "tags": []}]
+    _write(tmp_path / "c.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    pq.write_table(pa.Table.from_pylist(records), tmp_path / "c.parquet")
+    assert list(read_corpus(tmp_path / "c.parquet")) == list(read_corpus(tmp_path / "c.jsonl"))
+    pq.write_table(pa.Table.from_pylist([{"_id": "a", "body": "x"}]), tmp_path / "d.parquet")
+    with pytest.raises(BadInput, match="no column 'text'"):
+        list(read_corpus(tmp_path / "d.parquet"))
+    _write(tmp_path / "e.parquet", "not parquet")
+    with pytest.raises(BadInput, match="cannot read .* as Parquet"):
+        list(read_corpus(tmp_path / "e.parquet"))
 
 
 def test_python_docstrings_is_a_real_corpus_with_unique_ids():

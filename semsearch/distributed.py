@@ -1,0 +1,596 @@
+"""Stage 1 at scale: build an index on a Ray cluster (``semsearch index --engine ray``).
+
+The work goes to Ray (``pip install 'semsearch[ray]'``), not to a scheduler of ours:
+
+1. **Embed.** The corpus (JSONL, CSV/TSV or Parquet: a file, or a folder of files of one format) is
+   read as a Ray Dataset and embedded with ``map_batches`` over a pool of actors, each of which loads
+   the model once. The output is written as Parquet shards of (id, title, text, metadata, cache key,
+   vector) into a staging folder inside the new index's temporary folder. Ray Data restarts an actor
+   that dies and reruns its batch (its defaults for actor pools). The output keeps the corpus order
+   (``preserve_order``), so documents get the same int ids as in a local build, and a build is
+   reproducible.
+2. **Store.** The driver reads the shards in order into the SQLite document store (vectors included,
+   as in a local build) and the BM25 side, keeping a seeded random sample of the vectors.
+3. **Index**, following the FAISS recipe for large indexes: train the index (IVF coarse quantizer,
+   PQ/SQ codebooks) on the random sample, add each of ``shards`` contiguous slices of the vectors to a
+   copy of the trained empty index in a Ray task (rerun by Ray if it fails), then merge the shard
+   indexes (``merge_from``). With ``on_disk=True`` the inverted lists are merged into
+   ``vectors.ivfdata`` instead (``faiss.contrib.ondisk.merge_ondisk``), so the index need not fit in
+   RAM; such an index is searched but not changed in place. HNSW cannot merge: its vectors are added
+   on the driver.
+
+The result is an ordinary index folder, read by ``SearchEngine.open`` and ``semsearch query``. On a
+cluster of several machines the index path must be on storage every node sees (the actors write the
+shards there). Ray moves the embedder to its actors with its own serialisation; nothing semsearch
+writes to disk is pickled.
+
+>>> engine = build_with_ray("corpus.jsonl", "indexes/big", factory="IVF1024,PQ32", shards=8)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import gc
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterator
+
+import numpy as np
+
+from .build import DOCS_FILE, VECTORS_FILE, check_target
+from .corpus import EXTENSIONS, document_from_record
+from .embedding import Embedder, TransformerEmbedder, embedder_from_config
+from .errors import BadInput, ModelError, SemsearchError
+from .folders import atomic_folder
+from .index import AUTO_HNSW_THRESHOLD, IVFDATA_FILE, METRIC, VectorIndex, c_stdout_silenced
+from .lexical import LEXICAL_DIR, LexicalBuilder
+from .manifest import Manifest, format_version_for
+from .store import DocStore, metadata_json
+from .types import Document
+from .update import storage_errors, writer_lock
+
+if TYPE_CHECKING:
+    from .engine import SearchEngine
+
+__all__ = ["build_with_ray", "RAY_FORMATS", "IVFDATA_FILE"]
+
+log = logging.getLogger(__name__)
+
+RAY_FORMATS = ("jsonl", "csv", "tsv", "parquet")
+SHARDS_DIR = "shards"  # staging: Parquet shards of embedded documents, removed once the index is written
+RETRIES = 3  # times Ray reruns a failed shard task
+FREE_CPU_WAIT_S = 60.0  # how long a build waits for the CPUs it needs before giving up
+TRAIN_SIZE = 100_000  # vectors sampled to train IVF/PQ (as in a local build)
+_STORE_BATCH = 1024  # documents per SQLite commit on the driver
+
+
+def build_with_ray(
+    source: str | os.PathLike,
+    path: str | os.PathLike,
+    *,
+    embedder: Embedder | None = None,
+    factory: str | None = None,
+    shards: int | None = None,
+    actors: int | None = None,
+    cpus_per_actor: int = 1,
+    batch_size: int = 32,
+    rows_per_batch: int = 1024,
+    format: str | None = None,
+    id_field: str | None = None,
+    text_field: str = "text",
+    title_field: str = "title",
+    lexical: bool = True,
+    on_disk: bool = False,
+    overwrite: bool = False,
+    ray_address: str | None = None,
+    progress: bool = True,
+    seed: int = 0,
+) -> "SearchEngine":
+    """Embed ``source`` on Ray and write an index folder at ``path``; see the module docstring.
+
+    ``actors`` × ``cpus_per_actor`` CPUs embed (default: every CPU of the cluster but one, which
+    Ray's read tasks need); each actor reads ``rows_per_batch`` records at a time and runs the model on
+    ``batch_size`` texts of similar length. ``shards`` Ray tasks fill the vector index (default: the
+    cluster's CPU count). ``ray_address`` joins a running cluster; without it, a Ray session already
+    started in this process is used, else a local one is started and shut down afterwards. The other
+    arguments are those of :meth:`SearchEngine.build` and :func:`read_corpus`.
+    """
+    from .engine import SearchEngine
+
+    path = Path(path)
+    check_target(path, overwrite)
+    files, fmt = corpus_files(source, format)
+    fields = (id_field, text_field, title_field)
+    _check_columns(files, fmt, fields)
+    for name, value in (("shards", shards), ("actors", actors), ("cpus_per_actor", cpus_per_actor),
+                        ("batch_size", batch_size), ("rows_per_batch", rows_per_batch)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise BadInput(f"{name} must be a positive integer, got {value!r}")
+    embedder = embedder or TransformerEmbedder()
+    if factory is not None:
+        VectorIndex.create(embedder.dim, factory)  # a bad factory string fails before any work
+    if on_disk and (factory is None or not _is_ivf(VectorIndex.create(embedder.dim, factory))):
+        raise BadInput(f"on-disk inverted lists need an IVF factory (e.g. IVF4096,PQ32), not {factory or 'auto'!r}")
+    with storage_errors(path, "nothing was written there (the previous index, if any, is unchanged)"), \
+            writer_lock(path), _ray_session(ray_address, progress) as ray:
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        actors = actors or max(1, (cpus - 1) // cpus_per_actor)
+        if actors * cpus_per_actor > cpus - 1:
+            raise BadInput(f"{actors} actors x {cpus_per_actor} CPUs leave no CPU for Ray's read tasks on a cluster "
+                           f"of {cpus} CPUs (the job would hang); use at most {cpus - 1} CPUs for actors")
+        shards = shards or cpus
+        _wait_for_cpus(ray, actors * cpus_per_actor + 1)
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        with atomic_folder(path) as tmp:
+            stage = tmp / SHARDS_DIR
+            _embed(ray, files, fmt, fields, stage, embedder, actors, cpus_per_actor, batch_size, rows_per_batch)
+            timings["embed_seconds"] = time.perf_counter() - started
+            parts = sorted(stage.glob("*.parquet"))  # names follow the dataset's (preserved) order
+            t0 = time.perf_counter()
+            count, sample, cut, rows, lexical_config = _store(parts, tmp, embedder.dim, lexical, progress, seed)
+            timings["store_seconds"] = time.perf_counter() - t0
+            if count == 0:
+                raise BadInput("the corpus is empty: no documents to index")
+            if cut:
+                log.warning("%d of %d texts were longer than %d tokens; the model read their first %d", cut, count,
+                            getattr(embedder, "max_length", 0), getattr(embedder, "max_length", 0))
+            t0 = time.perf_counter()
+            chosen = factory or ("Flat" if count <= AUTO_HNSW_THRESHOLD else "HNSW32")
+            index, merged = _vector_index(ray, parts, rows, chosen, embedder.dim, sample, min(shards, count),
+                                          tmp, on_disk, progress)
+            if not on_disk:
+                index.save(tmp / VECTORS_FILE)
+            timings["index_seconds"] = time.perf_counter() - t0
+            shutil.rmtree(stage)
+            timings["seconds"] = time.perf_counter() - started
+            build = {k: round(v, 3) for k, v in timings.items()}
+            build.update(engine="ray", actors=actors, cpus_per_actor=cpus_per_actor, shards=merged, on_disk=on_disk)
+            Manifest(
+                embedder=embedder.config(),
+                format_version=format_version_for(embedder.config(), on_disk),
+                factory=chosen,
+                factory_requested=factory or "auto",
+                metric=METRIC,
+                documents=count,
+                lexical=lexical_config,
+                build=build,
+                generation=1,
+            ).save(tmp)
+            check_target(path, overwrite)  # nothing appeared there meanwhile
+    log.info("indexed %d documents into %s on Ray (%s, %d shards, %d actors)", count, path, chosen, merged, actors)
+    return SearchEngine.open(path, embedder=embedder)
+
+
+# --- the corpus ------------------------------------------------------------------------------
+
+
+def corpus_files(source: str | os.PathLike, format: str | None = None) -> tuple[list[Path], str]:
+    """The files of a corpus for Ray, and their format: a file, or every file of one format in a folder."""
+    p = Path(source).expanduser()
+    if not p.exists():
+        raise BadInput(f"corpus {str(source)!r} does not exist")
+    if format is not None and format not in RAY_FORMATS:
+        raise BadInput(f"the Ray engine reads {', '.join(RAY_FORMATS)}, not {format!r}")
+    if p.is_file():
+        fmt = format or EXTENSIONS.get(p.suffix.lower())
+        if fmt not in RAY_FORMATS:
+            raise BadInput(f"the Ray engine reads {', '.join(RAY_FORMATS)} files; cannot tell the format of "
+                           f"{str(source)!r} from its extension (pass a format)")
+        return [p], fmt
+    files = sorted(f for f in p.rglob("*") if f.is_file() and EXTENSIONS.get(f.suffix.lower()) in RAY_FORMATS)
+    kinds = sorted({EXTENSIONS[f.suffix.lower()] for f in files})
+    if format is not None:
+        files = [f for f in files if EXTENSIONS[f.suffix.lower()] == format]
+    elif len(kinds) > 1:
+        raise BadInput(f"folder {str(source)!r} holds files of several formats ({', '.join(kinds)}); pass a format")
+    if not files:
+        raise BadInput(f"folder {str(source)!r} holds no {format or ' / '.join(RAY_FORMATS)} files")
+    return files, format or kinds[0]
+
+
+def _check_columns(files: list[Path], fmt: str, fields: tuple) -> None:
+    """CSV/TSV and Parquet name their columns up front: check the id and text columns are there."""
+    if fmt == "jsonl":
+        return
+    id_field, text_field, _ = fields
+    for file, columns in zip(files, _columns(files, fmt)):
+        for field in (id_field or next((f for f in ("_id", "id") if f in columns), "id"), text_field):
+            if field not in columns:
+                raise BadInput(f"{file}: no column {field!r} (columns: {', '.join(columns) or 'none'})")
+
+
+def _columns(files: list[Path], fmt: str) -> list[list[str]]:
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return [pq.read_schema(f).names for f in files]
+        except (OSError, ValueError) as exc:
+            raise BadInput(f"cannot read Parquet schema: {exc}") from None
+    headers = []
+    for file in files:
+        try:
+            with open(file, encoding="utf-8", newline="") as fh:
+                headers.append(next(csv.reader(fh, delimiter="\t" if fmt == "tsv" else ","), []))
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise BadInput(f"cannot read the header of {file}: {exc}") from None
+    return headers
+
+
+def _read(ray, files: list[Path], fmt: str):
+    """The corpus as a Ray Dataset of raw records: JSONL as lines (parsed by the actors exactly as a local
+    build parses them; no schema inference), CSV/TSV with every column read as text (as locally)."""
+    paths = [str(f) for f in files]
+    if fmt == "jsonl":
+        return ray.data.read_text(paths, include_paths=True)
+    if fmt == "parquet":
+        return ray.data.read_parquet(paths)
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    delimiter = "\t" if fmt == "tsv" else ","
+    columns = sorted({c for header in _columns(files, fmt) for c in header})
+    return ray.data.read_csv(
+        paths,
+        parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in columns},
+                                             strings_can_be_null=False),
+    )
+
+
+# --- step 1: embed on Ray --------------------------------------------------------------------
+
+
+def _worker_embedder(embedder: Embedder) -> Callable[[], Embedder]:
+    """What an actor calls to get its embedder: a Hugging Face one is loaded again from its config (the
+    model files travel as a name, not as weights); any other embedder is copied as it is."""
+    if isinstance(embedder, TransformerEmbedder):
+        config = embedder.config()
+        return functools.partial(embedder_from_config, config, config["precision"], config["backend"])
+    return functools.partial(_same, embedder)
+
+
+def _same(embedder: Embedder) -> Embedder:
+    return embedder
+
+
+class _EmbedActor:
+    """A Ray Data actor: loads the embedder once, then turns batches of records into embedded documents."""
+
+    def __init__(self, make_embedder: Callable[[], Embedder], expected: dict, fmt: str, fields: tuple,
+                 batch_size: int, threads: int):
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # a worker's load report would reach the driver
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        if expected.get("kind") == "transformers":
+            import torch
+
+            torch.set_num_threads(threads)
+        self.embedder = make_embedder()
+        if self.embedder.config() != expected:
+            raise ModelError(f"a Ray worker loaded embedder {self.embedder.config()}, but the index is being built "
+                             f"with {expected} (are the same model files on every node?)")
+        self.fmt, self.fields, self.batch_size = fmt, fields, batch_size
+
+    def __call__(self, batch):
+        import pyarrow as pa
+
+        docs = [document_from_record(record, where, *self.fields) for record, where in self._records(batch)]
+        texts = [d.embedding_text for d in docs]
+        before = self.embedder.truncated
+        vectors = self.embedder.encode(texts, self.batch_size)
+        cut = np.zeros(len(docs), dtype=np.int32)
+        if len(docs):
+            cut[0] = self.embedder.truncated - before  # the batch's count, carried by its first row
+        dim = self.embedder.dim
+        return pa.table({
+            "id": [d.id for d in docs],
+            "title": [d.title for d in docs],
+            "text": [d.text for d in docs],
+            "metadata": [metadata_json(d) for d in docs],
+            "key": self.embedder.cache_keys(texts),
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), dim),
+            "truncated": cut,
+        })
+
+    def _records(self, batch) -> Iterator[tuple[dict, str]]:
+        if self.fmt != "jsonl":
+            for number, record in enumerate(batch.to_pylist(), start=1):
+                yield record, f"record {number} of a {self.fmt} batch"
+            return
+        for line, path in zip(batch.column("text").to_pylist(), batch.column("path").to_pylist()):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise BadInput(f"{path}: invalid JSON ({exc.msg}) in line {line[:60]!r}") from None
+            if not isinstance(record, dict):
+                raise BadInput(f"{path}: expected a JSON object, got {type(record).__name__} in line {line[:60]!r}")
+            yield record, str(path)
+
+
+def _embed(ray, files, fmt, fields, stage: Path, embedder: Embedder, actors: int, cpus_per_actor: int,
+           batch_size: int, rows_per_batch: int) -> None:
+    dataset = _read(ray, files, fmt).map_batches(
+        _EmbedActor,
+        fn_constructor_args=(_worker_embedder(embedder), embedder.config(), fmt, fields, batch_size, cpus_per_actor),
+        batch_size=rows_per_batch,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        num_cpus=cpus_per_actor,
+    )  # Ray Data restarts an actor that dies and reruns its batch (its defaults for actor pools)
+    _ray_call(dataset.write_parquet, str(stage))
+    del dataset
+
+
+def _ray_call(call: Callable, *args):
+    """``call(*args)``, where Ray runs our code. Ray wraps an exception raised in a worker (in its own
+    error types, the remote traceback in the message); a semsearch error among its causes is raised again
+    as itself, with its own one-line message.
+
+    It is raised outside the ``except`` block and with ``call`` dropped, so nothing keeps Ray's
+    exception or the failed job alive: its actors (and their CPUs) would otherwise stay reserved."""
+    try:
+        return call(*args)
+    except Exception as exc:
+        error = _semsearch_error(exc)
+        if error is None:
+            raise
+    finally:
+        gc.collect()  # a finished job's actor handles sit in reference cycles; collected, the actors exit
+    del call, args
+    gc.collect()
+    raise error
+
+
+def _semsearch_error(exc: BaseException) -> SemsearchError | None:
+    from . import errors
+
+    seen, cause = set(), exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if type(cause).__module__ == errors.__name__ and isinstance(cause, SemsearchError):
+            return type(cause)(*cause.args)
+        cause = getattr(cause, "cause", None) or cause.__cause__ or cause.__context__
+    # Ray Data's UserCodeException arrives without its cause; the remote traceback in its text names it.
+    found = re.findall(rf"^{re.escape(errors.__name__)}\.(\w+): (.+)$", str(exc), flags=re.MULTILINE)
+    kind = getattr(errors, found[-1][0], None) if found else None
+    if isinstance(kind, type) and issubclass(kind, SemsearchError):
+        return kind(found[-1][1])
+    return None
+
+
+# --- step 2: the document store, on the driver -------------------------------------------------
+
+
+def _vectors(column, dim: int) -> np.ndarray:
+    """A Parquet ``fixed_size_list<float>`` column as a float32 ``(n, dim)`` array."""
+    if hasattr(column, "combine_chunks"):
+        column = column.combine_chunks()
+    return np.asarray(column.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, dim)
+
+
+def _store(parts: list[Path], tmp: Path, dim: int, lexical: bool, progress: bool, seed: int
+           ) -> tuple[int, np.ndarray, int, list[int], dict | None]:
+    """Read the shards in order into the store (int ids 0, 1, … in that order) and the BM25 side;
+    return the count, a seeded random sample of up to :data:`TRAIN_SIZE` vectors, the number of
+    truncated texts, each shard's row count and the BM25 side's config (``None``: no BM25 side)."""
+    import pyarrow.parquet as pq
+    from tqdm.auto import tqdm
+
+    rows = [pq.ParquetFile(p).metadata.num_rows for p in parts]
+    total = sum(rows)
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(total, size=min(TRAIN_SIZE, total), replace=False)) if total else np.empty(0, int)
+    sample, count, cut = [], 0, 0
+    builder = LexicalBuilder() if lexical else None
+    with DocStore(tmp / DOCS_FILE, create=True) as store, tqdm(
+        total=total, unit="doc", desc="storing", file=sys.stderr, disable=not progress, dynamic_ncols=True
+    ) as bar:
+        for part in parts:
+            for batch in pq.ParquetFile(part).iter_batches(batch_size=_STORE_BATCH):
+                table = batch.to_pydict()
+                docs = [Document(i, text, title, json.loads(meta)) for i, text, title, meta
+                        in zip(table["id"], table["text"], table["title"], table["metadata"])]
+                ids = np.arange(count, count + len(docs), dtype=np.int64)
+                vectors = _vectors(batch.column("vector"), dim)
+                store.add(docs, ids, vectors, table["key"], generation=1)
+                if builder is not None:
+                    builder.add([d.embedding_text for d in docs], ids)
+                picked = chosen[(chosen >= count) & (chosen < count + len(docs))] - count
+                sample.append(vectors[picked])
+                cut += int(sum(table["truncated"]))
+                count += len(docs)
+                bar.update(len(docs))
+    config = None
+    if builder is not None and count:
+        lexical_index = builder.finish()
+        lexical_index.generation = 1
+        lexical_index.save(tmp / LEXICAL_DIR)
+        config = lexical_index.config
+    return count, np.concatenate(sample) if sample else np.empty((0, dim), np.float32), cut, rows, config
+
+
+# --- step 3: the vector index: train, add shards in parallel, merge ----------------------------
+
+
+def _is_ivf(index: VectorIndex) -> bool:
+    import faiss
+
+    return faiss.try_extract_index_ivf(index.faiss_index) is not None
+
+
+def _mergeable(index: VectorIndex) -> bool:
+    """Whether FAISS can merge two copies of this (trained, empty) index: asked of FAISS itself."""
+    import faiss
+
+    try:
+        faiss.clone_index(index.faiss_index).merge_from(faiss.clone_index(index.faiss_index), 0)
+    except RuntimeError:
+        return False
+    return True
+
+
+def shard_slices(rows: list[int], shards: int) -> list[tuple[int, list[tuple[int, int, int]]]]:
+    """Split the rows of consecutive parts into ``shards`` contiguous, near-equal slices.
+
+    Each slice is ``(first int id, [(part number, start row, stop row), …])``.
+
+    >>> shard_slices([3, 3], 3)
+    [(0, [(0, 0, 2)]), (2, [(0, 2, 3), (1, 0, 1)]), (4, [(1, 1, 3)])]
+    """
+    total = sum(rows)
+    bounds = [round(total * s / shards) for s in range(shards + 1)]
+    offsets = np.concatenate([[0], np.cumsum(rows)]).astype(int)
+    slices = []
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        pieces = []
+        for part, (start, stop) in enumerate(zip(offsets[:-1], offsets[1:])):
+            a, b = max(lo, start), min(hi, stop)
+            if a < b:
+                pieces.append((part, int(a - start), int(b - start)))
+        if pieces:
+            slices.append((lo, pieces))
+    return slices
+
+
+def _add_shard(blob: np.ndarray, parts: list[str], pieces: list[tuple[int, int, int]], first_id: int, dim: int,
+               out: str) -> int:
+    """A Ray task: add one slice of the vectors to a copy of the trained empty index, write it to ``out``.
+    Idempotent (temporary file, then rename), so Ray may rerun it."""
+    import faiss
+    import pyarrow.parquet as pq
+
+    faiss.omp_set_num_threads(1)
+    index = faiss.deserialize_index(blob)
+    next_id = first_id
+    for part, start, stop in pieces:
+        table = pq.read_table(parts[part], columns=["vector"]).slice(start, stop - start)
+        vectors = _vectors(table.column("vector"), dim)
+        index.add_with_ids(vectors, np.arange(next_id, next_id + len(vectors), dtype=np.int64))
+        next_id += len(vectors)
+    faiss.write_index(index, out + ".tmp")
+    os.replace(out + ".tmp", out)
+    return int(index.ntotal)
+
+
+def _vector_index(ray, parts: list[Path], rows: list[int], factory: str, dim: int, sample: np.ndarray, shards: int,
+                  tmp: Path, on_disk: bool, progress: bool) -> tuple[VectorIndex, int]:
+    """The trained index filled with every vector (ids = row order), and the number of shards merged."""
+    import faiss
+    from tqdm.auto import tqdm
+
+    index = VectorIndex.create(dim, factory)
+    if not index.is_trained:
+        log.info("training %s on %d of %d vectors", factory, len(sample), sum(rows))
+        try:
+            index.train(sample)
+        except RuntimeError as exc:
+            raise BadInput(f"cannot train FAISS index {factory!r} on {len(sample)} vectors: "
+                           f"{str(exc).strip().splitlines()[-1]}") from None
+    slices = shard_slices(rows, shards)
+    names = [str(p) for p in parts]
+    if not _mergeable(index):  # HNSW: one graph, built on the driver
+        log.info("%s cannot merge shards; adding %d vectors on the driver", factory, sum(rows))
+        for first_id, pieces in slices:
+            _add_shard_here(index, names, pieces, first_id, dim)
+        return index, 1
+    serialized = faiss.serialize_index(index.faiss_index)
+    # The merge target comes from the same bytes as the shards: FAISS merges only indexes of one C++ type,
+    # and reading an index back can give a more general type than the factory made (IndexFlat for IndexFlatIP).
+    index = VectorIndex(faiss.deserialize_index(serialized), factory)
+    blob = ray.put(serialized)
+    task = ray.remote(num_cpus=1, max_retries=RETRIES)(_add_shard)
+    outputs = [str(tmp / f".shard-{i:05d}.faiss") for i in range(len(slices))]
+    pending = [task.remote(blob, names, pieces, first_id, dim, out)
+               for (first_id, pieces), out in zip(slices, outputs)]
+    with tqdm(total=len(pending), unit="shard", desc="adding shards", file=sys.stderr, disable=not progress,
+              dynamic_ncols=True) as bar:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            _ray_call(ray.get, done)
+            bar.update(len(done))
+    if on_disk:
+        from faiss.contrib.ondisk import merge_ondisk
+
+        with c_stdout_silenced():  # FAISS prints its file resizing on stdout
+            merge_ondisk(index.faiss_index, outputs, str(tmp / IVFDATA_FILE))
+        index.save(tmp / VECTORS_FILE)  # refers to vectors.ivfdata, found beside it when loaded
+    else:
+        for out in outputs:
+            index.faiss_index.merge_from(faiss.read_index(out), 0)
+    for out in outputs:
+        os.unlink(out)
+    if index.ntotal != sum(rows):
+        raise SemsearchError(f"merged index holds {index.ntotal} vectors, the shards {sum(rows)}")
+    return index, len(slices)
+
+
+def _add_shard_here(index: VectorIndex, parts: list[str], pieces, first_id: int, dim: int) -> None:
+    import pyarrow.parquet as pq
+
+    next_id = first_id
+    for part, start, stop in pieces:
+        table = pq.read_table(parts[part], columns=["vector"]).slice(start, stop - start)
+        vectors = _vectors(table.column("vector"), dim)
+        index.add(vectors, np.arange(next_id, next_id + len(vectors), dtype=np.int64))
+        next_id += len(vectors)
+
+
+# --- the Ray session -----------------------------------------------------------------------------
+
+
+def _wait_for_cpus(ray, needed: int, timeout: float = FREE_CPU_WAIT_S) -> None:
+    """Wait until ``needed`` CPUs are free. The actors of a job that just ended (a previous build in this
+    process) release theirs a moment later; a job started before that would wait for CPUs forever."""
+    deadline = time.monotonic() + timeout
+    gc.collect()  # a finished job's actor handles sit in reference cycles; collected, the actors exit
+    while (free := ray.available_resources().get("CPU", 0)) < needed:
+        if time.monotonic() > deadline:
+            raise BadInput(f"the Ray cluster has {free:g} free CPUs after {timeout:g} s; this build needs {needed} "
+                           "(actors x CPUs per actor, plus one for reading)")
+        time.sleep(0.2)
+
+
+def _import_ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise BadInput("the Ray engine needs Ray: pip install 'semsearch[ray]'") from None
+    return ray
+
+
+@contextmanager
+def _ray_session(address: str | None, progress: bool) -> Iterator:
+    """Ray, initialised: the session this process already has, else one joined at ``address`` or started
+    here (and shut down afterwards). Dataset output keeps its input order for the duration."""
+    ray = _import_ray()
+    started = False
+    if not ray.is_initialized():
+        try:
+            ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise BadInput(f"cannot start or reach Ray{f' at {address}' if address else ''}: "
+                           f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
+        started = True
+    elif address:
+        log.warning("Ray is already initialised in this process; ray_address %s is not used", address)
+    context = ray.data.DataContext.get_current()
+    saved = context.execution_options.preserve_order, context.enable_progress_bars
+    context.execution_options.preserve_order = True
+    context.enable_progress_bars = progress
+    try:
+        yield ray
+    finally:
+        context.execution_options.preserve_order, context.enable_progress_bars = saved
+        if started:
+            ray.shutdown()
