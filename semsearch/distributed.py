@@ -68,7 +68,7 @@ RAY_FORMATS = ("jsonl", "csv", "tsv", "parquet")
 SHARDS_DIR = "shards"  # staging: Parquet shards of embedded documents, removed once the index is written
 RETRIES = 3  # times Ray reruns a failed shard task
 FREE_CPU_WAIT_S = 60.0  # how long a build waits for the CPUs it needs before giving up
-TRAIN_SIZE = 100_000  # vectors sampled to train IVF/PQ (as in a local build)
+TRAIN_SIZE = 100_000  # vectors sampled to train IVF/PQ (as in a local build), or 40 per IVF list if more
 _STORE_BATCH = 1024  # documents per SQLite commit on the driver
 
 
@@ -136,7 +136,10 @@ def build_with_ray(
             timings["embed_seconds"] = time.perf_counter() - started
             parts = sorted(stage.glob("*.parquet"))  # names follow the dataset's (preserved) order
             t0 = time.perf_counter()
-            count, sample, cut, rows, lexical_config = _store(parts, tmp, embedder.dim, lexical, progress, seed)
+            total = sum(_rows(parts))
+            chosen = factory or ("Flat" if total <= AUTO_HNSW_THRESHOLD else "HNSW32")
+            count, sample, cut, rows, lexical_config = _store(parts, tmp, embedder.dim, lexical, progress, seed,
+                                                              train_size(VectorIndex.create(embedder.dim, chosen)))
             timings["store_seconds"] = time.perf_counter() - t0
             if count == 0:
                 raise BadInput("the corpus is empty: no documents to index")
@@ -144,7 +147,6 @@ def build_with_ray(
                 log.warning("%d of %d texts were longer than %d tokens; the model read their first %d", cut, count,
                             getattr(embedder, "max_length", 0), getattr(embedder, "max_length", 0))
             t0 = time.perf_counter()
-            chosen = factory or ("Flat" if count <= AUTO_HNSW_THRESHOLD else "HNSW32")
             index, merged = _vector_index(ray, parts, rows, chosen, embedder.dim, sample, min(shards, count),
                                           tmp, on_disk, progress)
             if not on_disk:
@@ -378,18 +380,37 @@ def _vectors(column, dim: int) -> np.ndarray:
     return np.asarray(column.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, dim)
 
 
-def _store(parts: list[Path], tmp: Path, dim: int, lexical: bool, progress: bool, seed: int
+def train_size(index: VectorIndex) -> int:
+    """How many vectors to sample for training: :data:`TRAIN_SIZE`, or 40 per inverted list where that is
+    more (FAISS's k-means wants at least 39 points per centroid).
+
+    >>> train_size(VectorIndex.create(8, "IVF1024,Flat")), train_size(VectorIndex.create(8, "IVF65536,PQ4"))
+    (100000, 2621440)
+    """
+    import faiss
+
+    ivf = faiss.try_extract_index_ivf(index.faiss_index)
+    return max(TRAIN_SIZE, 40 * ivf.nlist) if ivf is not None else TRAIN_SIZE
+
+
+def _rows(parts: list[Path]) -> list[int]:
+    import pyarrow.parquet as pq
+
+    return [pq.ParquetFile(p).metadata.num_rows for p in parts]
+
+
+def _store(parts: list[Path], tmp: Path, dim: int, lexical: bool, progress: bool, seed: int, sample_size: int
            ) -> tuple[int, np.ndarray, int, list[int], dict | None]:
     """Read the shards in order into the store (int ids 0, 1, … in that order) and the BM25 side;
-    return the count, a seeded random sample of up to :data:`TRAIN_SIZE` vectors, the number of
+    return the count, a seeded random sample of up to ``sample_size`` vectors, the number of
     truncated texts, each shard's row count and the BM25 side's config (``None``: no BM25 side)."""
     import pyarrow.parquet as pq
     from tqdm.auto import tqdm
 
-    rows = [pq.ParquetFile(p).metadata.num_rows for p in parts]
+    rows = _rows(parts)
     total = sum(rows)
     rng = np.random.default_rng(seed)
-    chosen = np.sort(rng.choice(total, size=min(TRAIN_SIZE, total), replace=False)) if total else np.empty(0, int)
+    chosen = np.sort(rng.choice(total, size=min(sample_size, total), replace=False)) if total else np.empty(0, int)
     sample, count, cut = [], 0, 0
     builder = LexicalBuilder() if lexical else None
     with DocStore(tmp / DOCS_FILE, create=True) as store, tqdm(
