@@ -182,9 +182,14 @@ def index(corpus, index_dir, model, pooling, factory, batch_size, max_length, fm
 
 
 def _quiet_ray(quiet: bool) -> None:
-    """Ray Data logs each stage's progress as INFO lines when stderr is not a terminal; keep warnings."""
+    """Ray Data logs each stage's progress as INFO lines when stderr is not a terminal: keep its warnings
+    only (with -q, its errors only). Set after the import, which configures Ray Data's logging."""
+    try:
+        import ray.data  # noqa: F401
+    except ImportError:
+        return  # build_with_ray says what to install
     if quiet or not sys.stderr.isatty():
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        logging.getLogger("ray.data").setLevel(logging.ERROR if quiet else logging.WARNING)
 
 
 def rerank_options(command):

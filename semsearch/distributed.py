@@ -598,7 +598,8 @@ def _ray_session(address: str | None, progress: bool) -> Iterator:
     started = False
     if not ray.is_initialized():
         try:
-            ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
+            ray.init(address=address, include_dashboard=False,
+                     logging_level=logging.WARNING if progress else logging.ERROR)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise BadInput(f"cannot start or reach Ray{f' at {address}' if address else ''}: "
                            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
