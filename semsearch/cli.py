@@ -168,8 +168,9 @@ def index(corpus, index_dir, model, pooling, factory, batch_size, max_length, fm
         from .distributed import build_with_ray
 
         engine = build_with_ray(corpus, _path(index_dir), embedder=embedder, factory=factory, shards=shards,
-                                actors=actors, cpus_per_actor=cpus_per_actor or 1, batch_size=batch_size,
-                                rows_per_batch=rows_per_batch or 1024, format=fmt, id_field=id_field,
+                                actors=actors, cpus_per_actor=1 if cpus_per_actor is None else cpus_per_actor,
+                                batch_size=batch_size, format=fmt, id_field=id_field,
+                                rows_per_batch=1024 if rows_per_batch is None else rows_per_batch,
                                 text_field=text_field, title_field=title_field, lexical=not no_lexical, on_disk=on_disk,
                                 overwrite=overwrite, ray_address=ray_address, progress=not quiet)
     else:
@@ -181,6 +182,9 @@ def index(corpus, index_dir, model, pooling, factory, batch_size, max_length, fm
                f"{', BM25' if m.lexical else ''})")
 
 
+_RAY_FAILURE_LOGS = ("Exception occurred in user code", "An exception was raised from a task")
+
+
 def _quiet_ray(quiet: bool) -> None:
     """Ray Data logs each stage's progress as INFO lines when stderr is not a terminal: keep its warnings
     only (with -q, its errors only). Set after the import, which configures Ray Data's logging."""
@@ -190,6 +194,11 @@ def _quiet_ray(quiet: bool) -> None:
         return  # build_with_ray says what to install
     if quiet or not sys.stderr.isatty():
         logging.getLogger("ray.data").setLevel(logging.ERROR if quiet else logging.WARNING)
+    # A failure in a worker reaches the user as semsearch's own one-line error; Ray Data's log of it goes
+    # (filtered at Ray's handlers: a logger's own filter does not see its children's records).
+    for name in ("ray.data", "ray"):
+        for handler in logging.getLogger(name).handlers:
+            handler.addFilter(lambda record: not record.getMessage().startswith(_RAY_FAILURE_LOGS))
 
 
 def rerank_options(command):

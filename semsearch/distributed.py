@@ -117,8 +117,9 @@ def build_with_ray(
     embedder = embedder or TransformerEmbedder()
     if factory is not None:
         VectorIndex.create(embedder.dim, factory)  # a bad factory string fails before any work
-    if on_disk and (factory is None or not _is_ivf(VectorIndex.create(embedder.dim, factory))):
-        raise BadInput(f"on-disk inverted lists need an IVF factory (e.g. IVF4096,PQ32), not {factory or 'auto'!r}")
+    if on_disk and (factory is None or not _ondisk_capable(VectorIndex.create(embedder.dim, factory))):
+        raise BadInput(f"on-disk inverted lists need an IVF factory with plain inverted lists (e.g. IVF4096,PQ32; "
+                       f"not fast-scan or IVFPQR), not {factory or 'auto'!r}")
     with storage_errors(path, "nothing was written there (the previous index, if any, is unchanged)"), \
             writer_lock(path), _ray_session(ray_address, progress) as ray:
         cpus = int(ray.cluster_resources().get("CPU", 1))
@@ -132,7 +133,8 @@ def build_with_ray(
         started = time.perf_counter()
         with atomic_folder(path) as tmp:
             stage = tmp / SHARDS_DIR
-            _embed(ray, files, fmt, fields, stage, embedder, actors, cpus_per_actor, batch_size, rows_per_batch)
+            _ray_call(_embed, ray, files, fmt, fields, stage, embedder, actors, cpus_per_actor, batch_size,
+                      rows_per_batch)
             timings["embed_seconds"] = time.perf_counter() - started
             parts = sorted(stage.glob("*.parquet"))  # names follow the dataset's (preserved) order
             t0 = time.perf_counter()
@@ -228,25 +230,41 @@ def _columns(files: list[Path], fmt: str) -> list[list[str]]:
     return headers
 
 
-def _read(ray, files: list[Path], fmt: str):
-    """The corpus as a Ray Dataset of raw records: JSONL as lines (parsed by the actors exactly as a local
-    build parses them; no schema inference), CSV/TSV with every column read as text (as locally)."""
+def _read(ray, files: list[Path], fmt: str, fields: tuple):
+    """The corpus as a Ray Dataset of raw records: JSONL as numbered lines (split on newlines only, and
+    parsed by the actors exactly as a local build parses them; no schema inference), CSV/TSV as documents
+    read by the local reader, one task per file, Parquet as it is (folder names are not read as columns)."""
     paths = [str(f) for f in files]
     if fmt == "jsonl":
-        return ray.data.read_text(paths, include_paths=True)
+        return ray.data.read_binary_files(paths, include_paths=True).flat_map(_jsonl_lines)
     if fmt == "parquet":
-        return ray.data.read_parquet(paths)
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
+        return ray.data.read_parquet(paths, partitioning=None)
+    # CSV/TSV: parsed by the local reader itself (Python's csv: quoted newlines, short rows, line numbers)
+    return ray.data.from_items([{"path": p} for p in paths]).flat_map(_csv_documents, fn_args=(fmt, fields))
 
-    delimiter = "\t" if fmt == "tsv" else ","
-    columns = sorted({c for header in _columns(files, fmt) for c in header})
-    return ray.data.read_csv(
-        paths,
-        parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
-        convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in columns},
-                                             strings_can_be_null=False),
-    )
+
+def _csv_documents(row: dict, fmt: str, fields: tuple) -> list[dict]:
+    """One CSV/TSV file's documents, read by :func:`semsearch.corpus.read_corpus` (same rules, same errors)."""
+    from .corpus import read_corpus
+
+    id_field, text_field, title_field = fields
+    return [{"id": d.id, "title": d.title, "text": d.text, "metadata": metadata_json(d)}
+            for d in read_corpus(row["path"], format=fmt, id_field=id_field, text_field=text_field,
+                                 title_field=title_field)]
+
+
+def _jsonl_lines(row: dict) -> list[dict]:
+    """A JSONL file's non-blank lines, numbered from 1: split on ``\\n`` only, as the local reader does
+    (``str.splitlines`` would also split inside strings holding U+2028 or U+0085)."""
+    lines = []
+    for number, raw in enumerate(row["bytes"].split(b"\n"), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadInput(f"{row['path']}:{number}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+        if line.strip():
+            lines.append({"line": line, "path": row["path"], "number": number})
+    return lines
 
 
 # --- step 1: embed on Ray --------------------------------------------------------------------
@@ -286,7 +304,7 @@ class _EmbedActor:
     def __call__(self, batch):
         import pyarrow as pa
 
-        docs = [document_from_record(record, where, *self.fields) for record, where in self._records(batch)]
+        docs = self._documents(batch)
         texts = [d.embedding_text for d in docs]
         before = self.embedder.truncated
         vectors = self.embedder.encode(texts, self.batch_size)
@@ -304,24 +322,30 @@ class _EmbedActor:
             "truncated": cut,
         })
 
+    def _documents(self, batch) -> list[Document]:
+        if self.fmt in ("csv", "tsv"):  # already read into documents by _csv_documents
+            columns = [batch.column(c).to_pylist() for c in ("id", "text", "title", "metadata")]
+            return [Document(i, text, title, json.loads(meta)) for i, text, title, meta in zip(*columns)]
+        return [document_from_record(record, where, *self.fields) for record, where in self._records(batch)]
+
     def _records(self, batch) -> Iterator[tuple[dict, str]]:
         if self.fmt != "jsonl":
             for number, record in enumerate(batch.to_pylist(), start=1):
                 yield record, f"record {number} of a {self.fmt} batch"
             return
-        for line, path in zip(batch.column("text").to_pylist(), batch.column("path").to_pylist()):
+        for line, path, number in zip(*(batch.column(c).to_pylist() for c in ("line", "path", "number"))):
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise BadInput(f"{path}: invalid JSON ({exc.msg}) in line {line[:60]!r}") from None
+                raise BadInput(f"{path}:{number}: invalid JSON ({exc.msg})") from None
             if not isinstance(record, dict):
-                raise BadInput(f"{path}: expected a JSON object, got {type(record).__name__} in line {line[:60]!r}")
-            yield record, str(path)
+                raise BadInput(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
+            yield record, f"{path}:{number}"
 
 
 def _embed(ray, files, fmt, fields, stage: Path, embedder: Embedder, actors: int, cpus_per_actor: int,
            batch_size: int, rows_per_batch: int) -> None:
-    dataset = _read(ray, files, fmt).map_batches(
+    dataset = _read(ray, files, fmt, fields).map_batches(
         _EmbedActor,
         fn_constructor_args=(_worker_embedder(embedder), embedder.config(), fmt, fields, batch_size, cpus_per_actor),
         batch_size=rows_per_batch,
@@ -329,8 +353,7 @@ def _embed(ray, files, fmt, fields, stage: Path, embedder: Embedder, actors: int
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=cpus_per_actor,
     )  # Ray Data restarts an actor that dies and reruns its batch (its defaults for actor pools)
-    _ray_call(dataset.write_parquet, str(stage))
-    del dataset
+    dataset.write_parquet(str(stage))
 
 
 def _ray_call(call: Callable, *args):
@@ -367,6 +390,12 @@ def _semsearch_error(exc: BaseException) -> SemsearchError | None:
     kind = getattr(errors, found[-1][0], None) if found else None
     if isinstance(kind, type) and issubclass(kind, SemsearchError):
         return kind(found[-1][1])
+    # Files Arrow cannot parse (a short CSV row, Parquet files whose schemas conflict): the input's fault.
+    found = re.findall(r"^(?:pyarrow\.lib\.)?(Arrow\w+Error|ArrowInvalid|UnicodeDecodeError): (.+)$", str(exc),
+                       flags=re.MULTILINE)
+    if found or type(exc).__name__.startswith("Arrow"):
+        detail = found[-1][1] if found else str(exc).strip().splitlines()[-1]
+        return BadInput(f"cannot read the corpus: {detail}")
     return None
 
 
@@ -418,7 +447,7 @@ def _store(parts: list[Path], tmp: Path, dim: int, lexical: bool, progress: bool
     ) as bar:
         for part in parts:
             for batch in pq.ParquetFile(part).iter_batches(batch_size=_STORE_BATCH):
-                table = batch.to_pydict()
+                table = batch.select(["id", "title", "text", "metadata", "key", "truncated"]).to_pydict()
                 docs = [Document(i, text, title, json.loads(meta)) for i, text, title, meta
                         in zip(table["id"], table["text"], table["title"], table["metadata"])]
                 ids = np.arange(count, count + len(docs), dtype=np.int64)
@@ -443,10 +472,13 @@ def _store(parts: list[Path], tmp: Path, dim: int, lexical: bool, progress: bool
 # --- step 3: the vector index: train, add shards in parallel, merge ----------------------------
 
 
-def _is_ivf(index: VectorIndex) -> bool:
+def _ondisk_capable(index: VectorIndex) -> bool:
+    """Whether ``merge_ondisk`` can take this index: IVF with plain (array) inverted lists, not IVFPQR."""
     import faiss
 
-    return faiss.try_extract_index_ivf(index.faiss_index) is not None
+    ivf = faiss.try_extract_index_ivf(index.faiss_index)
+    return (ivf is not None and isinstance(faiss.downcast_InvertedLists(ivf.invlists), faiss.ArrayInvertedLists)
+            and not isinstance(faiss.downcast_index(ivf), faiss.IndexIVFPQR))
 
 
 def _mergeable(index: VectorIndex) -> bool:

@@ -206,9 +206,14 @@ class VectorIndex:
 def c_stdout_silenced() -> Iterator[None]:
     """Discard what C code prints on the process's stdout (file descriptor 1) meanwhile: FAISS's
     on-disk inverted lists report file operations there, which would corrupt ``semsearch query --json``."""
-    sys.stdout.flush()
+    if sys.stdout is not None:
+        sys.stdout.flush()
     libc = ctypes.CDLL(None)
-    saved = os.dup(1)
+    try:
+        saved = os.dup(1)
+    except OSError:  # no stdout at all: nothing to protect
+        yield
+        return
     try:
         with open(os.devnull, "wb") as devnull:
             os.dup2(devnull.fileno(), 1)

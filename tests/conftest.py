@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,19 @@ def one_line_error(result, pattern: str) -> None:
     assert len(lines) == 1 and lines[0].startswith("semsearch: error: "), result.stderr
     assert "Traceback" not in result.output
     assert pattern in lines[0], lines[0]
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A local Ray cluster for the session (started on first use), or a skip where ray is not installed."""
+    ray = pytest.importorskip("ray", reason="ray is not installed: pip install 'semsearch[ray]'")
+    started = not ray.is_initialized()
+    if started:  # two CPUs: one embedding actor, one left for Ray's read tasks. Workers import the test
+        # embedders from this folder (Ray does not give them the driver's sys.path).
+        here = os.path.dirname(os.path.abspath(__file__))
+        path = os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))
+        ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
+                 runtime_env={"env_vars": {"PYTHONPATH": path}})
+    yield ray
+    if started:
+        ray.shutdown()

@@ -1,15 +1,15 @@
 """The Ray engine (semsearch.distributed): same vectors and results as a local build, merged IVF shards,
 on-disk inverted lists, a crashed worker retried by Ray, and bad input.
 
-Ray runs as a local 2-CPU cluster started once for the module; tests that need it skip, with the reason,
-where ray is not installed (pip install 'semsearch[ray]').
+Ray runs as a local 2-CPU cluster started once per test session (the ``ray_cluster`` fixture in
+conftest.py); tests that need it skip, with the reason, where ray is not installed (pip install
+'semsearch[ray]').
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import logging
 import os
 import sys
 
@@ -21,20 +21,6 @@ from fakes import HashEmbedder
 from semsearch import Document, SearchEngine, TransformerEmbedder, read_corpus
 from semsearch.distributed import build_with_ray, shard_slices
 from semsearch.errors import BadInput
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray = pytest.importorskip("ray", reason="ray is not installed: pip install 'semsearch[ray]'")
-    started = not ray.is_initialized()
-    if started:  # two CPUs: one embedding actor, one left for Ray's read tasks. Workers import the test
-        # embedders from this folder (Ray does not give them the driver's sys.path).
-        path = os.pathsep.join(filter(None, [os.path.dirname(os.path.abspath(__file__)), os.environ.get("PYTHONPATH")]))
-        ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
-                 runtime_env={"env_vars": {"PYTHONPATH": path}})
-    yield ray
-    if started:
-        ray.shutdown()
 
 
 def _records(n: int, seed: int = 0) -> list[dict]:
@@ -166,8 +152,11 @@ def test_csv_and_parquet_corpora_read_as_the_local_reader_reads_them(ray_cluster
     import pyarrow.parquet as pq
 
     pq.write_table(pa.Table.from_pylist(records), tmp_path / "corpus.parquet")
+    # U+2028 / U+0085 inside a JSON string are not line breaks in JSONL (str.splitlines would split there)
+    (tmp_path / "corpus.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False).replace("sat", "sat\u2028\x85")
+                                                   + "\n" for r in records), encoding="utf-8")
     embedder = HashEmbedder(dim=16)
-    for name in ("corpus.csv", "corpus.parquet"):
+    for name in ("corpus.csv", "corpus.parquet", "corpus.jsonl"):
         local = {d.id: d for d in read_corpus(tmp_path / name)}
         assert set(local) == {"007", "8"} and local["007"].metadata == {"note": "12"}
         engine = build_with_ray(tmp_path / name, tmp_path / name.replace(".", "-"), embedder=embedder,
@@ -203,6 +192,9 @@ def test_cli_bad_input_for_the_ray_engine(ray_cluster, tiny_bert, tmp_path):
     one_line_error(_cli("index", corpus, *common, "--engine", "ray", "--shards", "0"), "shards must be a positive")
     one_line_error(_cli("index", corpus, *common, "--engine", "ray", "--actors", "2"), "leave no CPU for Ray's read")
     one_line_error(_cli("index", corpus, *common, "--engine", "ray", "--on-disk"), "need an IVF factory")
+    one_line_error(_cli("index", corpus, *common, "--engine", "ray", "--on-disk", "--factory", "IVF4,PQ4x4fs"),
+                   "not fast-scan")
+    one_line_error(_cli("index", corpus, *common, "--engine", "ray", "--cpus-per-actor", "0"), "must be a positive")
     (tmp_path / "c.txt").write_text("one doc\n")
     one_line_error(_cli("index", tmp_path / "c.txt", *common, "--engine", "ray"), "the Ray engine reads")
     dup = _jsonl(tmp_path / "dup.jsonl", [{"_id": "a", "text": "one"}, {"_id": "a", "text": "two"}])
@@ -232,11 +224,17 @@ def test_shard_slices_cover_every_row_once_in_order(seed):
     assert len(slices) <= shards and (not sizes or max(sizes) - min(sizes) <= 1)
 
 
-def test_cli_bad_record_found_by_a_ray_worker_is_one_line(ray_cluster, tiny_bert, tmp_path):
+def test_cli_bad_records_found_by_ray_workers_are_one_line(ray_cluster, tiny_bert, tmp_path):
     # Last of the Ray tests: right after a job fails inside a worker, Ray may keep a CPU of this 2-CPU
     # cluster for a while (seen under pytest only); a build waiting for it fails with a clear error.
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"_id": "a", "text": "fine"}\n{"_id": "b", "text": \n', encoding="utf-8")
-    result = _cli("index", bad, "--index", tmp_path / "idx", "--model", tiny_bert, "-q", "--engine", "ray")
-    one_line_error(result, "bad.jsonl: invalid JSON (Expecting value) in line")
+    (tmp_path / "utf8.jsonl").write_bytes(b'{"_id": "a", "text": "fine"}\n{"_id": "b", "text": "\xff"}\n')
+    (tmp_path / "short.csv").write_text("id,text\n1,one\n2\n", encoding="utf-8")
+    for corpus, message in (("utf8.jsonl", "utf8.jsonl:2: not valid UTF-8"),  # in a read task
+                            ("short.csv", "short.csv:3: record '2' has no 'text' field"),  # as the local reader
+                            ("bad.jsonl", "bad.jsonl:2: invalid JSON (Expecting value)")):  # in an actor
+        result = _cli("index", tmp_path / corpus, "--index", tmp_path / "idx", "--model", tiny_bert, "-q",
+                      "--engine", "ray")
+        one_line_error(result, message)
     assert not (tmp_path / "idx").exists() and not list(tmp_path.glob(".idx.tmp-*"))
