@@ -22,8 +22,8 @@ from typing import Any, Iterator
 from .errors import BadInput
 from .types import Document
 
-__all__ = ["Corpus", "read_corpus", "document_from_record", "read_queries", "read_qrels", "read_jsonl_fields",
-           "python_docstrings", "FORMATS", "EXTENSIONS"]
+__all__ = ["Corpus", "read_corpus", "document_from_record", "json_record", "read_queries", "read_qrels",
+           "read_jsonl_fields", "python_docstrings", "FORMATS", "EXTENSIONS"]
 
 FORMATS = ("jsonl", "csv", "tsv", "parquet", "txt", "dir")
 #: File extension of each single-file format.
@@ -134,17 +134,22 @@ def document_from_record(record: dict[str, Any], where: str, id_field: str | Non
     return Document(str(doc_id), text, title, metadata)
 
 
+def json_record(line: str, where: str) -> dict[str, Any]:
+    """One JSONL line as a JSON object; :class:`BadInput` naming ``where`` (file:line) otherwise."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"{where}: invalid JSON ({exc.msg})") from None
+    if not isinstance(record, dict):
+        raise BadInput(f"{where}: expected a JSON object, got {type(record).__name__}")
+    return record
+
+
 def _read_jsonl(path: Path, fmt, id_field, text_field, title_field) -> Iterator[Document]:
     for number, line in _lines(path):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise BadInput(f"{path}:{number}: invalid JSON ({exc.msg})") from None
-        if not isinstance(record, dict):
-            raise BadInput(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
-        yield document_from_record(record, f"{path}:{number}", id_field, text_field, title_field)
+        if line.strip():
+            where = f"{path}:{number}"
+            yield document_from_record(json_record(line, where), where, id_field, text_field, title_field)
 
 
 def _read_csv(path: Path, fmt, id_field, text_field, title_field) -> Iterator[Document]:

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 import numpy as np
 
 from .build import DOCS_FILE, VECTORS_FILE, check_target
-from .corpus import EXTENSIONS, document_from_record
+from .corpus import EXTENSIONS, document_from_record, json_record
 from .embedding import Embedder, TransformerEmbedder, embedder_from_config
 from .errors import BadInput, ModelError, SemsearchError
 from .folders import atomic_folder
@@ -334,13 +334,7 @@ class _EmbedActor:
                 yield record, f"record {number} of a {self.fmt} batch"
             return
         for line, path, number in zip(*(batch.column(c).to_pylist() for c in ("line", "path", "number"))):
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise BadInput(f"{path}:{number}: invalid JSON ({exc.msg})") from None
-            if not isinstance(record, dict):
-                raise BadInput(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
-            yield record, f"{path}:{number}"
+            yield json_record(line, f"{path}:{number}"), f"{path}:{number}"
 
 
 def _embed(ray, files, fmt, fields, stage: Path, embedder: Embedder, actors: int, cpus_per_actor: int,
@@ -520,16 +514,11 @@ def _add_shard(blob: np.ndarray, parts: list[str], pieces: list[tuple[int, int, 
     """A Ray task: add one slice of the vectors to a copy of the trained empty index, write it to ``out``.
     Idempotent (temporary file, then rename), so Ray may rerun it."""
     import faiss
-    import pyarrow.parquet as pq
 
     faiss.omp_set_num_threads(1)
     index = faiss.deserialize_index(blob)
-    next_id = first_id
-    for part, start, stop in pieces:
-        table = pq.read_table(parts[part], columns=["vector"]).slice(start, stop - start)
-        vectors = _vectors(table.column("vector"), dim)
-        index.add_with_ids(vectors, np.arange(next_id, next_id + len(vectors), dtype=np.int64))
-        next_id += len(vectors)
+    for vectors, ids in _slice_vectors(parts, pieces, first_id, dim):
+        index.add_with_ids(vectors, ids)
     faiss.write_index(index, out + ".tmp")
     os.replace(out + ".tmp", out)
     return int(index.ntotal)
@@ -554,7 +543,8 @@ def _vector_index(ray, parts: list[Path], rows: list[int], factory: str, dim: in
     if not _mergeable(index):  # HNSW: one graph, built on the driver
         log.info("%s cannot merge shards; adding %d vectors on the driver", factory, sum(rows))
         for first_id, pieces in slices:
-            _add_shard_here(index, names, pieces, first_id, dim)
+            for vectors, ids in _slice_vectors(names, pieces, first_id, dim):
+                index.add(vectors, ids)
         return index, 1
     serialized = faiss.serialize_index(index.faiss_index)
     # The merge target comes from the same bytes as the shards: FAISS merges only indexes of one C++ type,
@@ -587,14 +577,15 @@ def _vector_index(ray, parts: list[Path], rows: list[int], factory: str, dim: in
     return index, len(slices)
 
 
-def _add_shard_here(index: VectorIndex, parts: list[str], pieces, first_id: int, dim: int) -> None:
+def _slice_vectors(parts: list[str], pieces, first_id: int, dim: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(vectors, int ids)`` of one slice (see :func:`shard_slices`), a Parquet part at a time."""
     import pyarrow.parquet as pq
 
     next_id = first_id
     for part, start, stop in pieces:
         table = pq.read_table(parts[part], columns=["vector"]).slice(start, stop - start)
         vectors = _vectors(table.column("vector"), dim)
-        index.add(vectors, np.arange(next_id, next_id + len(vectors), dtype=np.int64))
+        yield vectors, np.arange(next_id, next_id + len(vectors), dtype=np.int64)
         next_id += len(vectors)
 
 
