@@ -138,7 +138,7 @@ def part2(args, queries, qrels) -> dict:
     import ray
 
     from semsearch import SearchEngine
-    from semsearch.distributed import _vector_index
+    from semsearch.ray_index import build_sharded
     from semsearch.index import IndexBuilder, VectorIndex
 
     engine = SearchEngine.open(args.work / f"ray-{args.rounds - 1}")
@@ -166,7 +166,7 @@ def part2(args, queries, qrels) -> dict:
             tmp.mkdir()
             sample = vectors[np.sort(np.random.default_rng(0).choice(len(vectors), len(vectors), replace=False))]
             t = time.perf_counter()
-            merged, shards = _vector_index(ray, parts, rows, factory, vectors.shape[1], sample, 4, tmp, on_disk,
+            merged, shards = build_sharded(ray, parts, rows, factory, vectors.shape[1], sample, 4, tmp, on_disk,
                                            progress=False)
             seconds = time.perf_counter() - t
             if on_disk:
@@ -185,7 +185,7 @@ def part3(args) -> dict:
     import faiss
     import ray
 
-    from semsearch.distributed import _vector_index
+    from semsearch.ray_index import build_sharded
     from semsearch.index import VectorIndex
 
     n, dim = args.synthetic, 384
@@ -215,7 +215,7 @@ def part3(args) -> dict:
         tmp = args.work / f"p3-{factory.replace(',', '_')}"
         tmp.mkdir()
         t = time.perf_counter()  # trains on the same sample again, then 2 shards in parallel and the merge
-        merged, _ = _vector_index(ray, parts, rows, factory, dim, sample, 2, tmp, False, progress=False)
+        merged, _ = build_sharded(ray, parts, rows, factory, dim, sample, 2, tmp, False, progress=False)
         ray_s = time.perf_counter() - t
         _, single_ids = single.search(queries, 10)
         _, merged_ids = merged.search(queries, 10)

@@ -135,8 +135,8 @@ def ray_cluster():
         # embedders from this folder (Ray does not give them the driver's sys.path).
         here = os.path.dirname(os.path.abspath(__file__))
         path = os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))
-        ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
-                 runtime_env={"env_vars": {"PYTHONPATH": path}})
+        ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": path}})  # as a quiet (-q) CLI run starts it
     yield ray
     if started:
         ray.shutdown()

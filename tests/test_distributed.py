@@ -19,7 +19,8 @@ import pytest
 from conftest import WORDS, one_line_error
 from fakes import HashEmbedder
 from semsearch import Document, SearchEngine, TransformerEmbedder, read_corpus
-from semsearch.distributed import build_with_ray, shard_slices
+from semsearch.distributed import build_with_ray
+from semsearch.ray_index import shard_slices
 from semsearch.errors import BadInput
 
 
