@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/semsearch-ray"))
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--synthetic", type=int, default=300_000)
+    parser.add_argument("--part1-only", action="store_true", help="Only the local vs Ray build comparison.")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "ray.json")
     args = parser.parse_args()
     import ray
@@ -59,8 +60,9 @@ def main() -> None:
     queries = read_queries(args.data / "queries.jsonl")
     qrels = read_qrels(args.data / "qrels" / "test.tsv")
     results = {"part1": part1(args, queries, qrels)}
-    results["part2"] = part2(args, queries, qrels)
-    results["part3"] = part3(args)
+    if not args.part1_only:
+        results["part2"] = part2(args, queries, qrels)
+        results["part3"] = part3(args)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))

@@ -228,17 +228,21 @@ def _columns(files: list[Path], fmt: str) -> list[list[str]]:
     return headers
 
 
-def _read(ray, files: list[Path], fmt: str, fields: tuple):
+def _read(ray, files: list[Path], fmt: str, fields: tuple, rows_per_block: int):
     """The corpus as a Ray Dataset of raw records: JSONL as numbered lines (split on newlines only, and
     parsed by the actors exactly as a local build parses them; no schema inference), CSV/TSV as documents
-    read by the local reader, one task per file, Parquet as it is (folder names are not read as columns)."""
+    read by the local reader, one task per file, Parquet as it is (folder names are not read as columns).
+    A file's records come as one block; they are split into blocks of ``rows_per_block`` so that every
+    actor gets work."""
     paths = [str(f) for f in files]
     if fmt == "jsonl":
-        return ray.data.read_binary_files(paths, include_paths=True).flat_map(_jsonl_lines)
+        lines = ray.data.read_binary_files(paths, include_paths=True).flat_map(_jsonl_lines)
+        return lines.repartition(target_num_rows_per_block=rows_per_block)  # a file is one block: split it
     if fmt == "parquet":
         return ray.data.read_parquet(paths, partitioning=None)
     # CSV/TSV: parsed by the local reader itself (Python's csv: quoted newlines, short rows, line numbers)
-    return ray.data.from_items([{"path": p} for p in paths]).flat_map(_csv_documents, fn_args=(fmt, fields))
+    documents = ray.data.from_items([{"path": p} for p in paths]).flat_map(_csv_documents, fn_args=(fmt, fields))
+    return documents.repartition(target_num_rows_per_block=rows_per_block)
 
 
 def _csv_documents(row: dict, fmt: str, fields: tuple) -> list[dict]:
@@ -337,7 +341,7 @@ class _EmbedActor:
 
 def _embed(ray, files, fmt, fields, stage: Path, embedder: Embedder, actors: int, cpus_per_actor: int,
            batch_size: int, rows_per_batch: int) -> None:
-    dataset = _read(ray, files, fmt, fields).map_batches(
+    dataset = _read(ray, files, fmt, fields, rows_per_batch).map_batches(
         _EmbedActor,
         fn_constructor_args=(_worker_embedder(embedder), embedder.config(), fmt, fields, batch_size, cpus_per_actor),
         batch_size=rows_per_batch,
