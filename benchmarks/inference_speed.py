@@ -1,13 +1,16 @@
 """Fast CPU inference: semsearch's precisions against sentence-transformers, speed and agreement in one run.
 
 Bi-encoder (all-MiniLM-L6-v2), on the same texts, interleaved round by round:
-sentence-transformers ``encode`` (batch 32, the anchor) vs semsearch fp32 / bf16 (torch), fp32 / int8
-(ONNX Runtime). Reported: sentences/s and its ratio to the anchor (median over rounds of the per-round
+sentence-transformers ``encode`` (batch 32, the anchor) vs semsearch fp32 / bf16 (torch),
+fp32 / int8 (ONNX Runtime), bf16 / int8 (OpenVINO). Reported: sentences/s and its ratio to the anchor (median over rounds of the per-round
 ratio), cosine to semsearch fp32 per text, top-10 neighbour overlap with fp32 among the sentences.
 
 SciFact (test split): the corpus is embedded by every variant, chunk by chunk in turn (docs/s and
 ratio), the test queries too; nDCG@10 of exact search for every (corpus precision, query precision)
 pair, which is what decides whether vectors of two precisions may share an index.
+
+OpenVINO variants (bf16; static int8, calibrated on semsearch's shipped texts, not on SciFact) need
+``pip install 'semsearch[openvino]'``.
 
 Reranker (a cross-encoder trained by `semsearch train-reranker`): top 20 of the fp32 dense search for
 each test query, scored query by query, interleaved: sentence-transformers ``CrossEncoder.predict`` vs
@@ -36,7 +39,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "beir" / "scifact"
 VARIANTS = {"fp32": ("fp32", "torch"), "bf16": ("bf16", "torch"), "onnx-fp32": ("fp32", "onnx"),
-            "int8": ("int8", "onnx")}
+            "int8": ("int8", "onnx"), "openvino-bf16": ("bf16", "openvino"), "openvino-int8": ("int8", "openvino")}
 ANCHOR = "sentence-transformers"
 
 

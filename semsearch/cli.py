@@ -34,8 +34,9 @@ def precision_options(command=None, *, default_help="auto: bf16 where the CPU ha
     """--precision and --backend for the bi-encoder."""
     if command is None:
         return lambda c: precision_options(c, default_help=default_help)
-    command = click.option("--backend", default=None, metavar="auto|torch|onnx",
-                           help="Runtime: torch, or ONNX Runtime (needed for int8). [default: auto]")(command)
+    command = click.option("--backend", default=None, metavar="auto|torch|onnx|openvino",
+                           help="Runtime: torch, ONNX Runtime or OpenVINO (int8 runs on either of the last two). "
+                                "[default: auto: torch, or onnx for int8]")(command)
     return click.option("--precision", default=None, metavar="auto|fp32|bf16|int8",
                         help=f"Bi-encoder precision. [default: {default_help}]")(command)
 
@@ -202,10 +203,14 @@ def _quiet_ray(quiet: bool) -> None:
 
 
 def rerank_options(command):
-    """--rerank [MODEL], --candidates N, --max-length N and --rerank-precision, shared by query and eval."""
+    """--rerank [MODEL], --candidates N, --max-length N and --rerank-precision/--rerank-backend, shared by
+    query and eval."""
+    command = click.option("--rerank-backend", default=None, metavar="auto|torch|onnx|openvino",
+                           help="Reranker runtime, as --backend. [default: the recorded one for the index's "
+                                "reranker, else auto]")(command)
     command = click.option("--rerank-precision", default=None, metavar="auto|fp32|bf16|int8",
-                           help="Reranker precision (int8 runs on ONNX Runtime). [default: the recorded one for "
-                                "the index's reranker, else auto]")(command)
+                           help="Reranker precision (int8 runs on ONNX Runtime or OpenVINO). [default: the recorded "
+                                "one for the index's reranker, else auto]")(command)
     command = click.option("--max-length", "rerank_max_length", default=None, type=int,
                            help="Reranker tokens per (query, document) pair. [default: the reranker's, else 256]")(command)
     command = click.option("--candidates", default=None, type=int,
@@ -234,13 +239,13 @@ mode_option = click.option("--mode", default=None, metavar="dense|lexical|hybrid
 @precision_options(default_help="the index's")
 @rerank_options
 def query(queries, index_dir, k, as_json, model, pooling, mode, filters, precision, backend, rerank, candidates,
-          rerank_max_length, rerank_precision):
+          rerank_max_length, rerank_precision, rerank_backend):
     """Search the index for each of QUERIES (encoded together in one batch)."""
     from .filters import parse_filters
 
     parsed = parse_filters(filters)  # a malformed filter fails before the model loads
     engine = _open(index_dir, model, pooling, precision, backend)
-    reranker = _reranker(engine, rerank, rerank_max_length, rerank_precision)
+    reranker = _reranker(engine, rerank, rerank_max_length, rerank_precision, rerank_backend)
     candidates = _candidates(reranker, candidates)
     results = engine.search_many(list(queries), k=k, mode=mode, filters=parsed, reranker=reranker,
                                  candidates=candidates)
@@ -351,13 +356,13 @@ def info(index_dir, as_json):
 @precision_options(default_help="the index's")
 @rerank_options
 def eval_(index_dir, queries_file, qrels_file, as_json, mode, precision, backend, rerank, candidates,
-          rerank_max_length, rerank_precision):
+          rerank_max_length, rerank_precision, rerank_backend):
     """Evaluate the index on judged queries: nDCG@10, MRR@10, Recall@100, MAP@100."""
     from .corpus import read_qrels, read_queries
 
     queries, qrels = read_queries(queries_file), read_qrels(qrels_file)
     engine = _open(index_dir, None, None, precision, backend)
-    reranker = _reranker(engine, rerank, rerank_max_length, rerank_precision)
+    reranker = _reranker(engine, rerank, rerank_max_length, rerank_precision, rerank_backend)
     candidates = _candidates(reranker, candidates)
     result = engine.evaluate(queries, qrels, mode=mode, reranker=reranker, candidates=candidates)
     if as_json:
@@ -417,17 +422,20 @@ def tune(index_dir, queries_file, qrels_file, methods, rerank, candidates, mode,
 @precision_options
 @click.option("--rerank-precision", default=None, metavar="auto|fp32|bf16|int8",
               help="Reranker precision. [default: auto]")
+@click.option("--rerank-backend", default=None, metavar="auto|torch|onnx|openvino",
+              help="Reranker runtime. [default: auto]")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty report folder.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def bench(data, output, split, tune_split, rerank, candidates, model, factory, precision, backend, rerank_precision,
-          overwrite, quiet):
+          rerank_backend, overwrite, quiet):
     """Benchmark dense / lexical / hybrid (/ hybrid+rerank) retrieval on a BEIR dataset; write a report."""
     from .bench import check_dataset, run_bench
     from .embedding import TransformerEmbedder
     from .rerank import Reranker
 
     check_dataset(data, split)  # before any model loads
-    reranker = Reranker(rerank, precision=rerank_precision or "auto") if rerank else None
+    reranker = (Reranker(rerank, precision=rerank_precision or "auto", backend=rerank_backend or "auto")
+                if rerank else None)
     embedder = TransformerEmbedder(model, precision=precision or "auto", backend=backend or "auto")
     report = run_bench(data, output, split=split, reranker=reranker, candidates=candidates,
                        tune_split=None if tune_split.lower() == "none" else tune_split,
@@ -489,7 +497,8 @@ def _open(index_dir: str, model: str | None, pooling: str | None, precision: str
     return SearchEngine.open(path, precision=precision, backend=backend)
 
 
-def _reranker(engine, rerank: str | None, max_length: int | None, precision: str | None = None):
+def _reranker(engine, rerank: str | None, max_length: int | None, precision: str | None = None,
+              backend: str | None = None):
     """The reranker asked for: none, the index's default (``--rerank`` alone), or a model."""
     from .errors import BadInput
     from .rerank import Reranker
@@ -499,8 +508,8 @@ def _reranker(engine, rerank: str | None, max_length: int | None, precision: str
     if rerank == "":
         if not engine.manifest.reranker:
             raise BadInput(f"index {engine.path} has no default reranker; pass --rerank MODEL or run set-reranker")
-        return engine.default_reranker(max_length, precision=precision)
-    return Reranker(rerank, max_length=max_length, precision=precision or "auto")
+        return engine.default_reranker(max_length, precision=precision, backend=backend)
+    return Reranker(rerank, max_length=max_length, precision=precision or "auto", backend=backend or "auto")
 
 
 def _candidates(reranker, candidates: int | None) -> int:

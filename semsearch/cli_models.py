@@ -17,8 +17,10 @@ from .cli import _open, _path, cli, index_option
 @click.option("--activation", default="none", show_default=True, help="none (logits) or sigmoid (probabilities).")
 @click.option("--precision", default="auto", show_default=True, metavar="auto|fp32|bf16|int8",
               help="Precision it runs at by default (recorded).")
+@click.option("--backend", default="auto", show_default=True, metavar="auto|torch|onnx|openvino",
+              help="Runtime it runs on by default (recorded).")
 @click.option("--clear", is_flag=True, help="Remove the index's default reranker.")
-def set_reranker(model, index_dir, max_length, activation, precision, clear):
+def set_reranker(model, index_dir, max_length, activation, precision, backend, clear):
     """Make MODEL the index's default reranker (used by `query --rerank` with no model)."""
     from .engine import SearchEngine
     from .errors import BadInput
@@ -27,7 +29,8 @@ def set_reranker(model, index_dir, max_length, activation, precision, clear):
     if clear == bool(model):
         raise BadInput("give either a MODEL or --clear")
     engine = SearchEngine.open(_path(index_dir))
-    reranker = None if clear else Reranker(model, max_length=max_length, activation=activation, precision=precision)
+    reranker = None if clear else Reranker(model, max_length=max_length, activation=activation, precision=precision,
+                                           backend=backend)
     engine.set_default_reranker(reranker)
     click.echo(f"default reranker of {engine.path}: {reranker.name if reranker else 'none'}"
                + (f" (scores: {reranker.score_kind})" if reranker else ""))

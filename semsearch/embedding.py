@@ -18,16 +18,15 @@ import logging
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from .errors import BadInput, ManifestMismatch, ModelError
 from .batching import run_sorted
-from .inference import autocast, fill_in, onnx_runner, resolve_precision, runnable_here, same_vectors
+from .inference import autocast, fill_in, model_runner, resolve_precision, runnable_here, same_vectors, vector_kind
 from .models import DEFAULT_MODEL, load_pretrained, model_folder, model_name, weights_sha256
-from .pooling import check_pooling, pool
+from .pooling import check_pooling, pool, pool_arrays
 
 __all__ = ["Embedder", "TransformerEmbedder", "DEFAULT_MODEL", "embedder_from_config", "check_same_embedder"]
 
@@ -183,10 +182,11 @@ class TransformerEmbedder(Embedder):
         self.device = device
         self.trust_remote_code = bool(trust_remote_code)
         self.weights_sha256 = weights_sha256(source)
-        self._onnx = None
-        if self.backend == "onnx":
-            self._onnx = onnx_runner(self.model, self.tokenizer, task="encoder", precision=self.precision,
-                                     weights_sha256=self.weights_sha256, name=self.name)
+        self._runner = None  # the exported model on ONNX Runtime or OpenVINO
+        if self.backend != "torch":
+            self._runner = model_runner(self.model, self.tokenizer, task="encoder", precision=self.precision,
+                                        backend=self.backend, weights_sha256=self.weights_sha256, name=self.name,
+                                        max_length=self.max_length)
 
     def config(self) -> dict[str, Any]:
         return {
@@ -222,14 +222,13 @@ class TransformerEmbedder(Embedder):
         return [t if len(t) <= limit else t[:limit] for t in texts]
 
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
-        import torch
-
         texts = self._clip(texts)
-        if self._onnx is not None:
+        if self._runner is not None:  # numpy only: torch's threads would compete with the runtime's
             enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
                                  return_tensors="np")
-            out = SimpleNamespace(**{k: torch.from_numpy(v) for k, v in self._onnx(enc).items()})
-            return pool(self.pooling, out, torch.from_numpy(enc["attention_mask"])).numpy()
+            return pool_arrays(self.pooling, self._runner(enc), enc["attention_mask"])
+        import torch
+
         enc = self.tokenizer(
             list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
         ).to(self.device)
@@ -258,7 +257,8 @@ def embedder_from_config(config: dict[str, Any], precision: str | None = None,
     else:
         precision, backend = fill_in((config.get("precision", "fp32"), config.get("backend", "torch")),
                                      precision, backend)
-        check_same_embedder(config, {**config, "precision": resolve_precision(precision, backend)[0]})
+        resolved = resolve_precision(precision, backend)
+        check_same_embedder(config, {**config, "precision": resolved[0], "backend": resolved[1]})
     embedder = TransformerEmbedder(
         config["model"],
         pooling=config["pooling"],
@@ -286,10 +286,13 @@ def check_same_embedder(built: dict[str, Any], used: dict[str, Any]) -> None:
     for key in ("pooling", "normalize", "dim"):
         if built.get(key) != used.get(key):
             raise ManifestMismatch(f"index was built with {key}={built.get(key)!r}, not {used.get(key)!r}")
-    p_built, p_used = built.get("precision", "fp32"), used.get("precision", "fp32")
-    if not same_vectors(p_built, p_used):
-        raise ManifestMismatch(f"index was built at precision {p_built}; its vectors do not mix with {p_used} "
-                               f"ones (pass precision {p_built!r}, or rebuild the index)")
+    k_built = vector_kind(built.get("precision", "fp32"), built.get("backend", "torch"))
+    k_used = vector_kind(used.get("precision", "fp32"), used.get("backend", "torch"))
+    if not same_vectors(k_built, k_used):
+        hint = f"precision {built.get('precision', 'fp32')!r}" + (
+            f" and backend {built.get('backend')!r}" if k_built != built.get("precision", "fp32") else "")
+        raise ManifestMismatch(f"index was built with {k_built} vectors; they do not mix with {k_used} ones "
+                               f"(pass {hint}, or rebuild the index)")
 
 
 # --- loading helpers -------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""How a model runs on the CPU: precision (fp32, bf16, int8) and backend (torch, ONNX Runtime).
+"""How a model runs on the CPU: precision (fp32, bf16, int8) and backend (torch, ONNX Runtime, OpenVINO).
 
 Shared by the bi-encoder and the cross-encoder.
 
@@ -10,6 +10,12 @@ Shared by the bi-encoder and the cross-encoder.
   (dynamic quantisation, per output channel); activations are quantised per batch,
   so a text's vector depends slightly on which texts share its batch. On
   all-MiniLM-L6-v2: mean cosine 0.993 to fp32 (see the README's benchmark).
+- ``fp32``, ``bf16`` and ``int8`` on ``openvino``: the exported model run by OpenVINO; its int8 is
+  static (weights and activations, calibrated once on texts shipped with semsearch), faster and closer
+  to fp32 than ONNX Runtime's (see :mod:`semsearch.openvino_runner`).
+
+fp32 and bf16 vectors share an index whatever the backend; int8 vectors only with int8 vectors of the
+same backend (:func:`same_vectors`).
 
 Exported and quantised files are cached under :func:`cache_dir`, keyed by the
 weights' SHA-256 and the model config, and reused; whenever one is loaded it is first
@@ -42,16 +48,16 @@ import numpy as np
 from .errors import BadInput, ModelError
 from .models import bf16_supported
 
-__all__ = ["PRECISIONS", "BACKENDS", "resolve_precision", "autocast", "OnnxRunner", "onnx_runner", "cache_dir",
-           "same_vectors", "onnxruntime_available", "runnable_here", "fill_in"]
+__all__ = ["PRECISIONS", "BACKENDS", "resolve_precision", "autocast", "OnnxRunner", "model_runner", "cache_dir",
+           "same_vectors", "vector_kind", "onnxruntime_available", "runnable_here", "fill_in"]
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
-BACKENDS = ("auto", "torch", "onnx")
-_RUNS = {"torch": ("fp32", "bf16"), "onnx": ("fp32", "int8")}
-#: Precisions whose vectors may share an index (measured by benchmarks/inference_speed.py:
-#: corpus and queries embedded at different precisions lose no measurable nDCG@10 on SciFact).
+BACKENDS = ("auto", "torch", "onnx", "openvino")
+_RUNS = {"torch": ("fp32", "bf16"), "onnx": ("fp32", "int8"), "openvino": ("fp32", "bf16", "int8")}
+#: Vector kinds (:func:`vector_kind`) that may share an index (measured by benchmarks/inference_speed.py:
+#: corpus and queries embedded at different kinds lose no measurable nDCG@10 on SciFact).
 _MIXABLE = ({"fp32", "bf16"},)
 _EXPORT_VERSION = 1  # bump when the exported graph changes, so stale cache entries are not reused
 _ONNX_HINT = "install it with `pip install 'semsearch[onnx]'`"
@@ -88,6 +94,14 @@ def runnable_here(precision: str, backend: str, what: str) -> tuple[str, str]:
             log.warning("%s was recorded with ONNX Runtime, which is not installed; using torch fp32", what)
             return "fp32", "torch"
         raise ModelError(f"{what} was recorded in {precision}, which needs ONNX Runtime; {_ONNX_HINT}")
+    if backend == "openvino":
+        from .openvino_runner import OPENVINO_HINT, openvino_available
+
+        if not openvino_available():
+            if precision in _RUNS["torch"]:
+                log.warning("%s was recorded with OpenVINO, which is not installed; using torch %s", what, precision)
+                return precision, "torch"
+            raise ModelError(f"{what} was recorded in {precision} on OpenVINO, which is not installed; {OPENVINO_HINT}")
     return precision, backend
 
 
@@ -100,8 +114,18 @@ def fill_in(recorded: tuple[str, str], precision: str | None, backend: str | Non
     return precision, backend or "auto"
 
 
+def vector_kind(precision: str, backend: str) -> str:
+    """What decides whether vectors mix: the precision, and for int8 also the backend (ONNX Runtime's
+    dynamic and OpenVINO's static int8 are different approximations).
+
+    >>> vector_kind("bf16", "openvino"), vector_kind("int8", "onnx"), vector_kind("int8", "openvino")
+    ('bf16', 'int8', 'int8-openvino')
+    """
+    return "int8-openvino" if precision == "int8" and backend == "openvino" else precision
+
+
 def same_vectors(a: str, b: str) -> bool:
-    """Whether vectors made at precisions ``a`` and ``b`` may be searched against each other."""
+    """Whether vectors of kinds ``a`` and ``b`` (:func:`vector_kind`) may be searched against each other."""
     return a == b or any({a, b} <= group for group in _MIXABLE)
 
 
@@ -135,20 +159,28 @@ class OnnxRunner:
         return dict(zip(self.outputs, self.session.run(None, feed)))
 
 
-_SESSIONS: dict[tuple[str, int], Any] = {}
+_RUNNERS: dict[tuple, Any] = {}
 _LOCK = threading.Lock()  # one export at a time: it switches the (shared) model's attention implementation
 _EXPORT_SAMPLE = ("a short text", "a somewhat longer text to export the model with")
 _CHECK_SAMPLE = ("one", "a different number of texts, of other lengths, to check the graph with", "three words here")
 #: Largest relative error (‖onnx − torch‖ / ‖torch‖ over real tokens) an export may show: fp32 must reproduce
 #: the model; int8 must stay close (MiniLM shows about 0.14; independent outputs of the same size give ~1.4).
-_TOLERANCE = {"fp32": 1e-3, "int8": 0.25}
+_TOLERANCE = {"fp32": 1e-3, "bf16": 0.05, "int8": 0.25}
 
 
-def onnx_runner(model, tokenizer, *, task: str, precision: str, weights_sha256: str | None, name: str) -> OnnxRunner:
-    """``model`` exported to ONNX (``task``: ``"encoder"`` or ``"classifier"``) at ``precision``
-    (``fp32`` or ``int8``), from the cache when it is there. Every load is checked against the torch
-    model on a few texts (shapes other than the export's); sessions are shared within the process."""
-    _import_onnxruntime()
+def model_runner(model, tokenizer, *, task: str, precision: str, weights_sha256: str | None, name: str,
+                 backend: str = "onnx", max_length: int = 512):
+    """``model`` exported to ONNX (``task``: ``"encoder"`` or ``"classifier"``) and run at ``precision``
+    by ``backend`` (``onnx``: ONNX Runtime, fp32 or dynamic int8; ``openvino``: fp32, bf16 or static int8
+    calibrated at ``max_length`` tokens), from the cache when it is there. Every load is checked against
+    the torch model on a few texts (shapes other than the export's); runners are shared within the process.
+    Returns a callable: tokenizer output (numpy) → outputs by name."""
+    if backend == "openvino":
+        from .openvino_runner import _import_openvino
+
+        _import_openvino()
+    else:
+        _import_onnxruntime()
     import torch
 
     threads = torch.get_num_threads()
@@ -162,22 +194,29 @@ def onnx_runner(model, tokenizer, *, task: str, precision: str, weights_sha256: 
             folder = Path(tempfile.mkdtemp(prefix="semsearch-onnx-"))
             atexit.register(shutil.rmtree, folder, True)
             log.info("model %s has no weights file to fingerprint; exporting it without caching", name)
+        fp32_path = folder / "model-fp32.onnx"
         path = folder / (f"model-{precision}.onnx" if precision == "fp32" or _has_vnni() else
                          f"model-{precision}-reduced-range.onnx")
-        key = (str(path), threads)
-        if key not in _SESSIONS:
-            fp32_path = folder / "model-fp32.onnx"
-            if not path.is_file():
-                if not fp32_path.is_file():
-                    _export(model, tokenizer, task, fp32_path, name)
-                if precision == "int8":
+        key = (backend, precision, str(path if backend == "onnx" else fp32_path), threads, max_length)
+        if key not in _RUNNERS:
+            if not fp32_path.is_file():
+                _export(model, tokenizer, task, fp32_path, name)
+            if backend == "openvino":
+                from .openvino_runner import calibration_inputs, openvino_runner
+
+                inputs = [k for k in ("input_ids", "attention_mask", "token_type_ids")
+                          if k in _encode_sample(tokenizer, task, _EXPORT_SAMPLE, "np")]
+                runner = openvino_runner(fp32_path, precision=precision, threads=threads, name=name,
+                                         calibration=lambda: calibration_inputs(tokenizer, task, max_length, inputs))
+            else:
+                if precision == "int8" and not path.is_file():
                     _quantize(fp32_path, path, name)
-            session = _session(path, threads)
-            _check(model, tokenizer, task, OnnxRunner(session, path), precision, name)
-            while len(_SESSIONS) >= 8:
-                del _SESSIONS[next(iter(_SESSIONS))]
-            _SESSIONS[key] = session
-        return OnnxRunner(_SESSIONS[key], path)
+                runner = OnnxRunner(_session(path, threads), path)
+            _check(model, tokenizer, task, runner, precision, name)
+            while len(_RUNNERS) >= 8:
+                del _RUNNERS[next(iter(_RUNNERS))]
+            _RUNNERS[key] = runner
+        return _RUNNERS[key]
 
 
 def _session(path: Path, threads: int):
@@ -302,7 +341,7 @@ def _temporary(path: Path) -> Path:
     return Path(name)
 
 
-def _check(model, tokenizer, task: str, runner: OnnxRunner, precision: str, name: str) -> None:
+def _check(model, tokenizer, task: str, runner, precision: str, name: str) -> None:
     """Refuse an exported model that does not reproduce the torch model (relative error on real tokens)."""
     import torch
 
@@ -316,13 +355,13 @@ def _check(model, tokenizer, task: str, runner: OnnxRunner, precision: str, name
         if key == "last_hidden_state":
             want, value = want[mask], value[mask]
         if value.shape != want.shape or not np.isfinite(value).all():
-            raise ModelError(f"the ONNX model {runner.path} gives {key} of shape {value.shape} (or non-finite "
+            raise ModelError(f"the exported model {runner.path} gives {key} of shape {value.shape} (or non-finite "
                              f"values) where {name!r} gives {want.shape}; delete it to export again")
-        if key == "logits" and precision == "int8":
-            continue  # a handful of logits says little about int8 error; the benchmark measures its agreement
+        if key == "logits" and precision != "fp32":
+            continue  # a handful of logits says little about bf16/int8 error; the benchmark measures their agreement
         error = float(np.linalg.norm(want - value) / max(float(np.linalg.norm(want)), 1e-12))
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s %s: relative error %.2g on the check texts", runner.path.name, key, error)
         if not error <= _TOLERANCE[precision]:
-            raise ModelError(f"the ONNX model {runner.path} does not reproduce {name!r} ({key}: relative error "
+            raise ModelError(f"the exported model {runner.path} does not reproduce {name!r} ({key}: relative error "
                              f"{error:.2g} at {precision}); delete it to export again, or use backend torch")

@@ -25,7 +25,7 @@ from .folders import fsync_folder
 
 __all__ = ["Manifest", "FORMAT_VERSION", "MANIFEST_FILE", "format_version_for"]
 
-#: The newest format this version reads. 2: int8 vectors, or inverted lists in a separate
+#: The newest format this version reads. 2: int8 vectors, an OpenVINO embedder, or inverted lists in a separate
 #: ``vectors.ivfdata`` file (older readers know neither, so they must refuse them); everything else is
 #: still written as 1, so older readers keep working.
 FORMAT_VERSION = 2
@@ -34,7 +34,7 @@ MANIFEST_FILE = "manifest.json"
 
 def format_version_for(embedder: dict[str, Any], on_disk: bool = False) -> int:
     """The oldest format that describes an index with this embedder (and on-disk lists or not) correctly."""
-    return 2 if on_disk or embedder.get("precision") == "int8" else 1
+    return 2 if on_disk or embedder.get("precision") == "int8" or embedder.get("backend") == "openvino" else 1
 
 
 def _now() -> str:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["POOLINGS", "cls_pooling", "mean_pooling", "pooler_pooling", "pool", "check_pooling"]
+__all__ = ["POOLINGS", "cls_pooling", "mean_pooling", "pooler_pooling", "pool", "pool_arrays", "check_pooling"]
 
 POOLINGS = ("mean", "cls", "pooler")
 
@@ -41,6 +43,22 @@ def mean_pooling(last_hidden_state: torch.Tensor, attention_mask: torch.Tensor) 
 def pooler_pooling(pooler_output: torch.Tensor) -> torch.Tensor:
     """The model's own ``pooler_output``: tanh(W·h_cls + b) for BERT-style models."""
     return pooler_output
+
+
+def pool_arrays(name: str, outputs: dict[str, np.ndarray], attention_mask: np.ndarray) -> np.ndarray:
+    """:func:`pool` on numpy outputs of an exported model (ONNX Runtime, OpenVINO), by output name."""
+    if name == "pooler":
+        if "pooler_output" not in outputs:
+            from .errors import ModelError
+
+            raise ModelError("this model returns no pooler_output; use pooling 'cls' or 'mean'")
+        return outputs["pooler_output"]
+    hidden = outputs["last_hidden_state"]
+    if name == "cls":
+        return hidden[:, 0]
+    check_pooling(name)
+    mask = attention_mask[:, :, None].astype(hidden.dtype)
+    return (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
 
 
 def pool(name: str, outputs, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,7 @@ import numpy as np
 
 from .batching import run_sorted
 from .errors import BadInput, ModelError
-from .inference import autocast, fill_in, onnx_runner, resolve_precision, runnable_here
+from .inference import autocast, fill_in, model_runner, resolve_precision, runnable_here
 from .models import load_pretrained, model_folder, model_name, weights_sha256
 from .types import Hit
 
@@ -106,10 +106,11 @@ class Reranker:
         self.trust_remote_code = bool(trust_remote_code)
         self.weights_sha256 = weights_sha256(folder)
         self.tuned_on: dict[str, Any] | None = None  # set when the blend weight was tuned for an index
-        self._onnx = None
-        if self.backend == "onnx":
-            self._onnx = onnx_runner(self.model, self.tokenizer, task="classifier", precision=self.precision,
-                                     weights_sha256=self.weights_sha256, name=self.name)
+        self._runner = None  # the exported model on ONNX Runtime or OpenVINO
+        if self.backend != "torch":
+            self._runner = model_runner(self.model, self.tokenizer, task="classifier", precision=self.precision,
+                                        backend=self.backend, weights_sha256=self.weights_sha256, name=self.name,
+                                        max_length=self.max_length)
 
     @property
     def score_kind(self) -> str:
@@ -170,21 +171,21 @@ class Reranker:
         return PairScores(scores.astype(np.float32), truncated)
 
     def _batch(self, pairs: list[tuple[str, str]]) -> np.ndarray:
-        import torch
-
-        if self._onnx is not None:
+        if self._runner is not None:  # numpy only: torch's threads would compete with the runtime's
             enc = self.tokenizer([q for q, _ in pairs], [d for _, d in pairs], padding=True, truncation=True,
                                  max_length=self.max_length, return_tensors="np")
-            logits = torch.from_numpy(self._onnx(enc)["logits"]).float()
+            logits = self._runner(enc)["logits"].astype(np.float32)
         else:
+            import torch
+
             enc = self.tokenizer([q for q, _ in pairs], [d for _, d in pairs], padding=True, truncation=True,
                                  max_length=self.max_length, return_tensors="pt")
             with torch.inference_mode(), autocast(self.precision):
-                logits = self.model(**enc).logits.float()
+                logits = self.model(**enc).logits.float().numpy()
         scores = logits[:, 0] if logits.shape[1] == 1 else logits[:, 1] - logits[:, 0]
         if self.activation == "sigmoid":
-            scores = torch.sigmoid(scores)
-        return scores.numpy()
+            scores = 0.5 * (1.0 + np.tanh(0.5 * scores))  # the logistic function, without overflow
+        return scores
 
     def rerank(self, queries: Sequence[str], hits: Sequence[Sequence[Hit]], k: int) -> list[list[Hit]]:
         """Reorder each query's hits (given in first-stage order) and keep the best ``k``.

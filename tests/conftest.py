@@ -140,3 +140,31 @@ def ray_cluster():
     yield ray
     if started:
         ray.shutdown()
+
+
+SPREAD_TEXTS = ["the cat sat on the mat", "a dog barked at the moon while birds sang in tall green trees",
+                "rivers flow to the sea", "people read books about science history and art", "x"]
+PAIRS = [(q, d) for q in ("cat", "the sea", "books about art", "a dog at the moon") for d in SPREAD_TEXTS]
+
+
+@pytest.fixture(scope="session")
+def spread_cross_encoder(tiny_cross_encoder, tmp_path_factory):
+    """The tiny cross-encoder with its head pointed along the pooled outputs' main direction of variation:
+    its random head scores every pair about the same (std 3e-5), which no agreement test could use."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_cross_encoder)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_cross_encoder).eval()
+    with torch.no_grad():
+        enc = tok([q for q, _ in PAIRS], [d for _, d in PAIRS], padding=True, return_tensors="pt")
+        pooled = model.bert(**enc).pooler_output
+        centred = pooled - pooled.mean(0)
+        direction = torch.linalg.svd(centred, full_matrices=False).Vh[0]
+        scale = 1 / (centred @ direction).std()
+        model.classifier.weight.copy_(scale * direction[None])
+        model.classifier.bias.fill_(float(-(pooled.mean(0) @ direction) * scale))
+    folder = tmp_path_factory.mktemp("spread_ce")
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder

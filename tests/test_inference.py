@@ -9,16 +9,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import DOCS
+from conftest import DOCS, PAIRS
+from conftest import SPREAD_TEXTS as TEXTS
 from semsearch import Reranker, SearchEngine, TransformerEmbedder, read_corpus
 from semsearch.cli import cli
 from semsearch.errors import BadInput, ManifestMismatch, ModelError
 from semsearch.inference import cache_dir, resolve_precision, same_vectors
 from semsearch.models import bf16_supported
 
-TEXTS = ["the cat sat on the mat", "a dog barked at the moon while birds sang in tall green trees",
-         "rivers flow to the sea", "people read books about science history and art", "x"]
-PAIRS = [(q, d) for q in ("cat", "the sea", "books about art", "a dog at the moon") for d in TEXTS]
 
 needs_ort = pytest.mark.skipif(
     __import__("importlib.util").util.find_spec("onnxruntime") is None,
@@ -79,7 +77,7 @@ def test_int8_agrees_with_fp32_and_is_cached(tiny_bert, monkeypatch):
     def no_export(*args, **kwargs):
         raise AssertionError("the cached files should have been reused")
 
-    monkeypatch.setattr(inference, "_SESSIONS", {})  # a fresh process, as far as sessions go
+    monkeypatch.setattr(inference, "_RUNNERS", {})  # a fresh process, as far as sessions go
     monkeypatch.setattr(inference, "_export", no_export)
     monkeypatch.setattr(inference, "_quantize", no_export)
     np.testing.assert_allclose(TransformerEmbedder(tiny_bert, precision="int8").encode(TEXTS), got, atol=1e-6)
@@ -90,8 +88,8 @@ def test_a_corrupt_cached_export_is_refused(tiny_bert, monkeypatch):
     from semsearch import inference
 
     emb = TransformerEmbedder(tiny_bert, precision="fp32", backend="onnx")
-    path = emb._onnx.path
-    monkeypatch.setattr(inference, "_SESSIONS", {})
+    path = emb._runner.path
+    monkeypatch.setattr(inference, "_RUNNERS", {})
     original = path.read_bytes()
     try:
         path.write_bytes(original[: len(original) // 2])
@@ -99,29 +97,6 @@ def test_a_corrupt_cached_export_is_refused(tiny_bert, monkeypatch):
             TransformerEmbedder(tiny_bert, precision="fp32", backend="onnx")
     finally:
         path.write_bytes(original)
-
-
-@pytest.fixture(scope="module")
-def spread_cross_encoder(tiny_cross_encoder, tmp_path_factory):
-    """The tiny cross-encoder with its head pointed along the pooled outputs' main direction of variation:
-    its random head scores every pair about the same (std 3e-5), which no agreement test could use."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(tiny_cross_encoder)
-    model = AutoModelForSequenceClassification.from_pretrained(tiny_cross_encoder).eval()
-    with torch.no_grad():
-        enc = tok([q for q, _ in PAIRS], [d for _, d in PAIRS], padding=True, return_tensors="pt")
-        pooled = model.bert(**enc).pooler_output
-        centred = pooled - pooled.mean(0)
-        direction = torch.linalg.svd(centred, full_matrices=False).Vh[0]
-        scale = 1 / (centred @ direction).std()
-        model.classifier.weight.copy_(scale * direction[None])
-        model.classifier.bias.fill_(float(-(pooled.mean(0) @ direction) * scale))
-    folder = tmp_path_factory.mktemp("spread_ce")
-    model.save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
 
 
 @needs_ort
@@ -150,9 +125,9 @@ def test_precision_is_recorded_and_a_mismatch_refused(tiny_bert, corpus_file, tm
     engine = SearchEngine.open(path)
     assert engine.embedder.precision == "int8"
     assert engine.search(DOCS[0]["text"], k=1)[0].id == DOCS[0]["_id"]
-    with pytest.raises(ManifestMismatch, match="built at precision int8; its vectors do not mix with fp32"):
+    with pytest.raises(ManifestMismatch, match="built with int8 vectors; they do not mix with fp32"):
         SearchEngine.open(path, precision="fp32")
-    with pytest.raises(ManifestMismatch, match="precision int8"):
+    with pytest.raises(ManifestMismatch, match="pass precision 'int8'"):
         SearchEngine.open(path, embedder=TransformerEmbedder(tiny_bert, precision="bf16"))
     with pytest.raises(BadInput, match="either an embedder or a precision"):
         SearchEngine.open(path, embedder=engine.embedder, precision="int8")
