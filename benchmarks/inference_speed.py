@@ -2,8 +2,9 @@
 
 Bi-encoder (all-MiniLM-L6-v2), on the same texts, interleaved round by round:
 sentence-transformers ``encode`` (batch 32, the anchor) vs semsearch fp32 / bf16 (torch),
-fp32 / int8 (ONNX Runtime), bf16 / int8 (OpenVINO). Reported: sentences/s and its ratio to the anchor (median over rounds of the per-round
-ratio), cosine to semsearch fp32 per text, top-10 neighbour overlap with fp32 among the sentences.
+fp32 / int8 (ONNX Runtime), bf16 / int8 (OpenVINO). Reported: sentences/s and its ratio to the anchor
+(median over rounds of the per-round ratio), cosine to semsearch fp32 per text, top-10 neighbour overlap
+with fp32 among the sentences.
 
 SciFact (test split): the corpus is embedded by every variant, chunk by chunk in turn (docs/s and
 ratio), the test queries too; nDCG@10 of exact search for every (corpus precision, query precision)

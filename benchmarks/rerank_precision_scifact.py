@@ -1,7 +1,7 @@
 """Does the reranker's precision change SciFact quality? All test queries, same candidates.
 
 The dense top 20 of each SciFact test query (fp32 queries on an fp32 index) is reranked by the
-cross-encoder at fp32, bf16 and int8 and blended with the first stage as the reranker was tuned;
+cross-encoder at fp32, bf16, int8 (ONNX Runtime) and int8 (OpenVINO, static) and blended with the first stage as the reranker was tuned;
 nDCG@10 per precision, and the paired difference to fp32 (mean ± standard error over queries).
 This decides whether bf16 may be the reranker's default where the CPU has it.
 
@@ -44,7 +44,9 @@ def main() -> None:
     queries, qrels = read_queries(args.data / "queries.jsonl"), read_qrels(args.data / "qrels" / "test.tsv")
     qids = [q for q in qrels if q in queries]
     hits = engine.search_many([queries[q] for q in qids], k=20, mode="dense")
-    rerankers = {p: Reranker(args.reranker, precision=p) for p in ("fp32", "bf16", "int8")}
+    variants = {"fp32": ("fp32", "torch"), "bf16": ("bf16", "torch"), "int8": ("int8", "onnx"),
+                "openvino-int8": ("int8", "openvino")}
+    rerankers = {n: Reranker(args.reranker, precision=p, backend=b) for n, (p, b) in variants.items()}
     weight = rerankers["fp32"].first_stage_weight
     per_query = {}
     for precision, reranker in rerankers.items():
@@ -54,7 +56,7 @@ def main() -> None:
             per_query[precision].append(ndcg_at_k(blend_order([h.id for h in hs], scores, weight)[:10], qrels[q], 10))
     out = {"queries": len(qids), "candidates": 20, "blend_weight": weight,
            **{p: float(np.mean(v)) for p, v in per_query.items()}}
-    for p in ("bf16", "int8"):
+    for p in list(variants)[1:]:
         diff = np.array(per_query[p]) - np.array(per_query["fp32"])
         out[f"{p}_minus_fp32"] = float(diff.mean())
         out[f"{p}_minus_fp32_se"] = float(diff.std(ddof=1) / np.sqrt(len(diff)))

@@ -23,6 +23,8 @@ checked against the torch model on a few texts.
 
 >>> resolve_precision("int8")
 ('int8', 'onnx')
+>>> resolve_precision("int8", "openvino")
+('int8', 'openvino')
 >>> resolve_precision("bf16", "onnx")
 Traceback (most recent call last):
 semsearch.errors.BadInput: precision 'bf16' does not run on backend 'onnx'; it runs: fp32, int8

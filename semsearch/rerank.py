@@ -63,7 +63,8 @@ class Reranker:
         trust_remote_code: run code shipped with a hub model. Off unless you ask.
         precision: ``"fp32"``, ``"bf16"``, ``"int8"`` or ``"auto"`` (bf16 where the CPU has it, else fp32);
             see :mod:`semsearch.inference`.
-        backend: ``"torch"``, ``"onnx"`` (ONNX Runtime; needed for int8) or ``"auto"``.
+        backend: ``"torch"``, ``"onnx"`` (ONNX Runtime), ``"openvino"`` (OpenVINO; its int8 is static, faster and
+            closer to fp32) or ``"auto"`` (torch; onnx for int8).
     """
 
     def __init__(
