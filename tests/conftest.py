@@ -168,3 +168,16 @@ def spread_cross_encoder(tiny_cross_encoder, tmp_path_factory):
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+def index_recorded_as(model, corpus_file, path, **embedder_fields) -> dict:
+    """An fp32 index of ``corpus_file`` at ``path`` whose manifest then claims ``embedder_fields`` (e.g. as if
+    built with ``--backend onnx``); returns that manifest, for further edits."""
+    from semsearch import SearchEngine, TransformerEmbedder, read_corpus
+
+    SearchEngine.build(read_corpus(corpus_file), path, embedder=TransformerEmbedder(model, precision="fp32"),
+                       progress=False)
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["embedder"].update(embedder_fields)
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    return manifest

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import DOCS, PAIRS
+from conftest import DOCS, PAIRS, index_recorded_as
 from conftest import SPREAD_TEXTS as TEXTS
 from semsearch import Reranker, SearchEngine, TransformerEmbedder, read_corpus
 from semsearch.cli import cli
@@ -135,11 +135,7 @@ def test_precision_is_recorded_and_a_mismatch_refused(tiny_bert, corpus_file, tm
 
 def test_int8_index_without_onnx_runtime(tiny_bert, corpus_file, tmp_path, monkeypatch):
     path = tmp_path / "idx"
-    SearchEngine.build(read_corpus(corpus_file), path, embedder=TransformerEmbedder(tiny_bert, precision="fp32"),
-                       progress=False)
-    manifest = json.loads((path / "manifest.json").read_text())
-    manifest["embedder"].update(precision="int8", backend="onnx")  # as if built with --precision int8
-    (path / "manifest.json").write_text(json.dumps(manifest))
+    index_recorded_as(tiny_bert, corpus_file, path, precision="int8", backend="onnx")  # as if built with it
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` now fails
     with pytest.raises(ModelError, match=r"recorded in int8, which needs ONNX Runtime; .*semsearch\[onnx\]"):
         SearchEngine.open(path)
@@ -168,11 +164,7 @@ def test_old_manifests_count_as_fp32(tiny_bert, corpus_file, tmp_path):
 def test_missing_onnx_runtime_is_a_clear_error_or_a_fallback(tiny_bert, tiny_cross_encoder, corpus_file, tmp_path,
                                                               monkeypatch, caplog):
     path = tmp_path / "idx"
-    SearchEngine.build(read_corpus(corpus_file), path, embedder=TransformerEmbedder(tiny_bert, precision="fp32"),
-                       progress=False)
-    manifest = json.loads((path / "manifest.json").read_text())
-    manifest["embedder"]["backend"] = "onnx"  # as if built with --backend onnx
-    (path / "manifest.json").write_text(json.dumps(manifest))
+    index_recorded_as(tiny_bert, corpus_file, path, backend="onnx")  # as if built with --backend onnx
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` now fails
     with pytest.raises(ModelError, match=r"needs ONNX Runtime, which is not installed; install .*semsearch\[onnx\]"):
         TransformerEmbedder(tiny_bert, precision="int8")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import DOCS, PAIRS
+from conftest import DOCS, PAIRS, index_recorded_as
 from conftest import SPREAD_TEXTS as TEXTS
 from semsearch import Reranker, SearchEngine, TransformerEmbedder, read_corpus
 from semsearch.cli import cli
@@ -138,11 +138,7 @@ def test_fp32_on_openvino_mixes_with_torch_vectors(tiny_bert, corpus_file, tmp_p
 
 def test_missing_openvino_is_a_clear_error_or_a_fallback(tiny_bert, corpus_file, tmp_path, monkeypatch, caplog):
     path = tmp_path / "idx"
-    SearchEngine.build(read_corpus(corpus_file), path, embedder=TransformerEmbedder(tiny_bert, precision="fp32"),
-                       progress=False)
-    manifest = json.loads((path / "manifest.json").read_text())
-    manifest["embedder"]["backend"] = "openvino"  # as if built with --backend openvino
-    (path / "manifest.json").write_text(json.dumps(manifest))
+    manifest = index_recorded_as(tiny_bert, corpus_file, path, backend="openvino")  # as if built with it
     monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` now fails
     with pytest.raises(ModelError, match=r"needs OpenVINO, which is not installed; .*semsearch\[openvino\]"):
         TransformerEmbedder(tiny_bert, precision="int8", backend="openvino")
