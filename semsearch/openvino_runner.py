@@ -72,7 +72,6 @@ def openvino_available() -> bool:
 def openvino_runner(fp32_onnx: Path, *, precision: str, threads: int, calibration, name: str) -> OpenVinoRunner:
     """A runner for the exported model ``fp32_onnx`` at ``precision``; for int8 the model is quantised
     (once, then cached next to the export) on ``calibration()``: a list of model inputs."""
-    ov = _import_openvino()
     from .models import bf16_supported
 
     source = fp32_onnx
@@ -87,7 +86,6 @@ def openvino_runner(fp32_onnx: Path, *, precision: str, threads: int, calibratio
     except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
         raise ModelError(f"OpenVINO cannot load {source} ({exc}); delete it to export again") from exc
     log.info("OpenVINO runs %s at %s (%s inference precision, %d threads)", name, precision, hint, threads)
-    del ov
     return OpenVinoRunner(compiled, source)
 
 
