@@ -58,7 +58,10 @@ class SetFitLabeler:
         descriptions: optional ``{label: short description}``; each description is added as one more
             training example of its label.
         num_iterations: SetFit's pair-generation iterations (pairs = 2 × iterations × examples);
-            ``None``: as many as fit in ``max_pairs`` (at most 20), so training time stays bounded.
+            ``None``: as many whole iterations as fit in ``max_pairs`` (at most 20), so training time stays
+            bounded (``fit_info`` reports the pairs and steps). Filling the budget exactly with setfit's
+            ``max_steps`` was measured at SST-5 64-shot (1,280 instead of 650 pairs): +0.2 points on 3
+            seeds, for training times over 2 minutes; not kept.
         epochs, batch_size, body_lr: contrastive fine-tuning settings (setfit's defaults).
         description_scale: weight of the description cosines among the head's features.
         calibration: ``"crossfit"`` fits a temperature for the head's logits on out-of-fold
@@ -167,7 +170,9 @@ class SetFitLabeler:
             coef, intercept = np.vstack([np.zeros_like(coef[0]), coef[0]]), np.array([0.0, intercept[0]])
         self._coef, self._intercept = coef, intercept  # rows follow head.classes_, which is sorted = self.classes
         self.temperature = self._crossfit_temperature(examples, labels) if crossfit else 1.0
-        self.fit_info = {"examples": len(examples), "pairs_iterations": iterations, "bf16": bf16,
+        steps = int(trainer.st_trainer.state.global_step)  # optimiser steps the contrastive tuning took
+        self.fit_info = {"examples": len(examples), "pairs_iterations": iterations,
+                         "pairs": 2 * iterations * len(train_texts), "steps": steps, "bf16": bf16,
                          "calibration": "crossfit" if crossfit else "none", "temperature": self.temperature,
                          "seconds": time.perf_counter() - started}
         return self

@@ -33,6 +33,13 @@ def test_setfit_learns_a_separable_task_and_roundtrips(tiny_bert, tmp_path, desc
     assert again.classes == ["animal", "water"]
 
 
+def test_pairs_are_whole_iterations_within_the_budget(tiny_bert):
+    texts, labels = A + B, ["animal"] * 4 + ["water"] * 4
+    # 40 pairs of budget: 2 iterations (2 × 2 × 8 = 32 pairs) fit, 3 (48) would not; batches of 16 → 2 steps
+    lab = SetFitLabeler(tiny_bert, max_pairs=40, batch_size=16, seed=0).fit(texts, labels)
+    assert (lab.fit_info["pairs_iterations"], lab.fit_info["pairs"], lab.fit_info["steps"]) == (2, 32, 2)
+
+
 def test_crossfit_temperature_is_fitted_saved_and_applied(tiny_bert, tmp_path):
     lab = SetFitLabeler(tiny_bert, num_iterations=2, description_scale=1.0, calibration="crossfit", seed=0).fit(
         A + B, ["animal"] * 4 + ["water"] * 4)
