@@ -178,9 +178,9 @@ def model_runner(model, tokenizer, *, task: str, precision: str, weights_sha256:
     the torch model on a few texts (shapes other than the export's); runners are shared within the process.
     Returns a callable: tokenizer output (numpy) → outputs by name."""
     if backend == "openvino":
-        from .openvino_runner import _import_openvino
+        from .openvino_runner import import_openvino
 
-        _import_openvino()
+        import_openvino()
     else:
         _import_onnxruntime()
     import torch
@@ -206,10 +206,9 @@ def model_runner(model, tokenizer, *, task: str, precision: str, weights_sha256:
             if backend == "openvino":
                 from .openvino_runner import calibration_inputs, openvino_runner
 
-                inputs = [k for k in ("input_ids", "attention_mask", "token_type_ids")
-                          if k in _encode_sample(tokenizer, task, _EXPORT_SAMPLE, "np")]
                 runner = openvino_runner(fp32_path, precision=precision, threads=threads, name=name,
-                                         calibration=lambda: calibration_inputs(tokenizer, task, max_length, inputs))
+                                         calibration=lambda names: calibration_inputs(tokenizer, task, max_length,
+                                                                                      names))
             else:
                 if precision == "int8" and not path.is_file():
                     _quantize(fp32_path, path, name)

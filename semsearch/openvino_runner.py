@@ -34,7 +34,7 @@ import numpy as np
 
 from .errors import ModelError
 
-__all__ = ["OpenVinoRunner", "openvino_runner", "openvino_available", "calibration_inputs"]
+__all__ = ["OpenVinoRunner", "openvino_runner", "openvino_available", "import_openvino", "calibration_inputs"]
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class OpenVinoRunner:
 def openvino_available() -> bool:
     """Whether OpenVINO can be imported here."""
     try:
-        _import_openvino()
+        import_openvino()
     except ModelError:
         return False
     return True
@@ -71,14 +71,14 @@ def openvino_available() -> bool:
 
 def openvino_runner(fp32_onnx: Path, *, precision: str, threads: int, calibration, name: str) -> OpenVinoRunner:
     """A runner for the exported model ``fp32_onnx`` at ``precision``; for int8 the model is quantised
-    (once, then cached next to the export) on ``calibration()``: a list of model inputs."""
+    (once, then cached next to the export) on ``calibration(input_names)``: a list of model inputs."""
     from .models import bf16_supported
 
     source = fp32_onnx
     if precision == "int8":
         source = fp32_onnx.parent / f"model-int8-openvino-{calibration_sha256()[:12]}.xml"
         if not source.is_file():
-            _quantize(fp32_onnx, source, calibration(), name)
+            _quantize(fp32_onnx, source, calibration, name)
     hint = "bf16" if precision == "bf16" or (precision == "int8" and bf16_supported()) else "f32"
     try:
         compiled = _core().compile_model(str(source), "CPU", {
@@ -128,17 +128,20 @@ def _calibration_texts() -> dict[str, list[str]]:
     return json.loads(_calibration_bytes())
 
 
-def _quantize(source: Path, path: Path, calibration: list[dict[str, np.ndarray]], name: str) -> None:
+def _quantize(source: Path, path: Path, calibration, name: str) -> None:
     """Static int8 quantisation with NNCF (transformer preset: SmoothQuant, no quantisers on LayerNorm/GELU
-    inputs), saved as OpenVINO IR under temporary names and then renamed into place (weights first)."""
-    ov = _import_openvino()
+    inputs) on ``calibration(input_names)``, saved as OpenVINO IR in a staging folder and then renamed into
+    place (weights first)."""
+    ov = import_openvino()
     try:
         import nncf
     except ImportError:
         raise ModelError(f"int8 on OpenVINO needs NNCF, which is not installed; {OPENVINO_HINT}") from None
 
+    model = _core().read_model(str(source))
+    batches = calibration([next(iter(p.get_names())) for p in model.inputs])
     log.info("quantising %s to int8 with NNCF on %d calibration batches (once; cached in %s)", name,
-             len(calibration), path.parent)
+             len(batches), path.parent)
     nncf_log = logging.getLogger("nncf")
     level = nncf_log.level
     staging = Path(tempfile.mkdtemp(prefix=f".{path.stem}.", dir=path.parent))
@@ -147,9 +150,8 @@ def _quantize(source: Path, path: Path, calibration: list[dict[str, np.ndarray]]
         # NNCF draws progress bars and logs on stdout; keep stdout for results (`query --json`).
         with contextlib.redirect_stdout(sys.stderr):
             nncf_log.setLevel(max(level, logging.WARNING) if not log.isEnabledFor(logging.DEBUG) else level)
-            model = _core().read_model(str(source))
-            quantized = nncf.quantize(model, nncf.Dataset(calibration), model_type=nncf.ModelType.TRANSFORMER,
-                                      subset_size=len(calibration))
+            quantized = nncf.quantize(model, nncf.Dataset(batches), model_type=nncf.ModelType.TRANSFORMER,
+                                      subset_size=len(batches))
             ov.save_model(quantized, str(tmp), compress_to_fp16=False)
         os.replace(tmp.with_suffix(".bin"), path.with_suffix(".bin"))  # the weights first: the XML marks it done
         os.replace(tmp, path)
@@ -162,10 +164,11 @@ def _quantize(source: Path, path: Path, calibration: list[dict[str, np.ndarray]]
 
 @lru_cache(maxsize=1)
 def _core():
-    return _import_openvino().Core()
+    return import_openvino().Core()
 
 
-def _import_openvino() -> Any:
+def import_openvino() -> Any:
+    """The ``openvino`` module, or a :class:`ModelError` naming the extra to install."""
     try:
         import openvino
     except ImportError:
