@@ -10,7 +10,10 @@ For each dataset, shot count (examples per class) and seed, the same training sa
   per seed). Where the default would exceed ``--setfit-pair-cap`` pairs (4,096), ``max_steps``
   caps it (setfit's own mechanism: max_steps x batch size pairs); the row says so (``capped``).
 - ``semsearch-setfit``: :class:`semsearch.label_setfit.SetFitLabeler` with the label descriptions,
-  default settings (bf16 autocast where the CPU has it; cross-fitted temperature from 32 examples on);
+  default settings (tuning on the descriptions, since every label has one; bf16 autocast where the CPU
+  has it; cross-fitted temperature from 32 examples on);
+- ``semsearch-setfit-contrastive`` (not in the default list): the same with ``tuning="contrastive"``
+  (setfit's contrastive pairs, at most 1,280);
 - ``threshold`` (binary task only): bi-encoder cosine to the two label descriptions,
   score = cos(positive) − cos(negative), then :class:`semsearch.label.ThresholdLabeler`
   (F1 threshold, Platt calibration) fitted on the sample.
@@ -105,13 +108,13 @@ def run_setfit(model_path, texts, labels, test_texts, seed, pair_cap):
     return proba, classes, seconds, {"capped": bool(extra), "max_steps": extra.get("max_steps")}
 
 
-def run_ours(texts, labels, test_texts, seed, descriptions):
+def run_ours(texts, labels, test_texts, seed, descriptions, tuning="auto"):
     from semsearch.label_setfit import SetFitLabeler
 
     start = time.perf_counter()
-    lab = SetFitLabeler(descriptions=descriptions, seed=seed).fit(texts, labels)
+    lab = SetFitLabeler(descriptions=descriptions, tuning=tuning, seed=seed).fit(texts, labels)
     seconds = time.perf_counter() - start
-    info = {k: lab.fit_info[k] for k in ("calibration", "temperature", "bf16")}
+    info = {k: lab.fit_info[k] for k in ("tuning", "calibration", "crossfit_folds", "temperature", "bf16")}
     return lab.predict_proba(test_texts), lab.classes, seconds, info
 
 
@@ -132,8 +135,9 @@ def _notes(rows) -> str:
         return f"pairs capped: max_steps={rows[0]['max_steps']}"
     if "calibration" in rows[0]:
         temps = [r["temperature"] for r in rows]
-        return (f"{rows[0]['calibration']} calibration" + (f", T {min(temps):.2f}-{max(temps):.2f}"
-                if rows[0]["calibration"] != "none" else "") + (", bf16" if rows[0]["bf16"] else ""))
+        span = f", T {min(temps):.2f}-{max(temps):.2f}" if rows[0]["calibration"] != "none" else ""
+        return (f"{rows[0]['tuning']} tuning, {rows[0]['calibration']} calibration" + span
+                + (", bf16" if rows[0]["bf16"] else ""))
     return ""
 
 
@@ -178,8 +182,9 @@ def main() -> None:
                     if method == "setfit":
                         proba, classes, seconds, info = run_setfit(model_path, texts, labels, test_texts, seed,
                                                                    args.setfit_pair_cap)
-                    elif method == "semsearch-setfit":
-                        proba, classes, seconds, info = run_ours(texts, labels, test_texts, seed, descriptions)
+                    elif method in ("semsearch-setfit", "semsearch-setfit-contrastive"):
+                        proba, classes, seconds, info = run_ours(texts, labels, test_texts, seed, descriptions,
+                                                                 "contrastive" if method.endswith("ive") else "auto")
                     else:
                         proba, classes, seconds, info = run_threshold(
                             embedder, texts, labels, test_texts, descriptions,

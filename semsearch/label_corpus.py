@@ -8,7 +8,7 @@ Two labellers:
   a :class:`~semsearch.label.ThresholdLabeler` fitted on the examples' scores
   turns that into a label and a calibrated probability.
 - ``setfit``: a :class:`~semsearch.label_setfit.SetFitLabeler` trained on the examples
-  (descriptions join them as one more example each).
+  (with LABELS.json its body is tuned towards the label descriptions, else on contrastive pairs).
 
 Output is JSONL ``{"id", "label", "probability"}``, appended batch by batch and
 flushed, so an interrupted run loses at most one batch; a re-run skips ids

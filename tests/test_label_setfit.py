@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from semsearch import BadInput
 from semsearch.cli import cli
 from semsearch.label_setfit import SetFitLabeler
+from sentence_transformers import SentenceTransformer
 
 A = ["the cat sat on the mat", "a dog barked at the cat", "the cat and the dog", "a cat on a mat"]
 B = ["rivers flow to the sea", "bright stars over the sea", "the sea under the stars", "rivers and stars"]
@@ -19,8 +20,9 @@ B = ["rivers flow to the sea", "bright stars over the sea", "the sea under the s
 @pytest.mark.parametrize("descriptions", [None, {"animal": "a cat or a dog", "water": "rivers and the sea"}])
 def test_setfit_learns_a_separable_task_and_roundtrips(tiny_bert, tmp_path, descriptions):
     # a small description weight: the tiny model's random geometry makes description cosines noise
-    lab = SetFitLabeler(tiny_bert, descriptions=descriptions, num_iterations=5, description_scale=1.0, seed=0).fit(
-        A + B, ["animal"] * 4 + ["water"] * 4)
+    lab = SetFitLabeler(tiny_bert, descriptions=descriptions, tuning="contrastive", num_iterations=5,
+                        description_scale=1.0, seed=0).fit(A + B, ["animal"] * 4 + ["water"] * 4)
+    assert lab.fit_info["tuning"] == "contrastive"
     assert lab._features(["x"]).shape[1] == 32 + (2 if descriptions else 0)  # description cosines join the features
     probe = ["the dog sat on the mat", "stars over rivers"]
     assert lab.predict(probe) == ["animal", "water"]
@@ -31,6 +33,31 @@ def test_setfit_learns_a_separable_task_and_roundtrips(tiny_bert, tmp_path, desc
     again = SetFitLabeler.load(tmp_path / "lab")
     np.testing.assert_allclose(again.predict_proba(probe), proba, atol=1e-6)
     assert again.classes == ["animal", "water"]
+
+
+def test_tuning_on_descriptions_pulls_each_text_to_its_label_description(tiny_bert, tmp_path):
+    descriptions = {"animal": "a cat or a dog", "water": "rivers and the sea"}
+    probe = ["the dog sat on the mat", "stars over rivers"]
+    before = SetFitLabeler(tiny_bert, descriptions=descriptions, description_scale=1.0, seed=0)
+    before.body = SentenceTransformer(str(tiny_bert), device="cpu")
+
+    def margin(lab):  # cos(own description) - cos(other description), mean over the training texts
+        lab._descriptions_emb = lab._encode(list(descriptions.values()))
+        cos = lab._encode(A + B) @ lab._descriptions_emb.T
+        return float(np.mean(np.r_[cos[:4, 0] - cos[:4, 1], cos[4:, 1] - cos[4:, 0]]))
+
+    lab = SetFitLabeler(tiny_bert, descriptions=descriptions, description_epochs=10, body_lr=1e-3,
+                        description_scale=1.0, seed=0).fit(A + B, ["animal"] * 4 + ["water"] * 4)
+    assert lab.fit_info["tuning"] == "descriptions" and lab.fit_info["steps"] == 10  # "auto" with every label described
+    assert margin(lab) > margin(before) + 0.1
+    assert lab.predict(probe) == ["animal", "water"]
+    lab.save(tmp_path / "lab")
+    np.testing.assert_allclose(SetFitLabeler.load(tmp_path / "lab").predict_proba(probe), lab.predict_proba(probe),
+                               atol=1e-6)
+    # same seed, same labeller
+    again = SetFitLabeler(tiny_bert, descriptions=descriptions, description_epochs=10, body_lr=1e-3,
+                          description_scale=1.0, seed=0).fit(A + B, ["animal"] * 4 + ["water"] * 4)
+    np.testing.assert_allclose(again.predict_proba(probe), lab.predict_proba(probe), atol=1e-6)
 
 
 def test_pairs_are_whole_iterations_within_the_budget(tiny_bert):
@@ -50,6 +77,12 @@ def test_crossfit_temperature_is_fitted_saved_and_applied(tiny_bert, tmp_path):
     np.testing.assert_allclose(lab.predict_proba(probe), expected / expected.sum(axis=1, keepdims=True))
     lab.save(tmp_path / "lab")
     assert SetFitLabeler.load(tmp_path / "lab").temperature == lab.temperature
+    assert lab.fit_info["crossfit_folds"] == 2  # contrastive tuning: halves
+    # description tuning is cheap: 4 folds below 100 examples, never more than the rarest label has
+    described = SetFitLabeler(tiny_bert, descriptions={"animal": "a cat or a dog", "water": "rivers and the sea"},
+                              description_epochs=1, calibration="crossfit", seed=0)
+    assert described.fit(A + B, ["animal"] * 4 + ["water"] * 4).fit_info["crossfit_folds"] == 4
+    assert described.fit(A[:3] + B, ["animal"] * 3 + ["water"] * 4).fit_info["crossfit_folds"] == 3
     # "auto" leaves 8 examples uncalibrated (fewer than CROSSFIT_MIN_EXAMPLES)
     auto = SetFitLabeler(tiny_bert, num_iterations=1, seed=0).fit(A + B, ["animal"] * 4 + ["water"] * 4)
     assert auto.fit_info["calibration"] == "none" and auto.temperature == 1.0
@@ -85,6 +118,10 @@ def test_setfit_bad_input(tiny_bert):
         SetFitLabeler(tiny_bert, descriptions={"plant": "trees"}).fit(A, ["a", "b", "a", "b"])
     with pytest.raises(BadInput, match="not fitted"):
         SetFitLabeler(tiny_bert).predict(["x"])
+    with pytest.raises(BadInput, match="valid: auto, contrastive, descriptions"):
+        SetFitLabeler(tiny_bert, tuning="prompts")
+    with pytest.raises(BadInput, match="needs a description of every label; none for: b"):
+        SetFitLabeler(tiny_bert, descriptions={"a": "cats"}, tuning="descriptions").fit(A, ["a", "b", "a", "b"])
     with pytest.raises(BadInput, match="valid: auto, crossfit, none"):
         SetFitLabeler(tiny_bert, calibration="platt")
     with pytest.raises(BadInput, match="at least 2 examples of every label"):
