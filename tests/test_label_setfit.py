@@ -78,7 +78,7 @@ def test_crossfit_temperature_is_fitted_saved_and_applied(tiny_bert, tmp_path):
     lab.save(tmp_path / "lab")
     assert SetFitLabeler.load(tmp_path / "lab").temperature == lab.temperature
     assert lab.fit_info["crossfit_folds"] == 2  # contrastive tuning: halves
-    # description tuning is cheap: 4 folds below 100 examples, never more than the rarest label has
+    # description tuning is cheap: 4 folds below 200 examples, never more than the rarest label has
     described = SetFitLabeler(tiny_bert, descriptions={"animal": "a cat or a dog", "water": "rivers and the sea"},
                               description_epochs=1, calibration="crossfit", seed=0)
     assert described.fit(A + B, ["animal"] * 4 + ["water"] * 4).fit_info["crossfit_folds"] == 4
