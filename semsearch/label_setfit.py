@@ -83,6 +83,12 @@ class SetFitLabeler:
             0.0 on SST-2 8- and 64-shot, in less time except at SST-5 64-shot (75 s against 56 s).
         epochs, batch_size, body_lr: fine-tuning settings (setfit's defaults); ``epochs`` counts passes over
             the pairs (contrastive) and ``description_epochs`` over the examples.
+        head_c: inverse L2 strength of the logistic-regression head (scikit-learn's ``C``). ``None``
+            (default): 1 / (examples per label), so the penalty keeps the same weight against the head's
+            log loss at every number of examples. The tuned body separates its few training examples
+            easily, and a fixed ``C=1`` head then grows over-confident as examples get fewer. Chosen on
+            the SST dev splits (4 seeds at 8 and 64 shots, against ``C=1``): ECE 0.030 instead of 0.097 at
+            SST-2 8-shot, where no temperature is fitted; accuracy within 0.3 points everywhere.
         description_scale: weight of the description cosines among the head's features.
         calibration: ``"crossfit"`` fits a temperature for the head's logits on out-of-fold
             predictions: the examples are split in k stratified folds (2, or 4 for description tuning
@@ -112,7 +118,7 @@ class SetFitLabeler:
         epochs: int = 1,
         batch_size: int = 16,
         body_lr: float = 2e-5,
-        head_c: float = 1.0,
+        head_c: float | None = None,
         description_scale: float = 50.0,
         description_epochs: int = 4,
         description_logit_scale: float = 20.0,
@@ -125,6 +131,8 @@ class SetFitLabeler:
             raise BadInput("num_iterations, epochs and batch_size must be at least 1, max_pairs at least 2")
         if tuning not in TUNINGS:
             raise BadInput(f"unknown tuning {tuning!r}; valid: {', '.join(TUNINGS)}")
+        if head_c is not None and not head_c > 0:
+            raise BadInput(f"head_c must be positive (or None for 1 / examples per label), not {head_c!r}")
         if description_epochs < 1 or description_logit_scale <= 0:
             raise BadInput("description_epochs must be at least 1 and description_logit_scale positive")
         if calibration not in CALIBRATIONS:
@@ -193,7 +201,8 @@ class SetFitLabeler:
             pairs = 2 * iterations * len(train_texts)
         self.body = body
         self._descriptions_emb = self._encode(list(self.descriptions.values())) if self.descriptions else None
-        head = LogisticRegression(C=s["head_c"], max_iter=2000, random_state=s["seed"])
+        head_c = s["head_c"] if s["head_c"] is not None else len(self.classes) / len(examples)
+        head = LogisticRegression(C=head_c, max_iter=2000, random_state=s["seed"])
         head.fit(self._features(examples), labels)
         coef = np.asarray(head.coef_, dtype=np.float64)
         intercept = np.asarray(head.intercept_, dtype=np.float64)
@@ -202,7 +211,7 @@ class SetFitLabeler:
         self._coef, self._intercept = coef, intercept  # rows follow head.classes_, which is sorted = self.classes
         self.temperature, folds = self._crossfit_temperature(examples, labels, tuning) if crossfit else (1.0, 0)
         self.fit_info = {"examples": len(examples), "tuning": tuning, "pairs_iterations": iterations,
-                         "pairs": pairs, "steps": steps, "bf16": bf16,
+                         "pairs": pairs, "steps": steps, "bf16": bf16, "head_c": head_c,
                          "calibration": "crossfit" if crossfit else "none", "crossfit_folds": folds,
                          "temperature": self.temperature,
                          "seconds": time.perf_counter() - started}

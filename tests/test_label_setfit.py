@@ -88,6 +88,20 @@ def test_crossfit_temperature_is_fitted_saved_and_applied(tiny_bert, tmp_path):
     assert auto.fit_info["calibration"] == "none" and auto.temperature == 1.0
 
 
+def test_default_head_penalty_scales_with_examples_per_label(tiny_bert):
+    texts, labels = A + B, ["animal"] * 4 + ["water"] * 4
+    probe = ["the dog sat on the mat", "stars over rivers", "the cat", "the sea"]
+    default = SetFitLabeler(tiny_bert, tuning="contrastive", num_iterations=2, description_scale=1.0, seed=0)
+    assert default.fit(texts, labels).fit_info["head_c"] == 2 / 8  # 1 / (4 examples per label)
+    fixed = SetFitLabeler(tiny_bert, tuning="contrastive", num_iterations=2, description_scale=1.0, head_c=1.0,
+                          seed=0).fit(texts, labels)
+    assert fixed.fit_info["head_c"] == 1.0
+    # same body (same seed), a stronger penalty: the same decisions, smaller logit margins
+    assert default.predict(probe) == fixed.predict(probe)
+    margin = lambda lab: np.abs(np.diff(lab._logits(probe), axis=1)).ravel()  # noqa: E731
+    assert np.all(margin(default) < 0.5 * margin(fixed))
+
+
 def test_fit_temperature_calibrates_overconfident_logits():
     from semsearch.label import expected_calibration_error
     from semsearch.label_setfit import fit_temperature
@@ -122,6 +136,8 @@ def test_setfit_bad_input(tiny_bert):
         SetFitLabeler(tiny_bert, tuning="prompts")
     with pytest.raises(BadInput, match="needs a description of every label; none for: b"):
         SetFitLabeler(tiny_bert, descriptions={"a": "cats"}, tuning="descriptions").fit(A, ["a", "b", "a", "b"])
+    with pytest.raises(BadInput, match="head_c must be positive"):
+        SetFitLabeler(tiny_bert, head_c=0)
     with pytest.raises(BadInput, match="valid: auto, crossfit, none"):
         SetFitLabeler(tiny_bert, calibration="platt")
     with pytest.raises(BadInput, match="at least 2 examples of every label"):
