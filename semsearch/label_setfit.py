@@ -59,6 +59,10 @@ CROSSFIT_MIN_EXAMPLES = 32
 #: SST-2 64-shot dev split (128 examples, 4 seeds): ECE after the temperature 0.048 with 4 folds, 0.072
 #: with 2 (4 of 4 seeds better), 74 s in all; at SST-5 64-shot (320) 4 folds would pass 2 minutes.
 CROSSFIT_FOUR_FOLDS_BELOW = 200
+#: description tuning embeds a batch in length-sorted sub-batches of at most this many texts (one loss
+#: and one optimiser step per batch, as before): random SST batches of 16 are padded to about twice
+#: their tokens; sorted halves cut that, about 13% off a tuning epoch on 2 AVX2 cores.
+SUB_BATCH = 8
 
 
 class SetFitLabeler:
@@ -365,6 +369,9 @@ def _tune_on_descriptions(body, texts: list[str], targets: list[int], descriptio
         features = tokenize(batch)
         return torch.nn.functional.normalize(body(features)["sentence_embedding"].float(), dim=-1)
 
+    # A batch is embedded in length-sorted sub-batches: the same texts, step and loss, about half the padding
+    lengths = [len(ids) for ids in body.tokenizer(texts)["input_ids"]] if hasattr(body, "tokenizer") else None
+
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # dropout
     y = torch.tensor(targets)
@@ -381,9 +388,13 @@ def _tune_on_descriptions(body, texts: list[str], targets: list[int], descriptio
             for _ in range(epochs):
                 order = torch.randperm(len(texts), generator=generator)
                 for start in range(0, len(texts), batch_size):
-                    idx = order[start:start + batch_size]
+                    idx = order[start:start + batch_size].tolist()
+                    if lengths is not None:
+                        idx.sort(key=lengths.__getitem__)
                     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                        logits = scale * embed([texts[i] for i in idx]) @ embed(descriptions).T
+                        texts_emb = torch.cat([embed([texts[i] for i in idx[k:k + SUB_BATCH]])
+                                               for k in range(0, len(idx), SUB_BATCH)])
+                        logits = scale * texts_emb @ embed(descriptions).T
                     loss = torch.nn.functional.cross_entropy(logits.float(), y[idx])
                     optimizer.zero_grad()
                     loss.backward()

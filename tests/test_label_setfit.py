@@ -71,6 +71,47 @@ def test_tuning_on_descriptions_pulls_each_text_to_its_label_description(tiny_be
     np.testing.assert_allclose(again.predict_proba(probe), lab.predict_proba(probe), atol=1e-6)
 
 
+def test_description_tuning_in_sub_batches_matches_plain_whole_batch_steps(tiny_bert, monkeypatch):
+    import semsearch.label_setfit as module
+
+    texts = A + B + ["a very long sentence about a cat, a dog, a mat and a barking dog on the mat"]
+    targets, descriptions = [0] * 4 + [1] * 4 + [0], ["a cat or a dog", "rivers and the sea"]
+
+    def body_without_dropout():  # no dropout: the runs must then agree up to float error
+        body = SentenceTransformer(str(tiny_bert), device="cpu")
+        for m in body.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.0
+        return body
+
+    def flat(body):
+        return torch.cat([p.detach().flatten() for p in body.parameters()])
+
+    # reference: the plain loop, each batch embedded whole and in order
+    ref = body_without_dropout()
+    embed = lambda b: torch.nn.functional.normalize(ref(ref.tokenize(b))["sentence_embedding"], dim=-1)  # noqa: E731
+    words = ref[0].auto_model.get_input_embeddings().weight
+    optimizer = torch.optim.AdamW([p for p in ref.parameters() if p is not words], lr=1e-3)
+    generator, y = torch.Generator().manual_seed(0), torch.tensor(targets)
+    ref.train()
+    for _ in range(2):
+        order = torch.randperm(len(texts), generator=generator)
+        for start in range(0, len(texts), 5):
+            idx = order[start:start + 5]
+            loss = torch.nn.functional.cross_entropy(10.0 * embed([texts[i] for i in idx]) @ embed(descriptions).T,
+                                                     y[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    assert (flat(ref) - flat(body_without_dropout())).abs().max() > 1e-3  # the steps moved the weights
+
+    monkeypatch.setattr(module, "SUB_BATCH", 2)  # batches of 5 -> length-sorted sub-batches of 2, 2, 1
+    body = body_without_dropout()
+    module._tune_on_descriptions(body, texts, targets, descriptions, epochs=2, batch_size=5, lr=1e-3, scale=10.0,
+                                 seed=0, bf16=False, progress=False)
+    torch.testing.assert_close(flat(body), flat(ref), atol=1e-5, rtol=1e-4)
+
+
 def test_pairs_are_whole_iterations_within_the_budget(tiny_bert):
     texts, labels = A + B, ["animal"] * 4 + ["water"] * 4
     # 40 pairs of budget: 2 iterations (2 × 2 × 8 = 32 pairs) fit, 3 (48) would not; batches of 16 → 2 steps

@@ -1,0 +1,82 @@
+"""Choosing SetFitLabeler's defaults on the SST dev splits (never the test splits).
+
+Each variant is a set of SetFitLabeler keyword arguments on top of the defaults; every variant
+is trained on the same seeded sample (drawn from the train split, the seeds apart from
+fewshot_sst.py's 0-4), one after another for each seed, and scored on the dev split: accuracy,
+ECE of the predicted label's probability (10 bins), training seconds, mean ± std over seeds.
+The README's "how the defaults were chosen" cites its runs.
+
+    python benchmarks/fewshot_dev.py --variants "default" "head_c=1.0" [--datasets sst2,sst5]
+        [--shots 8,64] [--seeds 10,11,12,13] [--data ../shared/datasets/classification]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+from fewshot_sst import DATASETS, DEFAULT_DATA, ece_of, machine, read_split, sample
+
+
+def parse_variant(text: str) -> dict:
+    """``"default"`` or comma-separated ``name=python-literal`` pairs, e.g. ``head_c=1.0,calibration='none'``."""
+    if text == "default":
+        return {}
+    pairs = (item.split("=", 1) for item in text.split(","))
+    return {name.strip(): ast.literal_eval(value.strip()) for name, value in pairs}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--datasets", default="sst2,sst5")
+    parser.add_argument("--shots", default="8,64")
+    parser.add_argument("--seeds", default="10,11,12,13")
+    parser.add_argument("--variants", nargs="+", default=["default", "head_c=1.0"])
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    from semsearch.label_setfit import SetFitLabeler
+
+    print(json.dumps({"machine": machine()}), flush=True)
+    variants = {v: parse_variant(v) for v in args.variants}
+    results = []
+    for name in args.datasets.split(","):
+        prefix, descriptions = DATASETS[name]
+        names = list(descriptions)
+        train_texts, train_labels = read_split(args.data / f"{prefix}.train", names)
+        dev_texts, dev_labels = read_split(args.data / f"{prefix}.dev", names)
+        for shots in (int(s) for s in args.shots.split(",")):
+            for seed in (int(s) for s in args.seeds.split(",")):
+                texts, labels = sample(train_texts, train_labels, shots, seed)
+                for variant, kwargs in variants.items():
+                    start = time.perf_counter()
+                    lab = SetFitLabeler(descriptions=descriptions, seed=seed, **kwargs).fit(texts, labels)
+                    seconds = time.perf_counter() - start
+                    proba = lab.predict_proba(dev_texts)
+                    pred = proba.argmax(axis=1)
+                    gold = np.array([lab.classes.index(y) for y in dev_labels])
+                    row = {"dataset": name, "shots": shots, "seed": seed, "variant": variant,
+                           "accuracy": float((pred == gold).mean()), "ece": ece_of(proba, pred, gold),
+                           "train_s": seconds, "temperature": lab.temperature, "head_c": lab.fit_info["head_c"]}
+                    results.append(row)
+                    print(json.dumps(row), flush=True)
+    print("\n| dataset | shots | variant | dev accuracy (mean ± std) | ECE (mean) | train s (mean) | per seed |")
+    print("|---|---|---|---|---|---|---|")
+    for key in dict.fromkeys((r["dataset"], r["shots"], r["variant"]) for r in results):
+        rows = [r for r in results if (r["dataset"], r["shots"], r["variant"]) == key]
+        acc = [100 * r["accuracy"] for r in rows]
+        std = statistics.stdev(acc) if len(acc) > 1 else 0.0
+        print(f"| {key[0]} | {key[1]} | `{key[2]}` | {statistics.mean(acc):.1f} ± {std:.1f} "
+              f"| {statistics.mean(r['ece'] for r in rows):.3f} | {statistics.mean(r['train_s'] for r in rows):.1f} "
+              f"| {' / '.join(f'{a:.1f}' for a in acc)} |")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
