@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from fewshot_sst import DATASETS, DEFAULT_DATA, ece_of, machine, read_split, sample
+from fewshot_sst import DEFAULT_DATA, ece_of, machine, samples
 
 
 def parse_variant(text: str) -> dict:
@@ -45,26 +45,21 @@ def main() -> None:
     print(json.dumps({"machine": machine()}), flush=True)
     variants = {v: parse_variant(v) for v in args.variants}
     results = []
-    for name in args.datasets.split(","):
-        prefix, descriptions = DATASETS[name]
-        names = list(descriptions)
-        train_texts, train_labels = read_split(args.data / f"{prefix}.train", names)
-        dev_texts, dev_labels = read_split(args.data / f"{prefix}.dev", names)
-        for shots in (int(s) for s in args.shots.split(",")):
-            for seed in (int(s) for s in args.seeds.split(",")):
-                texts, labels = sample(train_texts, train_labels, shots, seed)
-                for variant, kwargs in variants.items():
-                    start = time.perf_counter()
-                    lab = SetFitLabeler(descriptions=descriptions, seed=seed, **kwargs).fit(texts, labels)
-                    seconds = time.perf_counter() - start
-                    proba = lab.predict_proba(dev_texts)
-                    pred = proba.argmax(axis=1)
-                    gold = np.array([lab.classes.index(y) for y in dev_labels])
-                    row = {"dataset": name, "shots": shots, "seed": seed, "variant": variant,
-                           "accuracy": float((pred == gold).mean()), "ece": ece_of(proba, pred, gold),
-                           "train_s": seconds, "temperature": lab.temperature, "head_c": lab.fit_info["head_c"]}
-                    results.append(row)
-                    print(json.dumps(row), flush=True)
+    settings = samples(args.data, args.datasets.split(","), [int(s) for s in args.shots.split(",")],
+                       [int(s) for s in args.seeds.split(",")], "dev")
+    for name, descriptions, shots, seed, texts, labels, dev_texts, dev_labels in settings:
+        for variant, kwargs in variants.items():
+            start = time.perf_counter()
+            lab = SetFitLabeler(descriptions=descriptions, seed=seed, **kwargs).fit(texts, labels)
+            seconds = time.perf_counter() - start
+            proba = lab.predict_proba(dev_texts)
+            pred = proba.argmax(axis=1)
+            gold = np.array([lab.classes.index(y) for y in dev_labels])
+            row = {"dataset": name, "shots": shots, "seed": seed, "variant": variant,
+                   "accuracy": float((pred == gold).mean()), "ece": ece_of(proba, pred, gold),
+                   "train_s": seconds, "temperature": lab.temperature, "head_c": lab.fit_info["head_c"]}
+            results.append(row)
+            print(json.dumps(row), flush=True)
     print("\n| dataset | shots | variant | dev accuracy (mean ± std) | ECE (mean) | train s (mean) | per seed |")
     print("|---|---|---|---|---|---|---|")
     for key in dict.fromkeys((r["dataset"], r["shots"], r["variant"]) for r in results):

@@ -74,6 +74,21 @@ def sample(texts, labels, shots: int, seed: int):
     return [texts[i] for i in chosen], [labels[i] for i in chosen]
 
 
+def samples(data: Path, datasets: list[str], shots_list: list[int], seeds: list[int], split: str):
+    """For each dataset, shot count and seed, in that order: ``(name, descriptions, shots, seed, texts,
+    labels, eval_texts, eval_labels)``, the training sample drawn from the train split and the whole
+    ``split`` ("test" or "dev") to score on."""
+    for name in datasets:
+        prefix, descriptions = DATASETS[name]
+        names = list(descriptions)
+        train_texts, train_labels = read_split(data / f"{prefix}.train", names)
+        eval_texts, eval_labels = read_split(data / f"{prefix}.{split}", names)
+        for shots in shots_list:
+            for seed in seeds:
+                yield (name, descriptions, shots, seed, *sample(train_texts, train_labels, shots, seed),
+                       eval_texts, eval_labels)
+
+
 def ece_of(proba: np.ndarray, pred_idx: np.ndarray, gold_idx: np.ndarray) -> float:
     from semsearch.label import expected_calibration_error
 
@@ -198,34 +213,30 @@ def main() -> None:
             parser.error("threshold-cross-encoder needs --rerank MODEL")
         reranker = Reranker(args.rerank)
     results = []
-    for name in args.datasets.split(","):
-        prefix, descriptions = DATASETS[name]
+    settings = samples(args.data, args.datasets.split(","), [int(s) for s in args.shots.split(",")],
+                       list(range(args.seeds)), "test")
+    for name, descriptions, shots, seed, texts, labels, test_texts, test_labels in settings:
         names = list(descriptions)
-        train_texts, train_labels = read_split(args.data / f"{prefix}.train", names)
-        test_texts, test_labels = read_split(args.data / f"{prefix}.test", names)
-        for shots in (int(s) for s in args.shots.split(",")):
-            for seed in range(args.seeds):
-                texts, labels = sample(train_texts, train_labels, shots, seed)
-                for method in methods:  # interleaved: every method on this sample before the next seed
-                    if method.startswith("threshold") and len(names) != 2:
-                        continue
-                    if method == "setfit":
-                        proba, classes, seconds, info = run_setfit(model_path, texts, labels, test_texts, seed,
-                                                                   args.setfit_pair_cap)
-                    elif method in ("semsearch-setfit", "semsearch-setfit-contrastive"):
-                        proba, classes, seconds, info = run_ours(texts, labels, test_texts, seed, descriptions,
-                                                                 "contrastive" if method.endswith("ive") else "auto")
-                    else:
-                        proba, classes, seconds, info = run_threshold(
-                            embedder, texts, labels, test_texts, descriptions,
-                            reranker if method == "threshold-cross-encoder" else None)
-                    pred = proba.argmax(axis=1)
-                    gold = np.array([classes.index(y) for y in test_labels])
-                    row = {"dataset": name, "shots": shots, "seed": seed, "method": method,
-                           "accuracy": float((pred == gold).mean()), "ece": ece_of(proba, pred, gold),
-                           "train_s": seconds, **info}
-                    results.append(row)
-                    print(json.dumps(row), flush=True)
+        for method in methods:  # interleaved: every method on this sample before the next seed
+            if method.startswith("threshold") and len(names) != 2:
+                continue
+            if method == "setfit":
+                proba, classes, seconds, info = run_setfit(model_path, texts, labels, test_texts, seed,
+                                                           args.setfit_pair_cap)
+            elif method in ("semsearch-setfit", "semsearch-setfit-contrastive"):
+                proba, classes, seconds, info = run_ours(texts, labels, test_texts, seed, descriptions,
+                                                         "contrastive" if method.endswith("ive") else "auto")
+            else:
+                proba, classes, seconds, info = run_threshold(
+                    embedder, texts, labels, test_texts, descriptions,
+                    reranker if method == "threshold-cross-encoder" else None)
+            pred = proba.argmax(axis=1)
+            gold = np.array([classes.index(y) for y in test_labels])
+            row = {"dataset": name, "shots": shots, "seed": seed, "method": method,
+                   "accuracy": float((pred == gold).mean()), "ece": ece_of(proba, pred, gold),
+                   "train_s": seconds, **info}
+            results.append(row)
+            print(json.dumps(row), flush=True)
     report(results, methods)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
