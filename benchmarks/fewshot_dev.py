@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 import ast
 import json
-import statistics
 import time
 from pathlib import Path
 
 import numpy as np
-from fewshot_sst import DEFAULT_DATA, ece_of, machine, samples
+from fewshot_sst import DEFAULT_DATA, ece_of, machine, samples, summary_cells
 
 
 def parse_variant(text: str) -> dict:
@@ -64,11 +63,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for key in dict.fromkeys((r["dataset"], r["shots"], r["variant"]) for r in results):
         rows = [r for r in results if (r["dataset"], r["shots"], r["variant"]) == key]
-        acc = [100 * r["accuracy"] for r in rows]
-        std = statistics.stdev(acc) if len(acc) > 1 else 0.0
-        print(f"| {key[0]} | {key[1]} | `{key[2]}` | {statistics.mean(acc):.1f} ± {std:.1f} "
-              f"| {statistics.mean(r['ece'] for r in rows):.3f} | {statistics.mean(r['train_s'] for r in rows):.1f} "
-              f"| {' / '.join(f'{a:.1f}' for a in acc)} |")
+        per_seed = " / ".join(f"{100 * r['accuracy']:.1f}" for r in rows)
+        print(f"| {key[0]} | {key[1]} | `{key[2]}` | {summary_cells(rows)} | {per_seed} |")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -216,9 +216,8 @@ def main() -> None:
     settings = samples(args.data, args.datasets.split(","), [int(s) for s in args.shots.split(",")],
                        list(range(args.seeds)), "test")
     for name, descriptions, shots, seed, texts, labels, test_texts, test_labels in settings:
-        names = list(descriptions)
         for method in methods:  # interleaved: every method on this sample before the next seed
-            if method.startswith("threshold") and len(names) != 2:
+            if method.startswith("threshold") and len(descriptions) != 2:
                 continue
             if method == "setfit":
                 proba, classes, seconds, info = run_setfit(model_path, texts, labels, test_texts, seed,
@@ -250,11 +249,15 @@ def report(results: list[dict], methods: list[str]) -> None:
     print("|---|---|---|---|---|---|---|---|")
     for key in _settings(results, methods):
         rows = [r for r in results if (r["dataset"], r["shots"], r["method"]) == key]
-        acc = [100 * r["accuracy"] for r in rows]
-        std = statistics.stdev(acc) if len(acc) > 1 else 0.0
-        print(f"| {key[0]} | {key[1]} | {key[2]} | {statistics.mean(acc):.1f} ± {std:.1f} "
-              f"| {statistics.mean(r['ece'] for r in rows):.3f} | {statistics.mean(r['train_s'] for r in rows):.1f} "
-              f"| {len(rows)} | {_notes(rows)} |")
+        print(f"| {key[0]} | {key[1]} | {key[2]} | {summary_cells(rows)} | {len(rows)} | {_notes(rows)} |")
+
+
+def summary_cells(rows: list[dict]) -> str:
+    """Table cells for rows of one setting: accuracy mean ± std (%), mean ECE, mean training seconds."""
+    acc = [100 * r["accuracy"] for r in rows]
+    std = statistics.stdev(acc) if len(acc) > 1 else 0.0
+    return (f"{statistics.mean(acc):.1f} ± {std:.1f} | {statistics.mean(r['ece'] for r in rows):.3f} "
+            f"| {statistics.mean(r['train_s'] for r in rows):.1f}")
 
 
 def _settings(results: list[dict], methods: list[str]) -> list[tuple]:

@@ -369,8 +369,7 @@ def _tune_on_descriptions(body, texts: list[str], targets: list[int], descriptio
         features = tokenize(batch)
         return torch.nn.functional.normalize(body(features)["sentence_embedding"].float(), dim=-1)
 
-    # A batch is embedded in length-sorted sub-batches: the same texts, step and loss, about half the padding
-    lengths = [len(ids) for ids in body.tokenizer(texts)["input_ids"]] if hasattr(body, "tokenizer") else None
+    lengths = [len(ids) for ids in body.tokenizer(texts)["input_ids"]]  # for the sub-batches (SUB_BATCH)
 
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # dropout
@@ -388,9 +387,7 @@ def _tune_on_descriptions(body, texts: list[str], targets: list[int], descriptio
             for _ in range(epochs):
                 order = torch.randperm(len(texts), generator=generator)
                 for start in range(0, len(texts), batch_size):
-                    idx = order[start:start + batch_size].tolist()
-                    if lengths is not None:
-                        idx.sort(key=lengths.__getitem__)
+                    idx = sorted(order[start:start + batch_size].tolist(), key=lengths.__getitem__)
                     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                         texts_emb = torch.cat([embed([texts[i] for i in idx[k:k + SUB_BATCH]])
                                                for k in range(0, len(idx), SUB_BATCH)])
