@@ -24,7 +24,7 @@ For each dataset, shot count (examples per class) and seed, the same training sa
 Reports test accuracy mean ± std over seeds, training seconds, and the expected calibration
 error (ECE, 10 bins) of the predicted label's probability.
 
-    python benchmarks/fewshot_sst.py [--data ../shared/datasets/classification] [--shots 8,64] [--seeds 5]
+    python benchmarks/fewshot_sst.py [--data ../shared/datasets/classification] [--shots 8,64] [--seeds 5] [--first-seed 0]
         [--json RUN.json] [--plot docs/fewshot-sst/accuracy.png]
     python benchmarks/fewshot_sst.py --from-json RUN.json --plot accuracy.png   # re-render, no training
 """
@@ -181,19 +181,21 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--datasets", default="sst2,sst5")
     parser.add_argument("--shots", default="8,64")
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=5, help="how many seeds")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seeds run from this one (to extend a saved run with more seeds)")
     parser.add_argument("--methods", default="setfit,semsearch-setfit,threshold")
     parser.add_argument("--setfit-pair-cap", type=int, default=4096,
                         help="cap plain setfit's pairs (via max_steps) where its default draws more")
     parser.add_argument("--rerank", default=None, help="cross-encoder for the threshold-cross-encoder method")
     parser.add_argument("--json", type=Path, default=None, help="write every row here")
     parser.add_argument("--plot", type=Path, default=None, help="PNG: accuracy per seed and method")
-    parser.add_argument("--from-json", type=Path, default=None,
-                        help="no training: print the table (and --plot) of a run saved with --json")
+    parser.add_argument("--from-json", type=Path, nargs="+", default=None,
+                        help="no training: print the table (and --plot) of runs saved with --json, rows pooled")
     args = parser.parse_args()
     methods = args.methods.split(",")
     if args.from_json:
-        results = json.loads(args.from_json.read_text())
+        results = [row for path in args.from_json for row in json.loads(path.read_text())]
         report(results, methods)
         if args.plot:
             plot(results, methods, args.plot)
@@ -214,7 +216,7 @@ def main() -> None:
         reranker = Reranker(args.rerank)
     results = []
     settings = samples(args.data, args.datasets.split(","), [int(s) for s in args.shots.split(",")],
-                       list(range(args.seeds)), "test")
+                       list(range(args.first_seed, args.first_seed + args.seeds)), "test")
     for name, descriptions, shots, seed, texts, labels, test_texts, test_labels in settings:
         for method in methods:  # interleaved: every method on this sample before the next seed
             if method.startswith("threshold") and len(descriptions) != 2:
