@@ -18,8 +18,7 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-from fewshot_sst import DEFAULT_DATA, ece_of, machine, samples, summary_cells
+from fewshot_sst import DEFAULT_DATA, SUMMARY_HEADER, machine, samples, scores, summary_cells
 
 
 def parse_variant(text: str) -> dict:
@@ -51,15 +50,12 @@ def main() -> None:
             start = time.perf_counter()
             lab = SetFitLabeler(descriptions=descriptions, seed=seed, **kwargs).fit(texts, labels)
             seconds = time.perf_counter() - start
-            proba = lab.predict_proba(dev_texts)
-            pred = proba.argmax(axis=1)
-            gold = np.array([lab.classes.index(y) for y in dev_labels])
             row = {"dataset": name, "shots": shots, "seed": seed, "variant": variant,
-                   "accuracy": float((pred == gold).mean()), "ece": ece_of(proba, pred, gold),
-                   "train_s": seconds, "temperature": lab.temperature, "head_c": lab.fit_info["head_c"]}
+                   **scores(lab.predict_proba(dev_texts), lab.classes, dev_labels), "train_s": seconds,
+                   "temperature": lab.temperature, "head_c": lab.fit_info["head_c"]}
             results.append(row)
             print(json.dumps(row), flush=True)
-    print("\n| dataset | shots | variant | dev accuracy (mean ± std) | ECE (mean) | train s (mean) | per seed |")
+    print(f"\n| dataset | shots | variant | dev {SUMMARY_HEADER} | per seed |")
     print("|---|---|---|---|---|---|---|")
     for key in dict.fromkeys((r["dataset"], r["shots"], r["variant"]) for r in results):
         rows = [r for r in results if (r["dataset"], r["shots"], r["variant"]) == key]

@@ -22,10 +22,12 @@ For each dataset, shot count (examples per class) and seed, the same training sa
   better evidence than the bi-encoder's.
 
 Reports test accuracy mean ± std over seeds, training seconds, and the expected calibration
-error (ECE, 10 bins) of the predicted label's probability.
+error (ECE, 10 bins) of the predicted label's probability; then, per setting, semsearch-setfit
+against setfit on the same seeds: mean accuracy difference, seeds ahead, and the ratio of their
+standard deviations with a bootstrap interval.
 
-    python benchmarks/fewshot_sst.py [--data ../shared/datasets/classification] [--shots 8,64] [--seeds 5] [--first-seed 0]
-        [--json RUN.json] [--plot docs/fewshot-sst/accuracy.png]
+    python benchmarks/fewshot_sst.py [--data ../shared/datasets/classification] [--shots 8,64]
+        [--seeds 5] [--first-seed 0] [--json RUN.json] [--plot docs/fewshot-sst/accuracy.png]
     python benchmarks/fewshot_sst.py --from-json RUN.json --plot accuracy.png   # re-render, no training
 """
 
@@ -89,11 +91,14 @@ def samples(data: Path, datasets: list[str], shots_list: list[int], seeds: list[
                        eval_texts, eval_labels)
 
 
-def ece_of(proba: np.ndarray, pred_idx: np.ndarray, gold_idx: np.ndarray) -> float:
+def scores(proba: np.ndarray, classes: list[str], gold_labels: list[str]) -> dict:
+    """Accuracy and the ECE (10 bins) of the predicted label's probability; ``proba`` columns follow ``classes``."""
     from semsearch.label import expected_calibration_error
 
-    confidence = proba[np.arange(len(proba)), pred_idx]
-    return expected_calibration_error(confidence, pred_idx == gold_idx)
+    pred = proba.argmax(axis=1)
+    gold = np.array([classes.index(y) for y in gold_labels])
+    confidence = proba[np.arange(len(proba)), pred]
+    return {"accuracy": float((pred == gold).mean()), "ece": expected_calibration_error(confidence, pred == gold)}
 
 
 def default_setfit_pairs(labels) -> int:
@@ -231,11 +236,8 @@ def main() -> None:
                 proba, classes, seconds, info = run_threshold(
                     embedder, texts, labels, test_texts, descriptions,
                     reranker if method == "threshold-cross-encoder" else None)
-            pred = proba.argmax(axis=1)
-            gold = np.array([classes.index(y) for y in test_labels])
             row = {"dataset": name, "shots": shots, "seed": seed, "method": method,
-                   "accuracy": float((pred == gold).mean()), "ece": ece_of(proba, pred, gold),
-                   "train_s": seconds, **info}
+                   **scores(proba, classes, test_labels), "train_s": seconds, **info}
             results.append(row)
             print(json.dumps(row), flush=True)
     report(results, methods)
@@ -247,19 +249,47 @@ def main() -> None:
 
 def report(results: list[dict], methods: list[str]) -> None:
     """The markdown table: accuracy mean ± std over seeds, mean ECE and training seconds per setting."""
-    print("\n| dataset | shots | method | accuracy (mean ± std) | ECE (mean) | train s (mean) | seeds | notes |")
+    print(f"\n| dataset | shots | method | {SUMMARY_HEADER} | seeds | notes |")
     print("|---|---|---|---|---|---|---|---|")
     for key in _settings(results, methods):
         rows = [r for r in results if (r["dataset"], r["shots"], r["method"]) == key]
         print(f"| {key[0]} | {key[1]} | {key[2]} | {summary_cells(rows)} | {len(rows)} | {_notes(rows)} |")
+    if {"setfit", "semsearch-setfit"} <= set(methods):
+        print()
+        for name, shots in sorted({(r["dataset"], r["shots"]) for r in results}):
+            print(f"{name} {shots}-shot: {paired(results, name, shots)}")
+
+
+SUMMARY_HEADER = "accuracy (mean ± std) | ECE (mean, max) | train s (mean, max)"
 
 
 def summary_cells(rows: list[dict]) -> str:
-    """Table cells for rows of one setting: accuracy mean ± std (%), mean ECE, mean training seconds."""
+    """Table cells (:data:`SUMMARY_HEADER`) for the rows of one setting; accuracy in %."""
     acc = [100 * r["accuracy"] for r in rows]
+    ece, secs = [r["ece"] for r in rows], [r["train_s"] for r in rows]
     std = statistics.stdev(acc) if len(acc) > 1 else 0.0
-    return (f"{statistics.mean(acc):.1f} ± {std:.1f} | {statistics.mean(r['ece'] for r in rows):.3f} "
-            f"| {statistics.mean(r['train_s'] for r in rows):.1f}")
+    return (f"{statistics.mean(acc):.1f} ± {std:.1f} | {statistics.mean(ece):.3f}, {max(ece):.3f} "
+            f"| {statistics.mean(secs):.1f}, {max(secs):.1f}")
+
+
+def paired(results: list[dict], name: str, shots: int, ours: str = "semsearch-setfit", base: str = "setfit") -> str:
+    """``ours`` against ``base`` on the seeds both ran: mean accuracy difference (standard error), seeds
+    ahead, and the ratio of their standard deviations with a bootstrap 90% interval over seeds."""
+    acc = {m: {r["seed"]: 100 * r["accuracy"] for r in results
+               if (r["dataset"], r["shots"], r["method"]) == (name, shots, m)} for m in (ours, base)}
+    seeds = sorted(set(acc[ours]) & set(acc[base]))
+    if len(seeds) < 3:
+        return f"{len(seeds)} paired seeds, too few to compare"
+    a, b = np.array([acc[ours][s] for s in seeds]), np.array([acc[base][s] for s in seeds])
+    diff = a - b
+    rng = np.random.default_rng(0)
+    draws = rng.integers(0, len(seeds), size=(10_000, len(seeds)))
+    sa, sb = a[draws].std(axis=1), b[draws].std(axis=1)
+    ratios = np.sort(sa[sb > 0] / sb[sb > 0])
+    low, high = np.quantile(ratios, [0.05, 0.95])
+    return (f"{ours} - {base} {diff.mean():+.1f} (se {diff.std(ddof=1) / np.sqrt(len(diff)):.1f}), ahead on "
+            f"{int((diff > 0).sum())}/{len(seeds)} seeds; std ratio {a.std(ddof=1) / b.std(ddof=1):.2f}, "
+            f"bootstrap 90% [{low:.2f}, {high:.2f}]")
 
 
 def _settings(results: list[dict], methods: list[str]) -> list[tuple]:
