@@ -136,7 +136,8 @@ def run_ours(texts, labels, test_texts, seed, descriptions, tuning="auto"):
     start = time.perf_counter()
     lab = SetFitLabeler(descriptions=descriptions, tuning=tuning, seed=seed).fit(texts, labels)
     seconds = time.perf_counter() - start
-    info = {k: lab.fit_info[k] for k in ("tuning", "calibration", "crossfit_folds", "temperature", "bf16", "head_c")}
+    info = {k: lab.fit_info[k] for k in ("tuning", "calibration", "crossfit_folds", "temperature", "bf16", "head_c",
+                                         "epochs", "steps")}
     return lab.predict_proba(test_texts), lab.classes, seconds, info
 
 
@@ -158,7 +159,9 @@ def _notes(rows) -> str:
     if "calibration" in rows[0]:
         temps = [r["temperature"] for r in rows]
         span = f", T {min(temps):.2f}-{max(temps):.2f}" if rows[0]["calibration"] != "none" else ""
-        return (f"{rows[0]['tuning']} tuning, head C {rows[0]['head_c']:.3g}, {rows[0]['calibration']} calibration"
+        epochs = sorted({r["epochs"] for r in rows if "epochs" in r})
+        epochs = f", {'/'.join(map(str, epochs))} epochs" if epochs else ""
+        return (f"{rows[0]['tuning']} tuning{epochs}, head C {rows[0]['head_c']:.3g}, {rows[0]['calibration']} calibration"
                 + (f" ({rows[0]['crossfit_folds']} folds)" if rows[0]["calibration"] != "none" else "") + span
                 + (", bf16" if rows[0]["bf16"] else ", fp32"))
     return ""
@@ -196,11 +199,14 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="write every row here")
     parser.add_argument("--plot", type=Path, default=None, help="PNG: accuracy per seed and method")
     parser.add_argument("--from-json", type=Path, nargs="+", default=None,
-                        help="no training: print the table (and --plot) of runs saved with --json, rows pooled")
+                        help="no training: print the table (and --plot) of runs saved with --json, rows pooled; "
+                             "a later file's row replaces an earlier one of the same dataset, shots, seed and method")
     args = parser.parse_args()
     methods = args.methods.split(",")
     if args.from_json:
-        results = [row for path in args.from_json for row in json.loads(path.read_text())]
+        pooled = {(row["dataset"], row["shots"], row["seed"], row["method"]): row
+                  for path in args.from_json for row in json.loads(path.read_text())}
+        results = list(pooled.values())
         report(results, methods)
         if args.plot:
             plot(results, methods, args.plot)

@@ -47,9 +47,9 @@ def test_tuning_on_descriptions_pulls_each_text_to_its_label_description(tiny_be
         cos = lab._encode(A + B) @ lab._descriptions_emb.T
         return float(np.mean(np.r_[cos[:4, 0] - cos[:4, 1], cos[4:, 1] - cos[4:, 0]]))
 
-    lab = SetFitLabeler(tiny_bert, descriptions=descriptions, description_epochs=20, body_lr=1e-3,
+    lab = SetFitLabeler(tiny_bert, descriptions=descriptions, description_epochs=30, body_lr=1e-3,
                         description_scale=1.0, seed=0).fit(A + B, ["animal"] * 4 + ["water"] * 4)
-    assert lab.fit_info["tuning"] == "descriptions" and lab.fit_info["steps"] == 20  # "auto" with every label described
+    assert lab.fit_info["tuning"] == "descriptions" and lab.fit_info["steps"] == 30  # "auto" with every label described
     assert margin(lab) > margin(before) + 0.1
     assert lab.predict(probe) == ["animal", "water"]
     # the word-embedding matrix stays as loaded (tune_word_embeddings=False), the layers above it move
@@ -66,7 +66,7 @@ def test_tuning_on_descriptions_pulls_each_text_to_its_label_description(tiny_be
     np.testing.assert_allclose(SetFitLabeler.load(tmp_path / "lab").predict_proba(probe), lab.predict_proba(probe),
                                atol=1e-6)
     # same seed, same labeller
-    again = SetFitLabeler(tiny_bert, descriptions=descriptions, description_epochs=20, body_lr=1e-3,
+    again = SetFitLabeler(tiny_bert, descriptions=descriptions, description_epochs=30, body_lr=1e-3,
                           description_scale=1.0, seed=0).fit(A + B, ["animal"] * 4 + ["water"] * 4)
     np.testing.assert_allclose(again.predict_proba(probe), lab.predict_proba(probe), atol=1e-6)
 
@@ -110,6 +110,36 @@ def test_description_tuning_in_sub_batches_matches_plain_whole_batch_steps(tiny_
     module._tune_on_descriptions(body, texts, targets, descriptions, epochs=2, batch_size=5, lr=1e-3, scale=10.0,
                                  seed=0, bf16=False, progress=False)
     torch.testing.assert_close(flat(body), flat(ref), atol=1e-5, rtol=1e-4)
+
+
+def test_few_examples_get_epochs_up_to_the_minimum_steps_and_fold_models_the_same_epochs(tiny_bert, monkeypatch):
+    import semsearch.label_setfit as module
+
+    assert [module.tuning_epochs(n, 16, 4, 24) for n in (16, 17, 40, 80, 81, 128)] == [24, 12, 8, 5, 4, 4]
+    assert module.tuning_epochs(16, 16, 4, 0) == 4
+    calls = []
+    tune = module._tune_on_descriptions
+
+    def spy(body, texts, *args, **kwargs):  # the real tuning, recording how many texts for how many epochs
+        calls.append((len(texts), kwargs["epochs"]))
+        return tune(body, texts, *args, **kwargs)
+
+    monkeypatch.setattr(module, "_tune_on_descriptions", spy)
+    descriptions = {"animal": "a cat or a dog", "water": "rivers and the sea"}
+    texts, labels = A + B, ["animal"] * 4 + ["water"] * 4   # 8 examples: one batch of 16 an epoch
+    lab = SetFitLabeler(tiny_bert, descriptions=descriptions, description_min_steps=6, seed=0).fit(texts, labels)
+    assert (lab.fit_info["epochs"], lab.fit_info["steps"]) == (6, 6) and calls == [(8, 6)]
+    calls.clear()
+    lab = SetFitLabeler(tiny_bert, descriptions=descriptions, description_min_steps=6, batch_size=2,
+                        calibration="crossfit", seed=0).fit(texts, labels)
+    # full model: 4 steps an epoch, so the 4 default epochs already pass 6 steps; 4 fold models, 6 texts, 4 epochs
+    assert (lab.fit_info["epochs"], lab.fit_info["steps"]) == (4, 16) and calls == [(8, 4)] + [(6, 4)] * 4
+    calls.clear()
+    lab = SetFitLabeler(tiny_bert, descriptions=descriptions, description_min_steps=15, batch_size=3,
+                        calibration="crossfit", seed=0).fit(texts, labels)
+    # full model: 3 steps an epoch, 5 epochs for 15 steps; the fold models (6 texts, 2 steps an epoch) run 5
+    # epochs too, not the 8 that 15 steps of their own would take
+    assert (lab.fit_info["epochs"], lab.fit_info["steps"]) == (5, 15) and calls == [(8, 5)] + [(6, 5)] * 4
 
 
 def test_pairs_are_whole_iterations_within_the_budget(tiny_bert):
@@ -190,6 +220,8 @@ def test_setfit_bad_input(tiny_bert):
         SetFitLabeler(tiny_bert, descriptions={"a": "cats"}, tuning="descriptions").fit(A, ["a", "b", "a", "b"])
     with pytest.raises(BadInput, match="head_c must be positive"):
         SetFitLabeler(tiny_bert, head_c=0)
+    with pytest.raises(BadInput, match="description_min_steps at least 0"):
+        SetFitLabeler(tiny_bert, description_min_steps=-1)
     with pytest.raises(BadInput, match="valid: auto, crossfit, none"):
         SetFitLabeler(tiny_bert, calibration="platt")
     with pytest.raises(BadInput, match="at least 2 examples of every label"):
