@@ -47,9 +47,9 @@ def test_tuning_on_descriptions_pulls_each_text_to_its_label_description(tiny_be
         cos = lab._encode(A + B) @ lab._descriptions_emb.T
         return float(np.mean(np.r_[cos[:4, 0] - cos[:4, 1], cos[4:, 1] - cos[4:, 0]]))
 
-    lab = SetFitLabeler(tiny_bert, descriptions=descriptions, description_epochs=30, body_lr=1e-3,
+    lab = SetFitLabeler(tiny_bert, descriptions=descriptions, description_epochs=20, body_lr=1e-3,
                         description_scale=1.0, seed=0).fit(A + B, ["animal"] * 4 + ["water"] * 4)
-    assert lab.fit_info["tuning"] == "descriptions" and lab.fit_info["steps"] == 30  # "auto" with every label described
+    assert lab.fit_info["tuning"] == "descriptions" and lab.fit_info["steps"] == 20  # "auto" with every label described
     assert margin(lab) > margin(before) + 0.1
     assert lab.predict(probe) == ["animal", "water"]
     # the word-embedding matrix stays as loaded (tune_word_embeddings=False), the layers above it move
@@ -66,7 +66,7 @@ def test_tuning_on_descriptions_pulls_each_text_to_its_label_description(tiny_be
     np.testing.assert_allclose(SetFitLabeler.load(tmp_path / "lab").predict_proba(probe), lab.predict_proba(probe),
                                atol=1e-6)
     # same seed, same labeller
-    again = SetFitLabeler(tiny_bert, descriptions=descriptions, description_epochs=30, body_lr=1e-3,
+    again = SetFitLabeler(tiny_bert, descriptions=descriptions, description_epochs=20, body_lr=1e-3,
                           description_scale=1.0, seed=0).fit(A + B, ["animal"] * 4 + ["water"] * 4)
     np.testing.assert_allclose(again.predict_proba(probe), lab.predict_proba(probe), atol=1e-6)
 
@@ -129,6 +129,12 @@ def test_few_examples_get_epochs_up_to_the_minimum_steps_and_fold_models_the_sam
     texts, labels = A + B, ["animal"] * 4 + ["water"] * 4   # 8 examples: one batch of 16 an epoch
     lab = SetFitLabeler(tiny_bert, descriptions=descriptions, description_min_steps=6, seed=0).fit(texts, labels)
     assert (lab.fit_info["epochs"], lab.fit_info["steps"]) == (6, 6) and calls == [(8, 6)]
+    calls.clear()
+    # the default: DESCRIPTION_MIN_STEPS (24) with a cross-fitted temperature, none without one
+    lab = SetFitLabeler(tiny_bert, descriptions=descriptions, seed=0).fit(texts, labels)
+    assert lab.fit_info["calibration"] == "none" and lab.fit_info["epochs"] == 4
+    lab = SetFitLabeler(tiny_bert, descriptions=descriptions, calibration="crossfit", seed=0).fit(texts, labels)
+    assert lab.fit_info["epochs"] == 24 and calls[-5:] == [(8, 24)] + [(6, 24)] * 4
     calls.clear()
     lab = SetFitLabeler(tiny_bert, descriptions=descriptions, description_min_steps=6, batch_size=2,
                         calibration="crossfit", seed=0).fit(texts, labels)
