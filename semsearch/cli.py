@@ -158,7 +158,7 @@ def index(corpus, index_dir, model, pooling, factory, batch_size, max_length, fm
         given = [f"--{k.replace('_', '-')}" for k, v in ray_options.items() if v is not None]
         raise BadInput(f"{', '.join(given)}: only with --engine ray")
     if engine == "ray":
-        from .distributed import corpus_files
+        from .ray_corpus import corpus_files
 
         corpus_files(corpus, fmt)  # fail before the model loads
         _quiet_ray(quiet)

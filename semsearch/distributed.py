@@ -29,7 +29,6 @@ writes to disk is pickled.
 
 from __future__ import annotations
 
-import csv
 import functools
 import gc
 import json
@@ -45,13 +44,14 @@ from typing import TYPE_CHECKING, Callable, Iterator
 import numpy as np
 
 from .build import DOCS_FILE, VECTORS_FILE, check_target
-from .corpus import EXTENSIONS, document_from_record, json_record
+from .corpus import document_from_record, json_record
 from .embedding import Embedder, TransformerEmbedder, embedder_from_config
 from .errors import BadInput, ModelError
 from .folders import atomic_folder
 from .index import AUTO_HNSW_THRESHOLD, METRIC, VectorIndex
 from .lexical import LEXICAL_DIR, LexicalBuilder
 from .manifest import Manifest, format_version_for
+from .ray_corpus import RAY_FORMATS, _check_columns, _read, corpus_files
 from .ray_index import build_sharded, ondisk_capable, parquet_vectors, ray_call, train_size
 from .store import DocStore, metadata_json
 from .types import Document
@@ -64,7 +64,6 @@ __all__ = ["build_with_ray", "corpus_files", "RAY_FORMATS"]
 
 log = logging.getLogger(__name__)
 
-RAY_FORMATS = ("jsonl", "csv", "tsv", "parquet")
 SHARDS_DIR = "shards"  # staging: Parquet shards of embedded documents, removed once the index is written
 FREE_CPU_WAIT_S = 60.0  # how long a build waits for the CPUs it needs before giving up
 _STORE_BATCH = 1024  # documents per SQLite commit on the driver
@@ -172,103 +171,6 @@ def build_with_ray(
     return SearchEngine.open(path, embedder=embedder)
 
 
-# --- the corpus ------------------------------------------------------------------------------
-
-
-def corpus_files(source: str | os.PathLike, format: str | None = None) -> tuple[list[Path], str]:
-    """The files of a corpus for Ray, and their format: a file, or every file of one format in a folder."""
-    p = Path(source).expanduser()
-    if not p.exists():
-        raise BadInput(f"corpus {str(source)!r} does not exist")
-    if format is not None and format not in RAY_FORMATS:
-        raise BadInput(f"the Ray engine reads {', '.join(RAY_FORMATS)}, not {format!r}")
-    if p.is_file():
-        fmt = format or EXTENSIONS.get(p.suffix.lower())
-        if fmt not in RAY_FORMATS:
-            raise BadInput(f"the Ray engine reads {', '.join(RAY_FORMATS)} files; cannot tell the format of "
-                           f"{str(source)!r} from its extension (pass a format)")
-        return [p], fmt
-    files = sorted(f for f in p.rglob("*") if f.is_file() and EXTENSIONS.get(f.suffix.lower()) in RAY_FORMATS)
-    kinds = sorted({EXTENSIONS[f.suffix.lower()] for f in files})
-    if format is not None:
-        files = [f for f in files if EXTENSIONS[f.suffix.lower()] == format]
-    elif len(kinds) > 1:
-        raise BadInput(f"folder {str(source)!r} holds files of several formats ({', '.join(kinds)}); pass a format")
-    if not files:
-        raise BadInput(f"folder {str(source)!r} holds no {format or ' / '.join(RAY_FORMATS)} files")
-    return files, format or kinds[0]
-
-
-def _check_columns(files: list[Path], fmt: str, fields: tuple) -> None:
-    """CSV/TSV and Parquet name their columns up front: check the id and text columns are there."""
-    if fmt == "jsonl":
-        return
-    id_field, text_field, _ = fields
-    for file, columns in zip(files, _columns(files, fmt)):
-        for field in (id_field or next((f for f in ("_id", "id") if f in columns), "id"), text_field):
-            if field not in columns:
-                raise BadInput(f"{file}: no column {field!r} (columns: {', '.join(columns) or 'none'})")
-
-
-def _columns(files: list[Path], fmt: str) -> list[list[str]]:
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            return [pq.read_schema(f).names for f in files]
-        except (OSError, ValueError) as exc:
-            raise BadInput(f"cannot read Parquet schema: {exc}") from None
-    headers = []
-    for file in files:
-        try:
-            with open(file, encoding="utf-8", newline="") as fh:
-                headers.append(next(csv.reader(fh, delimiter="\t" if fmt == "tsv" else ","), []))
-        except (OSError, UnicodeDecodeError, csv.Error) as exc:
-            raise BadInput(f"cannot read the header of {file}: {exc}") from None
-    return headers
-
-
-def _read(ray, files: list[Path], fmt: str, fields: tuple, rows_per_block: int):
-    """The corpus as a Ray Dataset of raw records: JSONL as numbered lines (split on newlines only, and
-    parsed by the actors exactly as a local build parses them; no schema inference), CSV/TSV as documents
-    read by the local reader, one task per file, Parquet as it is (folder names are not read as columns).
-    A file's records come as one block; they are split into blocks of ``rows_per_block`` so that every
-    actor gets work."""
-    paths = [str(f) for f in files]
-    if fmt == "jsonl":
-        lines = ray.data.read_binary_files(paths, include_paths=True).flat_map(_jsonl_lines)
-        return lines.repartition(target_num_rows_per_block=rows_per_block)  # a file is one block: split it
-    if fmt == "parquet":
-        return ray.data.read_parquet(paths, partitioning=None)
-    # CSV/TSV: parsed by the local reader itself (Python's csv: quoted newlines, short rows, line numbers)
-    documents = ray.data.from_items([{"path": p} for p in paths]).flat_map(_csv_documents, fn_args=(fmt, fields))
-    return documents.repartition(target_num_rows_per_block=rows_per_block)
-
-
-def _csv_documents(row: dict, fmt: str, fields: tuple) -> list[dict]:
-    """One CSV/TSV file's documents, read by :func:`semsearch.corpus.read_corpus` (same rules, same errors)."""
-    from .corpus import read_corpus
-
-    id_field, text_field, title_field = fields
-    return [{"id": d.id, "title": d.title, "text": d.text, "metadata": metadata_json(d)}
-            for d in read_corpus(row["path"], format=fmt, id_field=id_field, text_field=text_field,
-                                 title_field=title_field)]
-
-
-def _jsonl_lines(row: dict) -> list[dict]:
-    """A JSONL file's non-blank lines, numbered from 1: split on ``\\n`` only, as the local reader does
-    (``str.splitlines`` would also split inside strings holding U+2028 or U+0085)."""
-    lines = []
-    for number, raw in enumerate(row["bytes"].split(b"\n"), start=1):
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise BadInput(f"{row['path']}:{number}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
-        if line.strip():
-            lines.append({"line": line, "path": row["path"], "number": number})
-    return lines
-
-
 # --- step 1: embed on Ray --------------------------------------------------------------------
 
 
@@ -325,7 +227,7 @@ class _EmbedActor:
         })
 
     def _documents(self, batch) -> list[Document]:
-        if self.fmt in ("csv", "tsv"):  # already read into documents by _csv_documents
+        if self.fmt in ("csv", "tsv"):  # already read into documents by ray_corpus._csv_documents
             columns = [batch.column(c).to_pylist() for c in ("id", "text", "title", "metadata")]
             return [Document(i, text, title, json.loads(meta)) for i, text, title, meta in zip(*columns)]
         return [document_from_record(record, where, *self.fields) for record, where in self._records(batch)]
