@@ -41,6 +41,7 @@ import numpy as np
 from . import __version__
 from .errors import BadInput, ManifestMismatch
 from .folders import atomic_folder
+from .label_tuning import tune_on_descriptions as _tune_on_descriptions, tuning_epochs
 from .models import bf16_supported, model_folder, model_name
 
 __all__ = ["SetFitLabeler"]
@@ -61,10 +62,6 @@ CROSSFIT_MIN_EXAMPLES = 32
 CROSSFIT_FOUR_FOLDS_BELOW = 200
 #: with a cross-fitted temperature, description tuning takes at least this many steps (``description_min_steps``).
 DESCRIPTION_MIN_STEPS = 24
-#: description tuning embeds a batch in length-sorted sub-batches of at most this many texts (one loss
-#: and one optimiser step per batch, as before): random SST batches of 16 are padded to about twice
-#: their tokens; sorted halves cut that, about 13% off a tuning epoch on 2 AVX2 cores.
-SUB_BATCH = 8
 
 
 class SetFitLabeler:
@@ -216,11 +213,11 @@ class SetFitLabeler:
             missing = ", ".join(sorted(set(self.classes) - set(self.descriptions)))
             raise BadInput(f"tuning='descriptions' needs a description of every label; none for: {missing}")
         body = SentenceTransformer(str(model_folder(self.model)), device="cpu")
-        min_steps = s.get("description_min_steps", 0)
-        if min_steps is None:
-            min_steps = DESCRIPTION_MIN_STEPS if crossfit else 0
-        epochs = tuning_epochs(len(texts), s["batch_size"], s["description_epochs"], min_steps)
         if tuning == "descriptions":
+            min_steps = s["description_min_steps"]
+            if min_steps is None:
+                min_steps = DESCRIPTION_MIN_STEPS if crossfit else 0
+            epochs = tuning_epochs(len(texts), s["batch_size"], s["description_epochs"], min_steps)
             steps = _tune_on_descriptions(body, texts, [self.classes.index(y) for y in labels],
                                           [self.descriptions[c] for c in self.classes], epochs=epochs,
                                           batch_size=s["batch_size"], lr=s["body_lr"],
@@ -376,76 +373,6 @@ class SetFitLabeler:
     def _check_fitted(self) -> None:
         if self.body is None or self._coef is None:
             raise BadInput("the labeller is not fitted yet; call fit() first")
-
-
-def tuning_epochs(examples: int, batch_size: int, epochs: int, min_steps: int) -> int:
-    """Epochs of description tuning: ``epochs``, or more where that many would take fewer than ``min_steps`` steps.
-
-    >>> tuning_epochs(40, 16, 4, 24), tuning_epochs(16, 16, 4, 24), tuning_epochs(128, 16, 4, 24)
-    (8, 24, 4)
-    """
-    per_epoch = -(-examples // batch_size)
-    return max(epochs, -(-min_steps // per_epoch))
-
-
-def _tune_on_descriptions(body, texts: list[str], targets: list[int], descriptions: list[str], *, epochs: int,
-                          batch_size: int, lr: float, scale: float, seed: int, bf16: bool, progress: bool,
-                          word_embeddings: bool = False) -> int:
-    """Fine-tune ``body`` in place so each text's cosines to the descriptions, times ``scale``, predict its label.
-
-    Cross-entropy over ``scale * cos(text, description_c)`` for every label c, with the descriptions
-    encoded by the same body in every step; the word-embedding matrix is left as it is unless
-    ``word_embeddings``. Returns the optimiser steps taken.
-    """
-    import torch
-    from tqdm.auto import tqdm
-
-    tokenize = getattr(body, "preprocess", None) or body.tokenize  # sentence-transformers 5.x renamed it
-
-    def embed(batch: list[str]):
-        features = tokenize(batch)
-        return torch.nn.functional.normalize(body(features)["sentence_embedding"].float(), dim=-1)
-
-    lengths = [len(ids) for ids in body.tokenizer(texts)["input_ids"]]  # for the sub-batches (SUB_BATCH)
-
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)  # dropout
-    y = torch.tensor(targets)
-    frozen = set() if word_embeddings else {id(p) for p in _word_embeddings(body)}
-    optimizer = torch.optim.AdamW([p for p in body.parameters() if id(p) not in frozen], lr=lr)
-    per_epoch = -(-len(texts) // batch_size)
-    trainable = {id(p): p.requires_grad for p in body.parameters()}
-    for p in body.parameters():
-        p.requires_grad_(trainable[id(p)] and id(p) not in frozen)
-    body.train()
-    try:
-        with tqdm(total=epochs * per_epoch, desc="tuning on descriptions", unit="step", disable=not progress,
-                  file=sys.stderr) as bar:
-            for _ in range(epochs):
-                order = torch.randperm(len(texts), generator=generator)
-                for start in range(0, len(texts), batch_size):
-                    idx = sorted(order[start:start + batch_size].tolist(), key=lengths.__getitem__)
-                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                        texts_emb = torch.cat([embed([texts[i] for i in idx[k:k + SUB_BATCH]])
-                                               for k in range(0, len(idx), SUB_BATCH)])
-                        logits = scale * texts_emb @ embed(descriptions).T
-                    loss = torch.nn.functional.cross_entropy(logits.float(), y[idx])
-                    optimizer.zero_grad()
-                    loss.backward()
-                    optimizer.step()
-                    bar.update()
-    finally:
-        body.eval()
-        for p in body.parameters():
-            p.requires_grad_(trainable[id(p)])
-    return epochs * per_epoch
-
-
-def _word_embeddings(body) -> list:
-    """The word-embedding parameters of a sentence-transformers body's Hugging Face model (none if not found)."""
-    model = getattr(body[0], "auto_model", None) if len(body) else None
-    module = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
-    return list(module.parameters()) if module is not None else []
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:

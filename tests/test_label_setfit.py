@@ -72,7 +72,7 @@ def test_tuning_on_descriptions_pulls_each_text_to_its_label_description(tiny_be
 
 
 def test_description_tuning_in_sub_batches_matches_plain_whole_batch_steps(tiny_bert, monkeypatch):
-    import semsearch.label_setfit as module
+    import semsearch.label_tuning as module
 
     texts = A + B + ["a very long sentence about a cat, a dog, a mat and a barking dog on the mat"]
     targets, descriptions = [0] * 4 + [1] * 4 + [0], ["a cat or a dog", "rivers and the sea"]
@@ -107,7 +107,7 @@ def test_description_tuning_in_sub_batches_matches_plain_whole_batch_steps(tiny_
 
     monkeypatch.setattr(module, "SUB_BATCH", 2)  # batches of 5 -> length-sorted sub-batches of 2, 2, 1
     body = body_without_dropout()
-    module._tune_on_descriptions(body, texts, targets, descriptions, epochs=2, batch_size=5, lr=1e-3, scale=10.0,
+    module.tune_on_descriptions(body, texts, targets, descriptions, epochs=2, batch_size=5, lr=1e-3, scale=10.0,
                                  seed=0, bf16=False, progress=False)
     torch.testing.assert_close(flat(body), flat(ref), atol=1e-5, rtol=1e-4)
 
