@@ -275,25 +275,31 @@ class SetFitLabeler:
 
     def _crossfit_temperature(self, texts: list[str], labels: list[str], tuning: str,
                               epochs: int) -> tuple[float, int]:
-        """Temperature fitted on out-of-fold logits: k labellers, each trained on all stratified folds but one.
+        """Temperature fitted on out-of-fold logits (:meth:`_out_of_fold_logits`); returns it and the number of folds."""
+        logits, k = self._out_of_fold_logits(texts, labels, tuning, epochs, self.settings["seed"])
+        return fit_temperature(logits, np.array([self.classes.index(v) for v in labels])), k
+
+    def _out_of_fold_logits(self, texts: list[str], labels: list[str], tuning: str, epochs: int,
+                            seed: int) -> tuple[np.ndarray, int]:
+        """Each example's logits from a labeller trained on the k stratified folds it is not in.
 
         Two folds for contrastive tuning (each labeller gets half the pair budget). Tuning on descriptions
         is cheap, so below :data:`CROSSFIT_FOUR_FOLDS_BELOW` examples it uses four folds (labellers trained
         on 3/4 of the examples are closer to the full one than halves are); never more folds than the
         rarest label has examples. Description tuning runs the full model's ``epochs`` in every fold
-        model (so each sees its examples as often as the full one did). Returns the temperature and the
-        number of folds.
+        model (so each sees its examples as often as the full one did). ``seed`` draws the folds and
+        seeds the fold models. Returns the logits (rows follow ``texts``) and the number of folds.
         """
         k = 4 if tuning == "descriptions" and len(texts) < CROSSFIT_FOUR_FOLDS_BELOW else 2
         k = min(k, min(labels.count(c) for c in self.classes))
-        rng = np.random.default_rng(self.settings["seed"])
+        rng = np.random.default_rng(seed)
         folds: list[list[int]] = [[] for _ in range(k)]
         for c in self.classes:
             idx = [i for i, y in enumerate(labels) if y == c]
             for j, i in enumerate(rng.permutation(idx)):
                 folds[j % k].append(int(i))
         logits = np.zeros((len(texts), len(self.classes)))
-        settings = dict(self.settings, calibration="none", tuning=tuning,
+        settings = dict(self.settings, calibration="none", tuning=tuning, seed=seed,
                         max_pairs=max(2, self.settings["max_pairs"] * (k - 1) // k))
         if tuning == "descriptions":
             settings.update(description_epochs=epochs, description_min_steps=0)
@@ -302,8 +308,7 @@ class SetFitLabeler:
             part = SetFitLabeler(self.model, descriptions=self.descriptions, **settings)
             part.fit([texts[i] for i in train], [labels[i] for i in train])
             logits[held] = part._logits([texts[i] for i in held])
-        y = np.array([self.classes.index(v) for v in labels])
-        return fit_temperature(logits, y), k
+        return logits, k
 
     def _encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         return self.body.encode(list(texts), batch_size=batch_size, convert_to_numpy=True,

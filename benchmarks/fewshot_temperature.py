@@ -1,0 +1,114 @@
+"""How good is SetFitLabeler's cross-fitted temperature? Fitted T against the split's own best T.
+
+For each seeded sample (fewshot_sst.py's samples; `--split dev` to study, `test` only to diagnose),
+trains the labeller with its defaults, then draws the out-of-fold logits ``--repeats`` times: repeat 0
+is exactly the labeller's own cross-fitting (its folds and fold models, seeded with the sample's seed),
+repeat r > 0 uses other folds and fold-model seeds (seed + 1000 r). Reports, per seed and summarised:
+
+- T from each repeat alone and from all repeats pooled (one temperature fitted on every out-of-fold row);
+- the split-optimal T: the temperature minimising the log loss on the evaluation split itself (what a
+  perfect estimate from the labelled examples would give), and the error log(T / T_split);
+- the ECE (10 bins, predicted label) at each T. Accuracy does not depend on T.
+
+    python benchmarks/fewshot_temperature.py --dataset sst5 --shots 8 --seeds 10-19 --split dev \\
+        --repeats 3 [--json out.json] [--data ../shared/datasets/classification]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fewshot_sst import DEFAULT_DATA, machine, samples, scores
+
+
+def seed_list(text: str) -> list[int]:
+    """``"10-19"`` or ``"0,3,5"``."""
+    if "-" in text:
+        first, last = text.split("-")
+        return list(range(int(first), int(last) + 1))
+    return [int(s) for s in text.split(",")]
+
+
+def study(lab_cls, descriptions, seed, texts, labels, eval_texts, eval_labels, repeats: int) -> dict:
+    from semsearch.label_setfit import CROSSFIT_MIN_EXAMPLES, DESCRIPTION_MIN_STEPS, _softmax, fit_temperature
+
+    if len(texts) < CROSSFIT_MIN_EXAMPLES:
+        sys.exit(f"{len(texts)} examples: the labeller fits no temperature below {CROSSFIT_MIN_EXAMPLES}")
+    start = time.perf_counter()
+    # the default fit's full model (the temperature does not change it), without its cross-fitting:
+    lab = lab_cls(descriptions=descriptions, seed=seed, calibration="none",
+                  description_min_steps=DESCRIPTION_MIN_STEPS).fit(texts, labels)
+    info = lab.fit_info
+    z_eval = lab._logits(eval_texts)
+    y = np.array([lab.classes.index(v) for v in labels])
+    y_eval = np.array([lab.classes.index(v) for v in eval_labels])
+    oof = [lab._out_of_fold_logits(texts, labels, info["tuning"], info["epochs"], seed + 1000 * r)[0]
+           for r in range(repeats)]
+    t_split = fit_temperature(z_eval, y_eval)
+
+    def at(t: float) -> dict:
+        return {"T": t, "log_error": float(np.log(t / t_split)),
+                "ece": scores(_softmax(z_eval / t), lab.classes, eval_labels)["ece"]}
+
+    row = {"seed": seed, "examples": len(texts), "epochs": info["epochs"],
+           "accuracy": scores(_softmax(z_eval), lab.classes, eval_labels)["accuracy"],
+           "split_optimal": at(t_split),
+           "single": [at(fit_temperature(z, y)) for z in oof],
+           "pooled": at(fit_temperature(np.vstack(oof), np.tile(y, repeats))),
+           "seconds": time.perf_counter() - start}
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--dataset", default="sst5", choices=("sst2", "sst5"))
+    parser.add_argument("--shots", type=int, default=8)
+    parser.add_argument("--seeds", default="10-19", help='e.g. "10-19" or "10,11,12"')
+    parser.add_argument("--split", default="dev", choices=("dev", "test"))
+    parser.add_argument("--repeats", type=int, default=3, help="cross-fittings per sample (1 = the labeller's own)")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    from semsearch.label_setfit import SetFitLabeler
+
+    print(json.dumps({"machine": machine()}), flush=True)
+    rows = []
+    for _, descriptions, _, seed, texts, labels, eval_texts, eval_labels in samples(
+            args.data, [args.dataset], [args.shots], seed_list(args.seeds), args.split):
+        rows.append(study(SetFitLabeler, descriptions, seed, texts, labels, eval_texts, eval_labels, args.repeats))
+        r = rows[-1]
+        print(json.dumps({"seed": seed, "accuracy": r["accuracy"], "T_split": r["split_optimal"]["T"],
+                          "T_single": [s["T"] for s in r["single"]], "T_pooled": r["pooled"]["T"],
+                          "ece_single": [s["ece"] for s in r["single"]], "ece_pooled": r["pooled"]["ece"],
+                          "ece_split_optimal": r["split_optimal"]["ece"], "seconds": r["seconds"]}), flush=True)
+        if args.json:
+            args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows},
+                                            indent=2))
+
+    def line(name: str, picks: list[dict]) -> str:
+        errors, eces = [p["log_error"] for p in picks], [p["ece"] for p in picks]
+        rmse = (sum(e * e for e in errors) / len(errors)) ** 0.5
+        return (f"| {name} | {len(picks)} | {statistics.mean(errors):+.3f} | {rmse:.3f} | "
+                f"{statistics.mean(eces):.3f} | {statistics.median(eces):.3f} | {max(eces):.3f} |")
+
+    print(f"\n{args.dataset} {args.shots}-shot, {args.split} split, seeds {args.seeds}, {args.repeats} repeat(s)")
+    print("| temperature | fits | mean log(T / T_split) | rms | ECE mean | median | max |")
+    print("|---|---|---|---|---|---|---|")
+    print(line("the labeller's (repeat 0)", [r["single"][0] for r in rows]))
+    if args.repeats > 1:
+        print(line("any single repeat", [s for r in rows for s in r["single"]]))
+        print(line(f"{args.repeats} repeats pooled", [r["pooled"] for r in rows]))
+    print(line("split-optimal", [r["split_optimal"] for r in rows]))
+
+
+if __name__ == "__main__":
+    main()
