@@ -36,15 +36,16 @@ def seed_list(text: str) -> list[int]:
     return [int(s) for s in text.split(",")]
 
 
-def study(lab_cls, descriptions, seed, texts, labels, eval_texts, eval_labels, repeats: int) -> dict:
-    from semsearch.label_setfit import CROSSFIT_MIN_EXAMPLES, DESCRIPTION_MIN_STEPS, _softmax, fit_temperature
+def study(descriptions, seed, texts, labels, eval_texts, eval_labels, repeats: int) -> dict:
+    from semsearch.label_setfit import (CROSSFIT_MIN_EXAMPLES, DESCRIPTION_MIN_STEPS, SetFitLabeler, _softmax,
+                                        fit_temperature)
 
     if len(texts) < CROSSFIT_MIN_EXAMPLES:
         sys.exit(f"{len(texts)} examples: the labeller fits no temperature below {CROSSFIT_MIN_EXAMPLES}")
     start = time.perf_counter()
     # the default fit's full model (the temperature does not change it), without its cross-fitting:
-    lab = lab_cls(descriptions=descriptions, seed=seed, calibration="none",
-                  description_min_steps=DESCRIPTION_MIN_STEPS).fit(texts, labels)
+    lab = SetFitLabeler(descriptions=descriptions, seed=seed, calibration="none",
+                        description_min_steps=DESCRIPTION_MIN_STEPS).fit(texts, labels)
     info = lab.fit_info
     z_eval = lab._logits(eval_texts)
     y = np.array([lab.classes.index(v) for v in labels])
@@ -57,13 +58,12 @@ def study(lab_cls, descriptions, seed, texts, labels, eval_texts, eval_labels, r
         return {"T": t, "log_error": float(np.log(t / t_split)),
                 "ece": scores(_softmax(z_eval / t), lab.classes, eval_labels)["ece"]}
 
-    row = {"seed": seed, "examples": len(texts), "epochs": info["epochs"],
-           "accuracy": scores(_softmax(z_eval), lab.classes, eval_labels)["accuracy"],
-           "split_optimal": at(t_split),
-           "single": [at(fit_temperature(z, y)) for z in oof],
-           "pooled": at(fit_temperature(np.vstack(oof), np.tile(y, repeats))),
-           "seconds": time.perf_counter() - start}
-    return row
+    return {"seed": seed, "examples": len(texts), "epochs": info["epochs"],
+            "accuracy": scores(_softmax(z_eval), lab.classes, eval_labels)["accuracy"],
+            "split_optimal": at(t_split),
+            "single": [at(fit_temperature(z, y)) for z in oof],
+            "pooled": at(fit_temperature(np.vstack(oof), np.tile(y, repeats))),
+            "seconds": time.perf_counter() - start}
 
 
 def main() -> None:
@@ -78,13 +78,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
-    from semsearch.label_setfit import SetFitLabeler
-
     print(json.dumps({"machine": machine()}), flush=True)
     rows = []
     for _, descriptions, _, seed, texts, labels, eval_texts, eval_labels in samples(
             args.data, [args.dataset], [args.shots], seed_list(args.seeds), args.split):
-        rows.append(study(SetFitLabeler, descriptions, seed, texts, labels, eval_texts, eval_labels, args.repeats))
+        rows.append(study(descriptions, seed, texts, labels, eval_texts, eval_labels, args.repeats))
         r = rows[-1]
         print(json.dumps({"seed": seed, "accuracy": r["accuracy"], "T_split": r["split_optimal"]["T"],
                           "T_single": [s["T"] for s in r["single"]], "T_pooled": r["pooled"]["T"],

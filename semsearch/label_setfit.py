@@ -222,7 +222,7 @@ class SetFitLabeler:
                                           [self.descriptions[c] for c in self.classes], epochs=epochs,
                                           batch_size=s["batch_size"], lr=s["body_lr"],
                                           scale=s["description_logit_scale"], seed=s["seed"], bf16=bf16,
-                                          word_embeddings=s.get("tune_word_embeddings", False),
+                                          word_embeddings=s["tune_word_embeddings"],
                                           progress=self.progress)
             iterations, pairs = 0, 0
         else:
