@@ -136,8 +136,8 @@ def run_ours(texts, labels, test_texts, seed, descriptions, tuning="auto"):
     start = time.perf_counter()
     lab = SetFitLabeler(descriptions=descriptions, tuning=tuning, seed=seed).fit(texts, labels)
     seconds = time.perf_counter() - start
-    info = {k: lab.fit_info[k] for k in ("tuning", "calibration", "crossfit_folds", "temperature", "bf16", "head_c",
-                                         "epochs", "steps")}
+    info = {k: lab.fit_info[k] for k in ("tuning", "calibration", "crossfit_folds", "parallel", "temperature", "bf16",
+                                         "head_c", "epochs", "steps")}
     return lab.predict_proba(test_texts), lab.classes, seconds, info
 
 
@@ -163,6 +163,7 @@ def _notes(rows) -> str:
         epochs = f", {'/'.join(map(str, epochs))} epochs" if epochs else ""
         return (f"{rows[0]['tuning']} tuning{epochs}, head C {rows[0]['head_c']:.3g}, {rows[0]['calibration']} calibration"
                 + (f" ({rows[0]['crossfit_folds']} folds)" if rows[0]["calibration"] != "none" else "") + span
+                + (f", {rows[0]['parallel']} models at once" if rows[0].get("parallel", 1) > 1 else "")
                 + (", bf16" if rows[0]["bf16"] else ", fp32"))
     return ""
 

@@ -27,11 +27,13 @@ with joblib, which this project does not use).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -41,7 +43,7 @@ import numpy as np
 from . import __version__
 from .errors import BadInput, ManifestMismatch
 from .folders import atomic_folder
-from .label_tuning import tune_on_descriptions as _tune_on_descriptions, tuning_epochs
+from .label_tuning import run_alongside, torch_threads, tune_on_descriptions as _tune_on_descriptions, tuning_epochs
 from .models import bf16_supported, model_folder, model_name
 
 __all__ = ["SetFitLabeler"]
@@ -102,6 +104,14 @@ class SetFitLabeler:
             held-out points is mostly noise: at SST-2 8-shot, 16 points, 4-fold temperatures were 0.45-1.81
             where the dev split wanted 1.84-2.55; at SST-5 8-shot, 40 points, it cut dev ECE from 0.40 to
             0.02-0.12). Cross-fitting adds k trainings on (k-1)/k of the examples.
+        parallel: how many models a cross-fitted fit (the full one and one per fold) tunes at once, in
+            threads that share torch's threads equally (:func:`~semsearch.label_tuning.run_alongside`).
+            ``None`` (default): as many as torch has threads; ``1``: one after another, each with all of
+            them. Tuning one small model on few short texts keeps 2 threads only partly busy, so on this
+            project's 2 cores two models at one thread each finish sooner: SST-5 64-shot fits took
+            see the README. Only description tuning runs in threads (setfit's trainer draws random numbers outside
+            the forward passes). Every model still draws dropout from its own seeded stream, so a fit
+            depends on its seed and on the threads each model gets, not on how the threads interleave.
         bf16: run the body's tuning under bfloat16 autocast (float32 weights); default: when the
             CPU supports it (about 1.6x faster on this project's machine, same accuracy within noise).
         description_epochs, description_logit_scale: passes over the examples and the cosine scale of
@@ -144,6 +154,7 @@ class SetFitLabeler:
         description_min_steps: int | None = None,
         tune_word_embeddings: bool = False,
         calibration: str = "auto",
+        parallel: int | None = None,
         bf16: bool | None = None,
         seed: int = 0,
         progress: bool = False,
@@ -157,6 +168,8 @@ class SetFitLabeler:
         if description_epochs < 1 or description_logit_scale <= 0 or (description_min_steps or 0) < 0:
             raise BadInput("description_epochs must be at least 1, description_logit_scale positive and "
                            "description_min_steps at least 0")
+        if parallel is not None and (isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1):
+            raise BadInput(f"parallel must be a whole number of models, at least 1 (or None), not {parallel!r}")
         if calibration not in CALIBRATIONS:
             raise BadInput(f"unknown calibration {calibration!r}; valid: {', '.join(CALIBRATIONS)}")
         self.model = model_name(model)
@@ -167,7 +180,8 @@ class SetFitLabeler:
                          "tune_word_embeddings": bool(tune_word_embeddings), "num_iterations": num_iterations,
                          "max_pairs": max_pairs, "epochs": epochs,
                          "batch_size": batch_size, "body_lr": body_lr, "head_c": head_c,
-                         "description_scale": description_scale, "calibration": calibration, "bf16": bf16,
+                         "description_scale": description_scale, "calibration": calibration, "parallel": parallel,
+                         "bf16": bf16,
                          "seed": seed}
         self.progress = progress
         self.temperature = 1.0
@@ -177,6 +191,7 @@ class SetFitLabeler:
         self._intercept: np.ndarray | None = None
         self._descriptions_emb: np.ndarray | None = None
         self.fit_info: dict[str, Any] = {}
+        self._forward_turns: threading.Lock | None = None  # set on cross-fitting's fold models (_fold_jobs)
 
     def fit(self, texts: Sequence[str], labels: Sequence[Any]) -> "SetFitLabeler":
         """Train on a few labelled texts (at least one per label; labels are names or ints)."""
@@ -218,17 +233,24 @@ class SetFitLabeler:
             if min_steps is None:
                 min_steps = DESCRIPTION_MIN_STEPS if crossfit else 0
             epochs = tuning_epochs(len(texts), s["batch_size"], s["description_epochs"], min_steps)
-            steps = _tune_on_descriptions(body, texts, [self.classes.index(y) for y in labels],
-                                          [self.descriptions[c] for c in self.classes], epochs=epochs,
-                                          batch_size=s["batch_size"], lr=s["body_lr"],
-                                          scale=s["description_logit_scale"], seed=s["seed"], bf16=bf16,
-                                          word_embeddings=s["tune_word_embeddings"],
-                                          progress=self.progress)
             iterations, pairs = 0, 0
         else:
             epochs = s["epochs"]
-            steps = self._tune_contrastive(body, train_texts, train_labels, iterations, bf16)
             pairs = 2 * iterations * len(train_texts)
+        turns = self._forward_turns or threading.Lock()
+
+        def tune() -> int:
+            if tuning == "contrastive":
+                return self._tune_contrastive(body, train_texts, train_labels, iterations, bf16)
+            return _tune_on_descriptions(body, texts, [self.classes.index(y) for y in labels],
+                                         [self.descriptions[c] for c in self.classes], epochs=epochs,
+                                         batch_size=s["batch_size"], lr=s["body_lr"],
+                                         scale=s["description_logit_scale"], seed=s["seed"], bf16=bf16,
+                                         word_embeddings=s["tune_word_embeddings"], progress=self.progress,
+                                         forward_turns=turns)
+
+        folds = self._fold_jobs(examples, labels, tuning, epochs, s["seed"], turns) if crossfit else []
+        steps, *held_out = run_alongside([tune, *folds], self._parallel(tuning))
         self.body = body
         self._descriptions_emb = self._encode(list(self.descriptions.values())) if self.descriptions else None
         head_c = s["head_c"] if s["head_c"] is not None else len(self.classes) / len(examples)
@@ -239,12 +261,14 @@ class SetFitLabeler:
         if len(self.classes) == 2:  # sklearn keeps one row for two classes: the logit of classes_[1]
             coef, intercept = np.vstack([np.zeros_like(coef[0]), coef[0]]), np.array([0.0, intercept[0]])
         self._coef, self._intercept = coef, intercept  # rows follow head.classes_, which is sorted = self.classes
-        self.temperature, folds = (self._crossfit_temperature(examples, labels, tuning, epochs) if crossfit
-                                   else (1.0, 0))
+        self.temperature = 1.0
+        if crossfit:
+            logits = _assemble(held_out, len(examples), len(self.classes))
+            self.temperature = fit_temperature(logits, np.array([self.classes.index(v) for v in labels]))
         self.fit_info = {"examples": len(examples), "tuning": tuning, "pairs_iterations": iterations,
                          "pairs": pairs, "epochs": epochs, "steps": steps, "bf16": bf16, "head_c": head_c,
-                         "calibration": "crossfit" if crossfit else "none", "crossfit_folds": folds,
-                         "temperature": self.temperature,
+                         "calibration": "crossfit" if crossfit else "none", "crossfit_folds": len(folds),
+                         "parallel": self._parallel(tuning) if crossfit else 1, "temperature": self.temperature,
                          "seconds": time.perf_counter() - started}
         return self
 
@@ -273,22 +297,28 @@ class SetFitLabeler:
                 trainer.train_embeddings(texts, labels, args=args)
         return int(trainer.st_trainer.state.global_step)
 
-    def _crossfit_temperature(self, texts: list[str], labels: list[str], tuning: str,
-                              epochs: int) -> tuple[float, int]:
-        """Temperature fitted on out-of-fold logits (:meth:`_out_of_fold_logits`); returns it and the number of folds."""
-        logits, k = self._out_of_fold_logits(texts, labels, tuning, epochs, self.settings["seed"])
-        return fit_temperature(logits, np.array([self.classes.index(v) for v in labels])), k
+    def _parallel(self, tuning: str) -> int:
+        """How many models :func:`run_alongside` may tune at once: only description tuning runs in threads."""
+        if tuning != "descriptions":
+            return 1
+        return self.settings["parallel"] or torch_threads()
 
     def _out_of_fold_logits(self, texts: list[str], labels: list[str], tuning: str, epochs: int,
                             seed: int) -> tuple[np.ndarray, int]:
-        """Each example's logits from a labeller trained on the k stratified folds it is not in.
+        """Each example's logits from a labeller trained on the folds it is not in (:meth:`_fold_jobs`), and k."""
+        jobs = self._fold_jobs(texts, labels, tuning, epochs, seed, threading.Lock())
+        return _assemble(run_alongside(jobs, self._parallel(tuning)), len(texts), len(self.classes)), len(jobs)
+
+    def _fold_jobs(self, texts: list[str], labels: list[str], tuning: str, epochs: int, seed: int,
+                   turns: threading.Lock) -> list:
+        """Cross-fitting, as k jobs: each trains a labeller on all stratified folds but one, returns ``(held, logits)``.
 
         Two folds for contrastive tuning (each labeller gets half the pair budget). Tuning on descriptions
         is cheap, so below :data:`CROSSFIT_FOUR_FOLDS_BELOW` examples it uses four folds (labellers trained
         on 3/4 of the examples are closer to the full one than halves are); never more folds than the
         rarest label has examples. Description tuning runs the full model's ``epochs`` in every fold
         model (so each sees its examples as often as the full one did). ``seed`` draws the folds and
-        seeds the fold models. Returns the logits (rows follow ``texts``) and the number of folds.
+        seeds the fold models; ``turns`` is the forward-pass lock of the models tuned alongside.
         """
         k = 4 if tuning == "descriptions" and len(texts) < CROSSFIT_FOUR_FOLDS_BELOW else 2
         k = min(k, min(labels.count(c) for c in self.classes))
@@ -298,17 +328,19 @@ class SetFitLabeler:
             idx = [i for i, y in enumerate(labels) if y == c]
             for j, i in enumerate(rng.permutation(idx)):
                 folds[j % k].append(int(i))
-        logits = np.zeros((len(texts), len(self.classes)))
         settings = dict(self.settings, calibration="none", tuning=tuning, seed=seed,
                         max_pairs=max(2, self.settings["max_pairs"] * (k - 1) // k))
         if tuning == "descriptions":
             settings.update(description_epochs=epochs, description_min_steps=0)
-        for held in folds:
+
+        def job(held: list[int]):
             train = sorted(set(range(len(texts))) - set(held))
             part = SetFitLabeler(self.model, descriptions=self.descriptions, **settings)
+            part._forward_turns = turns
             part.fit([texts[i] for i in train], [labels[i] for i in train])
-            logits[held] = part._logits([texts[i] for i in held])
-        return logits, k
+            return held, part._logits([texts[i] for i in held])
+
+        return [functools.partial(job, held) for held in folds]
 
     def _encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         return self.body.encode(list(texts), batch_size=batch_size, convert_to_numpy=True,
@@ -384,6 +416,14 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     p = np.exp(z)
     return p / p.sum(axis=1, keepdims=True)
+
+
+def _assemble(held_out: list, n: int, classes: int) -> np.ndarray:
+    """The ``(n, classes)`` out-of-fold logits from the fold jobs' ``(held, logits)`` results."""
+    logits = np.zeros((n, classes))
+    for held, part in held_out:
+        logits[held] = part
+    return logits
 
 
 def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:

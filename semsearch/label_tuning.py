@@ -2,12 +2,15 @@
 
 Each example's cosines to the label descriptions, times a scale, are trained as logits with
 cross-entropy; the descriptions are encoded by the body being tuned, in every step, so both move.
-:func:`tuning_epochs` says how many epochs a fit gets.
+:func:`tuning_epochs` says how many epochs a fit gets; :func:`run_alongside` tunes several models at once.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Sequence
 
 #: description tuning embeds a batch in length-sorted sub-batches of at most this many texts (one loss
 #: and one optimiser step per batch, as before): random SST batches of 16 are padded to about twice
@@ -27,12 +30,17 @@ def tuning_epochs(examples: int, batch_size: int, epochs: int, min_steps: int) -
 
 def tune_on_descriptions(body, texts: list[str], targets: list[int], descriptions: list[str], *, epochs: int,
                           batch_size: int, lr: float, scale: float, seed: int, bf16: bool, progress: bool,
-                          word_embeddings: bool = False) -> int:
+                          word_embeddings: bool = False, forward_turns: threading.Lock | None = None) -> int:
     """Fine-tune ``body`` in place so each text's cosines to the descriptions, times ``scale``, predict its label.
 
     Cross-entropy over ``scale * cos(text, description_c)`` for every label c, with the descriptions
     encoded by the same body in every step; the word-embedding matrix is left as it is unless
     ``word_embeddings``. Returns the optimiser steps taken.
+
+    Dropout draws from torch's global generator, seeded with ``seed``. So that several bodies can be
+    tuned at once in threads and each still draws its own seeded stream, every forward pass holds
+    ``forward_turns`` (a lock shared by those threads) and swaps this tuning's generator state in and
+    out; backward passes and optimiser steps, which draw nothing, run alongside the others'.
     """
     import torch
     from tqdm.auto import tqdm
@@ -46,7 +54,10 @@ def tune_on_descriptions(body, texts: list[str], targets: list[int], description
     lengths = [len(ids) for ids in body.tokenizer(texts)["input_ids"]]  # for the sub-batches (SUB_BATCH)
 
     generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)  # dropout
+    forward_turns = forward_turns or threading.Lock()
+    with forward_turns:
+        torch.manual_seed(seed)  # dropout
+        dropout_state = torch.get_rng_state()
     y = torch.tensor(targets)
     frozen = set() if word_embeddings else {id(p) for p in _word_embeddings(body)}
     optimizer = torch.optim.AdamW([p for p in body.parameters() if id(p) not in frozen], lr=lr)
@@ -62,10 +73,12 @@ def tune_on_descriptions(body, texts: list[str], targets: list[int], description
                 order = torch.randperm(len(texts), generator=generator)
                 for start in range(0, len(texts), batch_size):
                     idx = sorted(order[start:start + batch_size].tolist(), key=lengths.__getitem__)
-                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    with forward_turns, torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                        torch.set_rng_state(dropout_state)
                         texts_emb = torch.cat([embed([texts[i] for i in idx[k:k + SUB_BATCH]])
                                                for k in range(0, len(idx), SUB_BATCH)])
                         logits = scale * texts_emb @ embed(descriptions).T
+                        dropout_state = torch.get_rng_state()
                     loss = torch.nn.functional.cross_entropy(logits.float(), y[idx])
                     optimizer.zero_grad()
                     loss.backward()
@@ -76,6 +89,41 @@ def tune_on_descriptions(body, texts: list[str], targets: list[int], description
         for p in body.parameters():
             p.requires_grad_(trainable[id(p)])
     return epochs * per_epoch
+
+
+def torch_threads() -> int:
+    """The number of threads torch runs its operations on in this thread."""
+    import torch
+
+    return torch.get_num_threads()
+
+
+def run_alongside(jobs: Sequence[Callable[[], Any]], parallel: int) -> list:
+    """Run the jobs, up to ``parallel`` at a time in threads that share this thread's torch threads; results in order.
+
+    Each worker thread gets ``torch_threads() // workers`` torch threads (at least 1); with one worker
+    the jobs run here, one after another, on all of them. Jobs that tune models with
+    :func:`tune_on_descriptions` must share one ``forward_turns`` lock so that each draws its own
+    dropout stream.
+
+    >>> run_alongside([lambda: 1, lambda: 2, lambda: 3], parallel=2)
+    [1, 2, 3]
+    """
+    import torch
+
+    total = torch_threads()
+    workers = max(1, min(len(jobs), parallel))
+    if workers == 1:
+        return [job() for job in jobs]
+    with ThreadPoolExecutor(workers, thread_name_prefix="semsearch-tune", initializer=torch.set_num_threads,
+                            initargs=(max(1, total // workers),)) as pool:
+        futures = [pool.submit(job) for job in jobs]
+        try:
+            return [future.result() for future in futures]
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
 
 
 def _word_embeddings(body) -> list:

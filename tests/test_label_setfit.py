@@ -176,6 +176,54 @@ def test_crossfit_temperature_is_fitted_saved_and_applied(tiny_bert, tmp_path):
     assert auto.fit_info["calibration"] == "none" and auto.temperature == 1.0
 
 
+def _with_torch_threads(threads, make):
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return make()
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_crossfit_models_tuned_alongside_each_draw_their_own_dropout(tiny_bert):
+    # the full model and 4 fold models, two at a time on one torch thread each, must give bit for bit the
+    # fit of one model after another on one thread: dropout draws from torch's global generator, and
+    # each model's seeded stream is its own however the two threads interleave
+    descriptions = {"animal": "a cat or a dog", "water": "rivers and the sea"}
+    assert SentenceTransformer(str(tiny_bert))[0].auto_model.config.hidden_dropout_prob > 0
+
+    def fit(parallel):
+        return SetFitLabeler(tiny_bert, descriptions=descriptions, description_epochs=6, body_lr=1e-3,
+                             description_scale=1.0, calibration="crossfit", parallel=parallel, seed=0).fit(
+            A + B, ["animal"] * 4 + ["water"] * 4)
+
+    serial = _with_torch_threads(1, lambda: fit(1))
+    alongside = _with_torch_threads(2, lambda: fit(2))
+    assert (serial.fit_info["parallel"], alongside.fit_info["parallel"]) == (1, 2)
+    assert alongside.fit_info["crossfit_folds"] == 4 and alongside.temperature == serial.temperature
+    np.testing.assert_array_equal(alongside._coef, serial._coef)
+    for mine, theirs in zip(alongside.body.parameters(), serial.body.parameters()):
+        assert torch.equal(mine, theirs)
+    # contrastive tuning (setfit's trainer) stays one model after another
+    contrastive = SetFitLabeler(tiny_bert, num_iterations=1, calibration="crossfit", parallel=2, seed=0)
+    assert contrastive.fit(A + B, ["animal"] * 4 + ["water"] * 4).fit_info["parallel"] == 1
+
+
+def test_run_alongside_shares_the_torch_threads_and_keeps_the_order():
+    from semsearch.label_tuning import run_alongside
+
+    jobs = [lambda i=i: (i, torch.get_num_threads()) for i in range(3)]
+    assert _with_torch_threads(4, lambda: run_alongside(jobs, parallel=2)) == [(0, 2), (1, 2), (2, 2)]
+    assert _with_torch_threads(4, lambda: run_alongside(jobs, parallel=1)) == [(0, 4), (1, 4), (2, 4)]
+    assert _with_torch_threads(2, lambda: run_alongside(jobs, parallel=8)) == [(0, 1), (1, 1), (2, 1)]
+
+    def fails():
+        raise ValueError("fold 2 failed")
+
+    with pytest.raises(ValueError, match="fold 2 failed"):
+        run_alongside([jobs[0], fails, jobs[1]], parallel=2)
+
+
 def test_default_head_penalty_scales_with_examples_per_label(tiny_bert):
     texts, labels = A + B, ["animal"] * 4 + ["water"] * 4
     probe = ["the dog sat on the mat", "stars over rivers", "the cat", "the sea"]
@@ -232,6 +280,9 @@ def test_setfit_bad_input(tiny_bert):
         SetFitLabeler(tiny_bert, calibration="platt")
     with pytest.raises(BadInput, match="at least 2 examples of every label"):
         SetFitLabeler(tiny_bert, calibration="crossfit").fit(A[:1] + B, ["animal"] + ["water"] * 4)
+    for parallel in (0, 1.5, True):
+        with pytest.raises(BadInput, match="parallel must be a whole number of models"):
+            SetFitLabeler(tiny_bert, parallel=parallel)
 
 
 def _files(tmp_path, examples):
