@@ -33,7 +33,6 @@ import logging
 import os
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -43,7 +42,8 @@ import numpy as np
 from . import __version__
 from .errors import BadInput, ManifestMismatch
 from .folders import atomic_folder
-from .label_tuning import run_alongside, torch_threads, tune_on_descriptions as _tune_on_descriptions, tuning_epochs
+from .label_tuning import Turns, run_alongside, torch_threads, tuning_epochs
+from .label_tuning import tune_on_descriptions as _tune_on_descriptions
 from .models import bf16_supported, model_folder, model_name
 
 __all__ = ["SetFitLabeler"]
@@ -191,7 +191,7 @@ class SetFitLabeler:
         self._intercept: np.ndarray | None = None
         self._descriptions_emb: np.ndarray | None = None
         self.fit_info: dict[str, Any] = {}
-        self._forward_turns: threading.Lock | None = None  # set on cross-fitting's fold models (_fold_jobs)
+        self._turns: Turns | None = None  # shared with the models tuned alongside (_fold_jobs)
 
     def fit(self, texts: Sequence[str], labels: Sequence[Any]) -> "SetFitLabeler":
         """Train on a few labelled texts (at least one per label; labels are names or ints)."""
@@ -237,7 +237,7 @@ class SetFitLabeler:
         else:
             epochs = s["epochs"]
             pairs = 2 * iterations * len(train_texts)
-        turns = self._forward_turns or threading.Lock()
+        turns = self._turns or Turns()
 
         def tune() -> int:
             if tuning == "contrastive":
@@ -247,10 +247,10 @@ class SetFitLabeler:
                                          batch_size=s["batch_size"], lr=s["body_lr"],
                                          scale=s["description_logit_scale"], seed=s["seed"], bf16=bf16,
                                          word_embeddings=s["tune_word_embeddings"], progress=self.progress,
-                                         forward_turns=turns)
+                                         turns=turns)
 
         folds = self._fold_jobs(examples, labels, tuning, epochs, s["seed"], turns) if crossfit else []
-        steps, *held_out = run_alongside([tune, *folds], self._parallel(tuning))
+        steps, *held_out = run_alongside([tune, *folds], self._parallel(tuning), turns)
         self.body = body
         self._descriptions_emb = self._encode(list(self.descriptions.values())) if self.descriptions else None
         head_c = s["head_c"] if s["head_c"] is not None else len(self.classes) / len(examples)
@@ -306,11 +306,12 @@ class SetFitLabeler:
     def _out_of_fold_logits(self, texts: list[str], labels: list[str], tuning: str, epochs: int,
                             seed: int) -> tuple[np.ndarray, int]:
         """Each example's logits from a labeller trained on the folds it is not in (:meth:`_fold_jobs`), and k."""
-        jobs = self._fold_jobs(texts, labels, tuning, epochs, seed, threading.Lock())
-        return _assemble(run_alongside(jobs, self._parallel(tuning)), len(texts), len(self.classes)), len(jobs)
+        turns = Turns()
+        jobs = self._fold_jobs(texts, labels, tuning, epochs, seed, turns)
+        return _assemble(run_alongside(jobs, self._parallel(tuning), turns), len(texts), len(self.classes)), len(jobs)
 
     def _fold_jobs(self, texts: list[str], labels: list[str], tuning: str, epochs: int, seed: int,
-                   turns: threading.Lock) -> list:
+                   turns: Turns) -> list:
         """Cross-fitting, as k jobs: each trains a labeller on all stratified folds but one, returns ``(held, logits)``.
 
         Two folds for contrastive tuning (each labeller gets half the pair budget). Tuning on descriptions
@@ -318,7 +319,7 @@ class SetFitLabeler:
         on 3/4 of the examples are closer to the full one than halves are); never more folds than the
         rarest label has examples. Description tuning runs the full model's ``epochs`` in every fold
         model (so each sees its examples as often as the full one did). ``seed`` draws the folds and
-        seeds the fold models; ``turns`` is the forward-pass lock of the models tuned alongside.
+        seeds the fold models; ``turns`` is shared by the models tuned alongside.
         """
         k = 4 if tuning == "descriptions" and len(texts) < CROSSFIT_FOUR_FOLDS_BELOW else 2
         k = min(k, min(labels.count(c) for c in self.classes))
@@ -336,7 +337,7 @@ class SetFitLabeler:
         def job(held: list[int]):
             train = sorted(set(range(len(texts))) - set(held))
             part = SetFitLabeler(self.model, descriptions=self.descriptions, **settings)
-            part._forward_turns = turns
+            part._turns = turns
             part.fit([texts[i] for i in train], [labels[i] for i in train])
             return held, part._logits([texts[i] for i in held])
 

@@ -18,6 +18,22 @@ from typing import Any, Callable, Sequence
 SUB_BATCH = 8
 
 
+class Turns:
+    """What models tuned alongside in threads share (:func:`run_alongside`).
+
+    ``lock``: forward passes take it in turn, each swapping in its own model's dropout generator state;
+    ``stop``: set when one job fails or the caller is interrupted, so every tuning ends at its next step.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+
+
+class Stopped(Exception):
+    """A tuning ended early because a model tuned alongside it failed (``Turns.stop``)."""
+
+
 def tuning_epochs(examples: int, batch_size: int, epochs: int, min_steps: int) -> int:
     """Epochs of description tuning: ``epochs``, or more where that many would take fewer than ``min_steps`` steps.
 
@@ -30,7 +46,7 @@ def tuning_epochs(examples: int, batch_size: int, epochs: int, min_steps: int) -
 
 def tune_on_descriptions(body, texts: list[str], targets: list[int], descriptions: list[str], *, epochs: int,
                           batch_size: int, lr: float, scale: float, seed: int, bf16: bool, progress: bool,
-                          word_embeddings: bool = False, forward_turns: threading.Lock | None = None) -> int:
+                          word_embeddings: bool = False, turns: Turns | None = None) -> int:
     """Fine-tune ``body`` in place so each text's cosines to the descriptions, times ``scale``, predict its label.
 
     Cross-entropy over ``scale * cos(text, description_c)`` for every label c, with the descriptions
@@ -39,8 +55,9 @@ def tune_on_descriptions(body, texts: list[str], targets: list[int], description
 
     Dropout draws from torch's global generator, seeded with ``seed``. So that several bodies can be
     tuned at once in threads and each still draws its own seeded stream, every forward pass holds
-    ``forward_turns`` (a lock shared by those threads) and swaps this tuning's generator state in and
-    out; backward passes and optimiser steps, which draw nothing, run alongside the others'.
+    ``turns.lock`` (shared by those threads) and swaps this tuning's generator state in and out;
+    backward passes and optimiser steps, which draw nothing, run alongside the others'. Raises
+    :class:`Stopped` at the first step after ``turns.stop`` is set.
     """
     import torch
     from tqdm.auto import tqdm
@@ -54,8 +71,8 @@ def tune_on_descriptions(body, texts: list[str], targets: list[int], description
     lengths = [len(ids) for ids in body.tokenizer(texts)["input_ids"]]  # for the sub-batches (SUB_BATCH)
 
     generator = torch.Generator().manual_seed(seed)
-    forward_turns = forward_turns or threading.Lock()
-    with forward_turns:
+    turns = turns or Turns()
+    with turns.lock:
         torch.manual_seed(seed)  # dropout
         dropout_state = torch.get_rng_state()
     y = torch.tensor(targets)
@@ -72,8 +89,10 @@ def tune_on_descriptions(body, texts: list[str], targets: list[int], description
             for _ in range(epochs):
                 order = torch.randperm(len(texts), generator=generator)
                 for start in range(0, len(texts), batch_size):
+                    if turns.stop.is_set():
+                        raise Stopped("tuning stopped: a model tuned alongside failed or was interrupted")
                     idx = sorted(order[start:start + batch_size].tolist(), key=lengths.__getitem__)
-                    with forward_turns, torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    with turns.lock, torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                         torch.set_rng_state(dropout_state)
                         texts_emb = torch.cat([embed([texts[i] for i in idx[k:k + SUB_BATCH]])
                                                for k in range(0, len(idx), SUB_BATCH)])
@@ -98,13 +117,14 @@ def torch_threads() -> int:
     return torch.get_num_threads()
 
 
-def run_alongside(jobs: Sequence[Callable[[], Any]], parallel: int) -> list:
+def run_alongside(jobs: Sequence[Callable[[], Any]], parallel: int, turns: Turns | None = None) -> list:
     """Run the jobs, up to ``parallel`` at a time in threads that share this thread's torch threads; results in order.
 
     Each worker thread gets ``torch_threads() // workers`` torch threads (at least 1); with one worker
     the jobs run here, one after another, on all of them. Jobs that tune models with
-    :func:`tune_on_descriptions` must share one ``forward_turns`` lock so that each draws its own
-    dropout stream.
+    :func:`tune_on_descriptions` must share ``turns``, so that each draws its own dropout stream, and so
+    that when one fails (or the caller is interrupted) the others stop at their next step before the
+    error is raised here.
 
     >>> run_alongside([lambda: 1, lambda: 2, lambda: 3], parallel=2)
     [1, 2, 3]
@@ -121,6 +141,8 @@ def run_alongside(jobs: Sequence[Callable[[], Any]], parallel: int) -> list:
         try:
             return [future.result() for future in futures]
         except BaseException:
+            if turns is not None:
+                turns.stop.set()
             for future in futures:
                 future.cancel()
             raise

@@ -210,7 +210,7 @@ def test_crossfit_models_tuned_alongside_each_draw_their_own_dropout(tiny_bert):
 
 
 def test_run_alongside_shares_the_torch_threads_and_keeps_the_order():
-    from semsearch.label_tuning import run_alongside
+    from semsearch.label_tuning import Turns, run_alongside
 
     jobs = [lambda i=i: (i, torch.get_num_threads()) for i in range(3)]
     assert _with_torch_threads(4, lambda: run_alongside(jobs, parallel=2)) == [(0, 2), (1, 2), (2, 2)]
@@ -220,8 +220,25 @@ def test_run_alongside_shares_the_torch_threads_and_keeps_the_order():
     def fails():
         raise ValueError("fold 2 failed")
 
+    # one job fails: the error reaches the caller, and the job still running is told to stop
+    turns = Turns()
     with pytest.raises(ValueError, match="fold 2 failed"):
-        run_alongside([jobs[0], fails, jobs[1]], parallel=2)
+        run_alongside([lambda: turns.stop.wait(timeout=60), fails], parallel=2, turns=turns)
+    assert turns.stop.is_set()
+
+
+def test_description_tuning_stops_when_told(tiny_bert):
+    from semsearch.label_tuning import Stopped, Turns, tune_on_descriptions
+
+    turns = Turns()
+    turns.stop.set()
+    body = SentenceTransformer(str(tiny_bert), device="cpu")
+    before = [p.detach().clone() for p in body.parameters()]
+    with pytest.raises(Stopped):
+        tune_on_descriptions(body, A + B, [0] * 4 + [1] * 4, ["a cat or a dog", "rivers and the sea"], epochs=2,
+                             batch_size=4, lr=1e-3, scale=20.0, seed=0, bf16=False, progress=False, turns=turns)
+    assert all(torch.equal(p, q) for p, q in zip(body.parameters(), before))  # no step taken
+    assert all(p.requires_grad for p in body.parameters()) and not body.training  # restored
 
 
 def test_default_head_penalty_scales_with_examples_per_label(tiny_bert):
