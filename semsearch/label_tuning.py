@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any, Callable, Sequence
 
 #: description tuning embeds a batch in length-sorted sub-batches of at most this many texts (one loss
@@ -139,6 +139,10 @@ def run_alongside(jobs: Sequence[Callable[[], Any]], parallel: int, turns: Turns
                             initargs=(max(1, total // workers),)) as pool:
         futures = [pool.submit(job) for job in jobs]
         try:
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = [f.exception() for f in futures if f in done and f.exception() is not None]
+            if failed:  # raise it now: the others are told to stop, not waited for to the end
+                raise failed[0]
             return [future.result() for future in futures]
         except BaseException:
             if turns is not None:
