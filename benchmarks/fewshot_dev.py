@@ -2,8 +2,10 @@
 
 Each variant is a set of SetFitLabeler keyword arguments on top of the defaults; every variant
 is trained on the same seeded sample (drawn from the train split, the seeds apart from
-fewshot_sst.py's 0-4), one after another for each seed, and scored on the dev split: accuracy,
-ECE of the predicted label's probability (10 bins), training seconds, mean ± std over seeds.
+fewshot_sst.py's 0-4), one after another for each seed (in reverse order on every other seed, so
+that a drift in the machine's speed favours none), and scored on the dev split: accuracy, ECE of
+the predicted label's probability (10 bins), training seconds, mean ± std over seeds; then each
+variant's training time as a ratio to the first variant's on the same seed (geometric mean, range).
 The README's "how the defaults were chosen" cites its runs.
 
     python benchmarks/fewshot_dev.py --variants "default" "head_c=1.0" [--datasets sst2,sst5]
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -38,6 +41,8 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=["default", "head_c=1.0"])
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
+    import sentence_transformers  # noqa: F401  (imported here, not inside the first timed fit)
+
     from semsearch.label_setfit import SetFitLabeler
 
     print(json.dumps({"machine": machine()}), flush=True)
@@ -45,8 +50,8 @@ def main() -> None:
     results = []
     settings = samples(args.data, args.datasets.split(","), [int(s) for s in args.shots.split(",")],
                        [int(s) for s in args.seeds.split(",")], "dev")
-    for name, descriptions, shots, seed, texts, labels, dev_texts, dev_labels in settings:
-        for variant, kwargs in variants.items():
+    for turn, (name, descriptions, shots, seed, texts, labels, dev_texts, dev_labels) in enumerate(settings):
+        for variant, kwargs in list(variants.items())[::1 if turn % 2 == 0 else -1]:
             start = time.perf_counter()
             lab = SetFitLabeler(descriptions=descriptions, seed=seed, **kwargs).fit(texts, labels)
             seconds = time.perf_counter() - start
@@ -61,8 +66,25 @@ def main() -> None:
         rows = [r for r in results if (r["dataset"], r["shots"], r["variant"]) == key]
         per_seed = " / ".join(f"{100 * r['accuracy']:.1f}" for r in rows)
         print(f"| {key[0]} | {key[1]} | `{key[2]}` | {summary_cells(rows)} | {per_seed} |")
+    print()
+    for line in time_ratios(results, args.variants[0]):
+        print(line)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
+
+
+def time_ratios(results: list[dict], first: str) -> list[str]:
+    """Per setting and variant: training time over the first variant's on the same seed, geometric mean and range."""
+    lines = []
+    base = {(r["dataset"], r["shots"], r["seed"]): r["train_s"] for r in results if r["variant"] == first}
+    for key in dict.fromkeys((r["dataset"], r["shots"], r["variant"]) for r in results if r["variant"] != first):
+        ratios = [r["train_s"] / base[r["dataset"], r["shots"], r["seed"]] for r in results
+                  if (r["dataset"], r["shots"], r["variant"]) == key and (r["dataset"], r["shots"], r["seed"]) in base]
+        if ratios:
+            mean = statistics.geometric_mean(ratios)
+            lines.append(f"{key[0]} {key[1]}-shot: {key[2]} / {first} training time {mean:.2f} "
+                         f"({min(ratios):.2f}-{max(ratios):.2f}, {len(ratios)} seeds)")
+    return lines
 
 
 if __name__ == "__main__":

