@@ -43,7 +43,7 @@ import numpy as np
 from . import __version__
 from .errors import BadInput, ManifestMismatch
 from .folders import atomic_folder
-from .label_tuning import Turns, run_alongside, torch_threads, tuning_epochs
+from .label_tuning import Turns, run_alongside, tuning_epochs
 from .label_tuning import tune_on_descriptions as _tune_on_descriptions
 from .models import bf16_supported, model_folder, model_name
 
@@ -253,7 +253,8 @@ class SetFitLabeler:
                                          turns=turns)
 
         folds = self._fold_jobs(examples, labels, tuning, epochs, s["seed"], turns) if crossfit else []
-        steps, *held_out = run_alongside([tune, *folds], self._parallel(tuning), turns)
+        parallel = min(self._parallel(tuning), 1 + len(folds))
+        steps, *held_out = run_alongside([tune, *folds], parallel, turns)
         self.body = body
         self._descriptions_emb = self._encode(list(self.descriptions.values())) if self.descriptions else None
         head_c = s["head_c"] if s["head_c"] is not None else len(self.classes) / len(examples)
@@ -271,7 +272,7 @@ class SetFitLabeler:
         self.fit_info = {"examples": len(examples), "tuning": tuning, "pairs_iterations": iterations,
                          "pairs": pairs, "epochs": epochs, "steps": steps, "bf16": bf16, "head_c": head_c,
                          "calibration": "crossfit" if crossfit else "none", "crossfit_folds": len(folds),
-                         "parallel": min(self._parallel(tuning), 1 + len(folds)), "temperature": self.temperature,
+                         "parallel": parallel, "temperature": self.temperature,
                          "seconds": time.perf_counter() - started}
         return self
 
@@ -302,9 +303,11 @@ class SetFitLabeler:
 
     def _parallel(self, tuning: str) -> int:
         """How many models :func:`run_alongside` may tune at once: only description tuning runs in threads."""
+        import torch
+
         if tuning != "descriptions":
             return 1
-        return self.settings["parallel"] or torch_threads()
+        return self.settings["parallel"] or torch.get_num_threads()
 
     def _out_of_fold_logits(self, texts: list[str], labels: list[str], tuning: str, epochs: int,
                             seed: int) -> tuple[np.ndarray, int]:

@@ -110,17 +110,10 @@ def tune_on_descriptions(body, texts: list[str], targets: list[int], description
     return epochs * per_epoch
 
 
-def torch_threads() -> int:
-    """The number of threads torch runs its operations on in this thread."""
-    import torch
-
-    return torch.get_num_threads()
-
-
 def run_alongside(jobs: Sequence[Callable[[], Any]], parallel: int, turns: Turns | None = None) -> list:
     """Run the jobs, up to ``parallel`` at a time in threads that share this thread's torch threads; results in order.
 
-    Each worker thread gets ``torch_threads() // workers`` torch threads (at least 1); with one worker
+    Each worker thread gets ``torch.get_num_threads() // workers`` torch threads (at least 1); with one worker
     the jobs run here, one after another, on all of them. Jobs that tune models with
     :func:`tune_on_descriptions` must share ``turns``, so that each draws its own dropout stream, and so
     that when one fails (or the caller is interrupted) the others stop at their next step before the
@@ -131,7 +124,7 @@ def run_alongside(jobs: Sequence[Callable[[], Any]], parallel: int, turns: Turns
     """
     import torch
 
-    total = torch_threads()
+    total = torch.get_num_threads()
     workers = max(1, min(len(jobs), parallel))
     if workers == 1:
         return [job() for job in jobs]
@@ -140,9 +133,9 @@ def run_alongside(jobs: Sequence[Callable[[], Any]], parallel: int, turns: Turns
         futures = [pool.submit(job) for job in jobs]
         try:
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            failed = [f.exception() for f in futures if f in done and f.exception() is not None]
-            if failed:  # raise it now: the others are told to stop, not waited for to the end
-                raise failed[0]
+            for future in done:  # a failure is raised now: the others are told to stop, not waited for
+                if future.exception() is not None:
+                    raise future.exception()
             return [future.result() for future in futures]
         except BaseException:
             if turns is not None:
