@@ -11,7 +11,7 @@ repeat r > 0 uses other folds and fold-model seeds (seed + 1000 r). Reports, per
 - the ECE (10 bins, predicted label) at each T. Accuracy does not depend on T.
 
     python benchmarks/fewshot_temperature.py --dataset sst5 --shots 8 --seeds 10-19 --split dev \\
-        --repeats 3 [--json out.json] [--data ../shared/datasets/classification]
+        --repeats 3 [--json out.json] [--save-logits DIR] [--data ../shared/datasets/classification]
 """
 
 from __future__ import annotations
@@ -36,9 +36,10 @@ def seed_list(text: str) -> list[int]:
     return [int(s) for s in text.split(",")]
 
 
-def study(descriptions, seed, texts, labels, eval_texts, eval_labels, repeats: int) -> dict:
-    from semsearch.label_setfit import (CROSSFIT_MIN_EXAMPLES, DESCRIPTION_MIN_STEPS, SetFitLabeler, _softmax,
-                                        fit_temperature)
+def study(descriptions, seed, texts, labels, eval_texts, eval_labels, repeats: int,
+          save_logits: Path | None = None) -> dict:
+    from semsearch.label_crossfit import CROSSFIT_MIN_EXAMPLES, fit_temperature, softmax
+    from semsearch.label_setfit import DESCRIPTION_MIN_STEPS, SetFitLabeler
 
     if len(texts) < CROSSFIT_MIN_EXAMPLES:
         sys.exit(f"{len(texts)} examples: the labeller fits no temperature below {CROSSFIT_MIN_EXAMPLES}")
@@ -53,13 +54,16 @@ def study(descriptions, seed, texts, labels, eval_texts, eval_labels, repeats: i
     oof = [lab._out_of_fold_logits(texts, labels, info["tuning"], info["epochs"], seed + 1000 * r)[0]
            for r in range(repeats)]
     t_split = fit_temperature(z_eval, y_eval)
+    if save_logits is not None:   # plain arrays, to try other estimators on without retraining
+        save_logits.mkdir(parents=True, exist_ok=True)
+        np.savez(save_logits / f"seed{seed}.npz", out_of_fold=np.stack(oof), y=y, eval_logits=z_eval, eval_y=y_eval)
 
     def at(t: float) -> dict:
         return {"T": t, "log_error": float(np.log(t / t_split)),
-                "ece": scores(_softmax(z_eval / t), lab.classes, eval_labels)["ece"]}
+                "ece": scores(softmax(z_eval / t), lab.classes, eval_labels)["ece"]}
 
     return {"seed": seed, "examples": len(texts), "epochs": info["epochs"],
-            "accuracy": scores(_softmax(z_eval), lab.classes, eval_labels)["accuracy"],
+            "accuracy": scores(softmax(z_eval), lab.classes, eval_labels)["accuracy"],
             "split_optimal": at(t_split),
             "single": [at(fit_temperature(z, y)) for z in oof],
             "pooled": at(fit_temperature(np.vstack(oof), np.tile(y, repeats))),
@@ -75,6 +79,8 @@ def main() -> None:
     parser.add_argument("--split", default="dev", choices=("dev", "test"))
     parser.add_argument("--repeats", type=int, default=3, help="cross-fittings per sample (1 = the labeller's own)")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--save-logits", type=Path, default=None,
+                        help="folder for one seed<N>.npz per sample: out-of-fold and evaluation logits, labels")
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
@@ -82,7 +88,7 @@ def main() -> None:
     rows = []
     for _, descriptions, _, seed, texts, labels, eval_texts, eval_labels in samples(
             args.data, [args.dataset], [args.shots], seed_list(args.seeds), args.split):
-        rows.append(study(descriptions, seed, texts, labels, eval_texts, eval_labels, args.repeats))
+        rows.append(study(descriptions, seed, texts, labels, eval_texts, eval_labels, args.repeats, args.save_logits))
         r = rows[-1]
         print(json.dumps({"seed": seed, "accuracy": r["accuracy"], "T_split": r["split_optimal"]["T"],
                           "T_single": [s["T"] for s in r["single"]], "T_pooled": r["pooled"]["T"],

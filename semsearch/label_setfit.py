@@ -28,7 +28,6 @@ with joblib, which this project does not use).
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
 import os
@@ -43,6 +42,8 @@ import numpy as np
 from . import __version__
 from .errors import BadInput, ManifestMismatch
 from .folders import atomic_folder
+from .label_crossfit import (CROSSFIT_MIN_EXAMPLES, assemble, fit_temperature, fold_count, fold_jobs, softmax,
+                             stratified_folds)
 from .label_tuning import Turns, run_alongside, tuning_epochs
 from .label_tuning import tune_on_descriptions as _tune_on_descriptions
 from .models import bf16_supported, model_folder, model_name
@@ -57,12 +58,6 @@ _HEAD = "head.json"
 _BODY = "body"
 CALIBRATIONS = ("auto", "crossfit", "none")
 TUNINGS = ("auto", "contrastive", "descriptions")
-#: ``calibration="auto"`` cross-fits a temperature only from this many examples on (all labels together).
-CROSSFIT_MIN_EXAMPLES = 32
-#: with ``tuning="descriptions"``, cross-fitting uses 4 folds below this many examples, else 2 (time).
-#: SST-2 64-shot dev split (128 examples, 4 seeds): ECE after the temperature 0.048 with 4 folds, 0.072
-#: with 2 (4 of 4 seeds better), 74 s in all; at SST-5 64-shot (320) 4 folds would pass 2 minutes.
-CROSSFIT_FOUR_FOLDS_BELOW = 200
 #: with a cross-fitted temperature, description tuning takes at least this many steps (``description_min_steps``).
 DESCRIPTION_MIN_STEPS = 24
 
@@ -98,7 +93,7 @@ class SetFitLabeler:
         description_scale: weight of the description cosines among the head's features.
         calibration: ``"crossfit"`` fits a temperature for the head's logits on out-of-fold
             predictions: the examples are split in k stratified folds (2, or 4 for description tuning
-            below :data:`CROSSFIT_FOUR_FOLDS_BELOW` examples), a labeller is trained on all folds but one
+            below :data:`~semsearch.label_crossfit.CROSSFIT_FOUR_FOLDS_BELOW` examples), a labeller is trained on all folds but one
             and predicts that one; the temperature minimising their log loss scales the full model's
             logits. ``"none"``: the head's own probabilities. ``"auto"`` (default): ``crossfit`` from
             :data:`CROSSFIT_MIN_EXAMPLES` examples on, else ``none`` (a temperature fitted on fewer
@@ -267,7 +262,7 @@ class SetFitLabeler:
         self._coef, self._intercept = coef, intercept  # rows follow head.classes_, which is sorted = self.classes
         self.temperature = 1.0
         if crossfit:
-            logits = _assemble(held_out, len(examples), len(self.classes))
+            logits = assemble(held_out, len(examples), len(self.classes))
             self.temperature = fit_temperature(logits, np.array([self.classes.index(v) for v in labels]))
         self.fit_info = {"examples": len(examples), "tuning": tuning, "pairs_iterations": iterations,
                          "pairs": pairs, "epochs": epochs, "steps": steps, "bf16": bf16, "head_c": head_c,
@@ -314,40 +309,30 @@ class SetFitLabeler:
         """Each example's logits from a labeller trained on the folds it is not in (:meth:`_fold_jobs`), and k."""
         turns = Turns()
         jobs = self._fold_jobs(texts, labels, tuning, epochs, seed, turns)
-        return _assemble(run_alongside(jobs, self._parallel(tuning), turns), len(texts), len(self.classes)), len(jobs)
+        return assemble(run_alongside(jobs, self._parallel(tuning), turns), len(texts), len(self.classes)), len(jobs)
 
     def _fold_jobs(self, texts: list[str], labels: list[str], tuning: str, epochs: int, seed: int,
                    turns: Turns) -> list:
-        """Cross-fitting, as k jobs: each trains a labeller on all stratified folds but one, returns ``(held, logits)``.
+        """Cross-fitting, as k jobs (:func:`~semsearch.label_crossfit.fold_jobs`) returning ``(held, logits)``.
 
-        Two folds for contrastive tuning (each labeller gets half the pair budget). Tuning on descriptions
-        is cheap, so below :data:`CROSSFIT_FOUR_FOLDS_BELOW` examples it uses four folds (labellers trained
-        on 3/4 of the examples are closer to the full one than halves are); never more folds than the
-        rarest label has examples. Description tuning runs the full model's ``epochs`` in every fold
-        model (so each sees its examples as often as the full one did). ``seed`` draws the folds and
-        seeds the fold models; ``turns`` is shared by the models tuned alongside.
+        Folds: :func:`~semsearch.label_crossfit.fold_count` (four for description tuning of few examples:
+        labellers trained on 3/4 of the examples are closer to the full one than halves are; two for
+        contrastive tuning, each labeller getting half the pair budget). Description tuning runs the full
+        model's ``epochs`` in every fold model (so each sees its examples as often as the full one did).
+        ``seed`` draws the folds and seeds the fold models; ``turns`` is shared by the models tuned alongside.
         """
-        k = 4 if tuning == "descriptions" and len(texts) < CROSSFIT_FOUR_FOLDS_BELOW else 2
-        k = min(k, min(labels.count(c) for c in self.classes))
-        rng = np.random.default_rng(seed)
-        folds: list[list[int]] = [[] for _ in range(k)]
-        for c in self.classes:
-            idx = [i for i, y in enumerate(labels) if y == c]
-            for j, i in enumerate(rng.permutation(idx)):
-                folds[j % k].append(int(i))
+        k = fold_count(tuning, labels, self.classes)
         settings = dict(self.settings, calibration="none", tuning=tuning, seed=seed,
                         max_pairs=max(2, self.settings["max_pairs"] * (k - 1) // k))
         if tuning == "descriptions":
             settings.update(description_epochs=epochs, description_min_steps=0)
 
-        def job(held: list[int]):
-            train = sorted(set(range(len(texts))) - set(held))
+        def make() -> "SetFitLabeler":
             part = SetFitLabeler(self.model, descriptions=self.descriptions, **settings)
             part._turns = turns
-            part.fit([texts[i] for i in train], [labels[i] for i in train])
-            return held, part._logits([texts[i] for i in held])
+            return part
 
-        return [functools.partial(job, held) for held in folds]
+        return fold_jobs(make, texts, labels, stratified_folds(labels, self.classes, k, seed))
 
     def _encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         return self.body.encode(list(texts), batch_size=batch_size, convert_to_numpy=True,
@@ -365,7 +350,7 @@ class SetFitLabeler:
         texts = [str(t) for t in texts]
         if not texts:
             return np.empty((0, len(self.classes)))
-        return _softmax(self._logits(texts) / self.temperature)
+        return softmax(self._logits(texts) / self.temperature)
 
     def _logits(self, texts: Sequence[str]) -> np.ndarray:
         return self._features(texts) @ self._coef.T + self._intercept
@@ -417,30 +402,3 @@ class SetFitLabeler:
     def _check_fitted(self) -> None:
         if self.body is None or self._coef is None:
             raise BadInput("the labeller is not fitted yet; call fit() first")
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    p = np.exp(z)
-    return p / p.sum(axis=1, keepdims=True)
-
-
-def _assemble(held_out: list, n: int, classes: int) -> np.ndarray:
-    """The ``(n, classes)`` out-of-fold logits from the fold jobs' ``(held, logits)`` results."""
-    logits = np.zeros((n, classes))
-    for held, part in held_out:
-        logits[held] = part
-    return logits
-
-
-def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
-    """The temperature T in [0.05, 100] minimising the log loss of ``softmax(logits / T)`` on labels ``y``.
-
-    >>> z = np.array([[4.0, 0.0], [0.0, 4.0], [4.0, 0.0], [0.0, 4.0]])
-    >>> fit_temperature(z, np.array([0, 1, 1, 0])) > 10     # right half the time: soften a lot
-    True
-    """
-    grid = np.exp(np.linspace(np.log(0.05), np.log(100.0), 600))
-    rows = np.arange(len(y))
-    nll = [-np.log(_softmax(logits / t)[rows, y] + 1e-12).mean() for t in grid]
-    return float(grid[int(np.argmin(nll))])

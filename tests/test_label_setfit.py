@@ -259,7 +259,7 @@ def test_default_head_penalty_scales_with_examples_per_label(tiny_bert):
 
 def test_fit_temperature_calibrates_overconfident_logits():
     from semsearch.label import expected_calibration_error
-    from semsearch.label_setfit import fit_temperature
+    from semsearch.label_crossfit import fit_temperature
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 4000)
