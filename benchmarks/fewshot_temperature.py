@@ -5,13 +5,19 @@ trains the labeller with its defaults, then draws the out-of-fold logits ``--rep
 is exactly the labeller's own cross-fitting (its folds and fold models, seeded with the sample's seed),
 repeat r > 0 uses other folds and fold-model seeds (seed + 1000 r). Reports, per seed and summarised:
 
+- the labeller's calibration: probabilities averaged over the temperature's posterior given repeat 0's
+  out-of-fold labels (:func:`~semsearch.label_crossfit.temperature_posterior`; its log error is that of
+  the most likely T), against that most likely T alone, and the paired difference in ECE;
 - T from each repeat alone and from all repeats pooled (one temperature fitted on every out-of-fold row);
 - the split-optimal T: the temperature minimising the log loss on the evaluation split itself (what a
   perfect estimate from the labelled examples would give), and the error log(T / T_split);
 - the ECE (10 bins, predicted label) at each T. Accuracy does not depend on T.
 
+``--save-logits DIR`` keeps each sample's logits (out-of-fold and evaluation, with labels) as
+``seed<N>.npz``; ``--from-logits DIR`` evaluates saved ones again without training.
+
     python benchmarks/fewshot_temperature.py --dataset sst5 --shots 8 --seeds 10-19 --split dev \\
-        --repeats 3 [--json out.json] [--save-logits DIR] [--data ../shared/datasets/classification]
+        --repeats 3 [--json out.json] [--save-logits DIR | --from-logits DIR] [--data ../shared/datasets/classification]
 """
 
 from __future__ import annotations
@@ -38,7 +44,8 @@ def seed_list(text: str) -> list[int]:
 
 def study(descriptions, seed, texts, labels, eval_texts, eval_labels, repeats: int,
           save_logits: Path | None = None) -> dict:
-    from semsearch.label_crossfit import CROSSFIT_MIN_EXAMPLES, fit_temperature, softmax
+    """Train the sample's full model and ``repeats`` cross-fittings, then :func:`evaluate` their logits."""
+    from semsearch.label_crossfit import CROSSFIT_MIN_EXAMPLES
     from semsearch.label_setfit import DESCRIPTION_MIN_STEPS, SetFitLabeler
 
     if len(texts) < CROSSFIT_MIN_EXAMPLES:
@@ -51,23 +58,37 @@ def study(descriptions, seed, texts, labels, eval_texts, eval_labels, repeats: i
     z_eval = lab._logits(eval_texts)
     y = np.array([lab.classes.index(v) for v in labels])
     y_eval = np.array([lab.classes.index(v) for v in eval_labels])
-    oof = [lab._out_of_fold_logits(texts, labels, info["tuning"], info["epochs"], seed + 1000 * r)[0]
-           for r in range(repeats)]
-    t_split = fit_temperature(z_eval, y_eval)
-    if save_logits is not None:   # plain arrays, to try other estimators on without retraining
+    oof = np.stack([lab._out_of_fold_logits(texts, labels, info["tuning"], info["epochs"], seed + 1000 * r)[0]
+                    for r in range(repeats)])
+    if save_logits is not None:   # plain arrays: other estimators can be tried on them without retraining
         save_logits.mkdir(parents=True, exist_ok=True)
-        np.savez(save_logits / f"seed{seed}.npz", out_of_fold=np.stack(oof), y=y, eval_logits=z_eval, eval_y=y_eval)
+        np.savez(save_logits / f"seed{seed}.npz", out_of_fold=oof, y=y, eval_logits=z_eval, eval_y=y_eval,
+                 epochs=info["epochs"])
+    return {**evaluate(seed, oof, y, z_eval, y_eval), "epochs": info["epochs"],
+            "seconds": time.perf_counter() - start}
+
+
+def evaluate(seed: int, oof: np.ndarray, y: np.ndarray, z_eval: np.ndarray, y_eval: np.ndarray) -> dict:
+    """Each way of using the out-of-fold logits ``oof`` (repeats × examples × labels) against the split's best T."""
+    from semsearch.label import expected_calibration_error
+    from semsearch.label_crossfit import fit_temperature, mixed_softmax, softmax, temperature_posterior
+
+    def ece(proba: np.ndarray) -> float:
+        pred = proba.argmax(axis=1)
+        return expected_calibration_error(proba[np.arange(len(pred)), pred], pred == y_eval)
+
+    t_split = fit_temperature(z_eval, y_eval)
 
     def at(t: float) -> dict:
-        return {"T": t, "log_error": float(np.log(t / t_split)),
-                "ece": scores(softmax(z_eval / t), lab.classes, eval_labels)["ece"]}
+        return {"T": t, "log_error": float(np.log(t / t_split)), "ece": ece(softmax(z_eval / t))}
 
-    return {"seed": seed, "examples": len(texts), "epochs": info["epochs"],
-            "accuracy": scores(softmax(z_eval), lab.classes, eval_labels)["accuracy"],
+    temps, weights = temperature_posterior(oof[0], y)
+    most_likely = at(fit_temperature(oof[0], y))
+    return {"seed": seed, "examples": len(y), "accuracy": float((z_eval.argmax(axis=1) == y_eval).mean()),
             "split_optimal": at(t_split),
             "single": [at(fit_temperature(z, y)) for z in oof],
-            "pooled": at(fit_temperature(np.vstack(oof), np.tile(y, repeats))),
-            "seconds": time.perf_counter() - start}
+            "pooled": at(fit_temperature(np.vstack(oof), np.tile(y, len(oof)))),
+            "posterior": {**most_likely, "ece": ece(mixed_softmax(z_eval, temps, weights)), "temperatures": len(temps)}}
 
 
 def main() -> None:
@@ -81,22 +102,33 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--save-logits", type=Path, default=None,
                         help="folder for one seed<N>.npz per sample: out-of-fold and evaluation logits, labels")
+    parser.add_argument("--from-logits", type=Path, default=None,
+                        help="evaluate the seed<N>.npz files of an earlier --save-logits instead of training")
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
-    print(json.dumps({"machine": machine()}), flush=True)
     rows = []
-    for _, descriptions, _, seed, texts, labels, eval_texts, eval_labels in samples(
-            args.data, [args.dataset], [args.shots], seed_list(args.seeds), args.split):
-        rows.append(study(descriptions, seed, texts, labels, eval_texts, eval_labels, args.repeats, args.save_logits))
-        r = rows[-1]
-        print(json.dumps({"seed": seed, "accuracy": r["accuracy"], "T_split": r["split_optimal"]["T"],
-                          "T_single": [s["T"] for s in r["single"]], "T_pooled": r["pooled"]["T"],
-                          "ece_single": [s["ece"] for s in r["single"]], "ece_pooled": r["pooled"]["ece"],
-                          "ece_split_optimal": r["split_optimal"]["ece"], "seconds": r["seconds"]}), flush=True)
-        if args.json:
-            args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows},
-                                            indent=2))
+    if args.from_logits:
+        for seed in seed_list(args.seeds):
+            saved = np.load(args.from_logits / f"seed{seed}.npz", allow_pickle=False)
+            rows.append({**evaluate(seed, saved["out_of_fold"], saved["y"], saved["eval_logits"], saved["eval_y"]),
+                         "epochs": int(saved["epochs"]) if "epochs" in saved else None})
+        args.repeats = len(rows[0]["single"])
+    else:
+        print(json.dumps({"machine": machine()}), flush=True)
+        for _, descriptions, _, seed, texts, labels, eval_texts, eval_labels in samples(
+                args.data, [args.dataset], [args.shots], seed_list(args.seeds), args.split):
+            rows.append(study(descriptions, seed, texts, labels, eval_texts, eval_labels, args.repeats,
+                              args.save_logits))
+            r = rows[-1]
+            print(json.dumps({"seed": seed, "accuracy": r["accuracy"], "T_split": r["split_optimal"]["T"],
+                              "T_single": [s["T"] for s in r["single"]], "T_pooled": r["pooled"]["T"],
+                              "ece_single": [s["ece"] for s in r["single"]], "ece_pooled": r["pooled"]["ece"],
+                              "ece_posterior": r["posterior"]["ece"], "ece_split_optimal": r["split_optimal"]["ece"],
+                              "seconds": r["seconds"]}), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows},
+                                        indent=2))
 
     def line(name: str, picks: list[dict]) -> str:
         errors, eces = [p["log_error"] for p in picks], [p["ece"] for p in picks]
@@ -107,11 +139,16 @@ def main() -> None:
     print(f"\n{args.dataset} {args.shots}-shot, {args.split} split, seeds {args.seeds}, {args.repeats} repeat(s)")
     print("| temperature | fits | mean log(T / T_split) | rms | ECE mean | median | max |")
     print("|---|---|---|---|---|---|---|")
-    print(line("the labeller's (repeat 0)", [r["single"][0] for r in rows]))
+    print(line("the labeller's: posterior average (repeat 0)", [r["posterior"] for r in rows]))
+    print(line("most likely T alone (repeat 0)", [r["single"][0] for r in rows]))
     if args.repeats > 1:
         print(line("any single repeat", [s for r in rows for s in r["single"]]))
         print(line(f"{args.repeats} repeats pooled", [r["pooled"] for r in rows]))
     print(line("split-optimal", [r["split_optimal"] for r in rows]))
+    diff = [r["posterior"]["ece"] - r["single"][0]["ece"] for r in rows]
+    se = statistics.stdev(diff) / len(diff) ** 0.5 if len(diff) > 1 else float("nan")
+    print(f"\nECE, posterior average minus most likely T: {statistics.mean(diff):+.4f} (standard error {se:.4f}), "
+          f"lower on {sum(d < 0 for d in diff)} of {len(diff)} seeds")
 
 
 if __name__ == "__main__":

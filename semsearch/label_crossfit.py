@@ -69,6 +69,16 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return p / p.sum(axis=1, keepdims=True)
 
 
+#: the temperatures considered: 600 steps, evenly spaced in log T, from 0.05 to 100.
+GRID = np.exp(np.linspace(np.log(0.05), np.log(100.0), 600))
+
+
+def _log_loss(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Mean log loss of ``softmax(logits / T)`` on labels ``y`` at every :data:`GRID` temperature."""
+    rows = np.arange(len(y))
+    return np.array([-np.log(softmax(logits / t)[rows, y] + 1e-12).mean() for t in GRID])
+
+
 def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     """The temperature T in [0.05, 100] minimising the log loss of ``softmax(logits / T)`` on labels ``y``.
 
@@ -76,7 +86,36 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     >>> fit_temperature(z, np.array([0, 1, 1, 0])) > 10     # right half the time: soften a lot
     True
     """
-    grid = np.exp(np.linspace(np.log(0.05), np.log(100.0), 600))
-    rows = np.arange(len(y))
-    nll = [-np.log(softmax(logits / t)[rows, y] + 1e-12).mean() for t in grid]
-    return float(grid[int(np.argmin(nll))])
+    return float(GRID[int(np.argmin(_log_loss(logits, y)))])
+
+
+def temperature_posterior(logits: np.ndarray, y: np.ndarray, keep: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
+    """The temperatures and their posterior probabilities given labels ``y`` (those of at least ``keep`` × the most).
+
+    Flat prior on log T over :data:`GRID`; the likelihood of T is the product of ``softmax(logits / T)[i, y_i]``,
+    so few labels leave a broad posterior and many a sharp one around :func:`fit_temperature`'s T.
+
+    >>> z = np.array([[4.0, 0.0], [0.0, 4.0], [4.0, 0.0], [0.0, 4.0]])
+    >>> temps, weights = temperature_posterior(z, np.array([0, 1, 1, 1]))
+    >>> round(float(weights.sum()), 6), bool(temps.min() < 1 < 10 < temps.max())   # 4 labels say little
+    (1.0, True)
+    """
+    loss = _log_loss(logits, y)
+    w = np.exp(-len(y) * (loss - loss.min()))
+    kept = w >= keep * w.max()
+    return GRID[kept], w[kept] / w[kept].sum()
+
+
+def mixed_softmax(logits: np.ndarray, temperatures: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``sum_k weights[k] * softmax(logits / temperatures[k])``: probabilities averaged over temperatures.
+
+    >>> mixed_softmax(np.array([[2.0, 0.0]]), np.array([1.0]), np.array([1.0])).round(3)
+    array([[0.881, 0.119]])
+    """
+    return sum(w * softmax(logits / t) for t, w in zip(temperatures, weights))
+
+
+def quantiles(temperatures: np.ndarray, weights: np.ndarray, q: Sequence[float]) -> list[float]:
+    """Posterior quantiles of the temperature (e.g. ``q=(0.05, 0.95)`` for a 90% interval)."""
+    cdf = np.cumsum(weights)
+    return [float(temperatures[min(int(np.searchsorted(cdf, x)), len(cdf) - 1)]) for x in q]
