@@ -136,8 +136,8 @@ def run_ours(texts, labels, test_texts, seed, descriptions, tuning="auto"):
     start = time.perf_counter()
     lab = SetFitLabeler(descriptions=descriptions, tuning=tuning, seed=seed).fit(texts, labels)
     seconds = time.perf_counter() - start
-    info = {k: lab.fit_info[k] for k in ("tuning", "calibration", "crossfit_folds", "parallel", "temperature",
-                                         "temperature_interval", "bf16", "head_c", "epochs", "steps")}
+    info = {k: lab.fit_info[k] for k in ("tuning", "calibration", "crossfit_folds", "parallel", "temperature", "bf16",
+                                         "head_c", "epochs", "steps")}
     return lab.predict_proba(test_texts), lab.classes, seconds, info
 
 

@@ -27,7 +27,11 @@ CROSSFIT_FOUR_FOLDS_BELOW = 200
 
 def fold_count(tuning: str, labels: Sequence[str], classes: Sequence[str]) -> int:
     """Four folds for description tuning below :data:`CROSSFIT_FOUR_FOLDS_BELOW` examples, else two;
-    never more than the rarest label has examples."""
+    never more than the rarest label has examples.
+
+    >>> fold_count("descriptions", ["a"] * 3 + ["b"] * 8, ["a", "b"])
+    3
+    """
     k = 4 if tuning == "descriptions" and len(labels) < CROSSFIT_FOUR_FOLDS_BELOW else 2
     return min(k, min(list(labels).count(c) for c in classes))
 
@@ -56,7 +60,12 @@ def fold_jobs(make: Callable[[], object], texts: Sequence[str], labels: Sequence
 
 
 def assemble(held_out: list, n: int, classes: int) -> np.ndarray:
-    """The ``(n, classes)`` out-of-fold logits from the fold jobs' ``(held, logits)`` results."""
+    """The ``(n, classes)`` out-of-fold logits from the fold jobs' ``(held, logits)`` results.
+
+    >>> assemble([([1], np.array([[0.0, 2.0]])), ([0], np.array([[3.0, 0.0]]))], n=2, classes=2)
+    array([[3., 0.],
+           [0., 2.]])
+    """
     logits = np.zeros((n, classes))
     for held, part in held_out:
         logits[held] = part
@@ -64,6 +73,7 @@ def assemble(held_out: list, n: int, classes: int) -> np.ndarray:
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of logits ``(n, classes)``, shifted by each row's maximum (no overflow)."""
     z = z - z.max(axis=1, keepdims=True)
     p = np.exp(z)
     return p / p.sum(axis=1, keepdims=True)
@@ -87,35 +97,3 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     True
     """
     return float(GRID[int(np.argmin(_log_loss(logits, y)))])
-
-
-def temperature_posterior(logits: np.ndarray, y: np.ndarray, keep: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
-    """The temperatures and their posterior probabilities given labels ``y`` (those of at least ``keep`` × the most).
-
-    Flat prior on log T over :data:`GRID`; the likelihood of T is the product of ``softmax(logits / T)[i, y_i]``,
-    so few labels leave a broad posterior and many a sharp one around :func:`fit_temperature`'s T.
-
-    >>> z = np.array([[4.0, 0.0], [0.0, 4.0], [4.0, 0.0], [0.0, 4.0]])
-    >>> temps, weights = temperature_posterior(z, np.array([0, 1, 1, 1]))
-    >>> round(float(weights.sum()), 6), bool(temps.min() < 1 < 10 < temps.max())   # 4 labels say little
-    (1.0, True)
-    """
-    loss = _log_loss(logits, y)
-    w = np.exp(-len(y) * (loss - loss.min()))
-    kept = w >= keep * w.max()
-    return GRID[kept], w[kept] / w[kept].sum()
-
-
-def mixed_softmax(logits: np.ndarray, temperatures: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """``sum_k weights[k] * softmax(logits / temperatures[k])``: probabilities averaged over temperatures.
-
-    >>> mixed_softmax(np.array([[2.0, 0.0]]), np.array([1.0]), np.array([1.0])).round(3)
-    array([[0.881, 0.119]])
-    """
-    return sum(w * softmax(logits / t) for t, w in zip(temperatures, weights))
-
-
-def quantiles(temperatures: np.ndarray, weights: np.ndarray, q: Sequence[float]) -> list[float]:
-    """Posterior quantiles of the temperature (e.g. ``q=(0.05, 0.95)`` for a 90% interval)."""
-    cdf = np.cumsum(weights)
-    return [float(temperatures[min(int(np.searchsorted(cdf, x)), len(cdf) - 1)]) for x in q]

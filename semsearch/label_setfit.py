@@ -43,8 +43,8 @@ import numpy as np
 from . import __version__
 from .errors import BadInput, ManifestMismatch
 from .folders import atomic_folder
-from .label_crossfit import (CROSSFIT_MIN_EXAMPLES, assemble, fit_temperature, fold_count, fold_jobs, mixed_softmax,
-                             quantiles, stratified_folds, temperature_posterior)
+from .label_crossfit import (CROSSFIT_MIN_EXAMPLES, assemble, fit_temperature, fold_count, fold_jobs, softmax,
+                             stratified_folds)
 from .label_tuning import Turns, run_alongside, tuning_epochs
 from .label_tuning import tune_on_descriptions as _tune_on_descriptions
 from .models import bf16_supported, model_folder, model_name
@@ -53,8 +53,7 @@ __all__ = ["SetFitLabeler"]
 
 log = logging.getLogger(__name__)
 
-_FORMAT = "semsearch-setfit-labeler/2"   # /2: the temperature's posterior; /1 files (one temperature) still load
-_FORMATS = ("semsearch-setfit-labeler/1", _FORMAT)
+_FORMAT = "semsearch-setfit-labeler/1"
 _CONFIG = "labeler.json"
 _HEAD = "head.json"
 _BODY = "body"
@@ -95,14 +94,9 @@ class SetFitLabeler:
         description_scale: weight of the description cosines among the head's features.
         calibration: ``"crossfit"`` fits a temperature for the head's logits on out-of-fold
             predictions: the examples are split in k stratified folds (2, or 4 for description tuning
-            below :data:`~semsearch.label_crossfit.CROSSFIT_FOUR_FOLDS_BELOW` examples), a labeller is
-            trained on all folds but one and predicts that one. Their labels give the temperature T of
-            the full model's logits a posterior (flat prior on log T), and probabilities are averaged
-            over it: from 40 labels it is broad, from hundreds nearly the single most likely T
-            (``temperature``; ``fit_info["temperature_interval"]``: its 90% interval). Chosen on the SST-5
-            8-shot dev split (20 seeds): ECE 0.035 against 0.041 with the most likely T alone, lower on
-            14 of 20 seeds; accuracy does not depend on T. ``"none"``: the head's own probabilities.
-            ``"auto"`` (default): ``crossfit`` from
+            below :data:`~semsearch.label_crossfit.CROSSFIT_FOUR_FOLDS_BELOW` examples), a labeller is trained on all folds but one
+            and predicts that one; the temperature minimising their log loss scales the full model's
+            logits. ``"none"``: the head's own probabilities. ``"auto"`` (default): ``crossfit`` from
             :data:`CROSSFIT_MIN_EXAMPLES` examples on, else ``none`` (a temperature fitted on fewer
             held-out points is mostly noise: at SST-2 8-shot, 16 points, 4-fold temperatures were 0.45-1.81
             where the dev split wanted 1.84-2.55; at SST-5 8-shot, 40 points, it cut dev ECE from 0.40 to
@@ -189,8 +183,7 @@ class SetFitLabeler:
                          "bf16": bf16,
                          "seed": seed}
         self.progress = progress
-        self.temperature = 1.0   # the most likely one; probabilities average over the posterior:
-        self._temperatures, self._temperature_weights = np.ones(1), np.ones(1)
+        self.temperature = 1.0
         self.body = None
         self.classes: list[str] = []
         self._coef: np.ndarray | None = None
@@ -268,18 +261,14 @@ class SetFitLabeler:
         if len(self.classes) == 2:  # sklearn keeps one row for two classes: the logit of classes_[1]
             coef, intercept = np.vstack([np.zeros_like(coef[0]), coef[0]]), np.array([0.0, intercept[0]])
         self._coef, self._intercept = coef, intercept  # rows follow head.classes_, which is sorted = self.classes
-        self.temperature, self._temperatures, self._temperature_weights = 1.0, np.ones(1), np.ones(1)
+        self.temperature = 1.0
         if crossfit:
             logits = assemble(held_out, len(examples), len(self.classes))
-            y = np.array([self.classes.index(v) for v in labels])
-            self.temperature = fit_temperature(logits, y)
-            self._temperatures, self._temperature_weights = temperature_posterior(logits, y)
+            self.temperature = fit_temperature(logits, np.array([self.classes.index(v) for v in labels]))
         self.fit_info = {"examples": len(examples), "tuning": tuning, "pairs_iterations": iterations,
                          "pairs": pairs, "epochs": epochs, "steps": steps, "bf16": bf16, "head_c": head_c,
                          "calibration": "crossfit" if crossfit else "none", "crossfit_folds": len(folds),
                          "parallel": parallel, "temperature": self.temperature,
-                         "temperature_interval": quantiles(self._temperatures, self._temperature_weights,
-                                                           (0.05, 0.95)),
                          "seconds": time.perf_counter() - started}
         return self
 
@@ -362,7 +351,7 @@ class SetFitLabeler:
         texts = [str(t) for t in texts]
         if not texts:
             return np.empty((0, len(self.classes)))
-        return mixed_softmax(self._logits(texts), self._temperatures, self._temperature_weights)
+        return softmax(self._logits(texts) / self.temperature)
 
     def _logits(self, texts: Sequence[str]) -> np.ndarray:
         return self._features(texts) @ self._coef.T + self._intercept
@@ -382,8 +371,7 @@ class SetFitLabeler:
             (tmp / _HEAD).write_text(json.dumps({
                 "classes": self.classes, "coef": self._coef.tolist(), "intercept": self._intercept.tolist(),
                 "descriptions_embedding": None if self._descriptions_emb is None else self._descriptions_emb.tolist(),
-                "temperature": self.temperature, "temperatures": self._temperatures.tolist(),
-                "temperature_weights": self._temperature_weights.tolist(),
+                "temperature": self.temperature,
             }), encoding="utf-8")
             (tmp / _CONFIG).write_text(json.dumps({
                 "format": _FORMAT, "semsearch_version": __version__, "model": self.model,
@@ -400,16 +388,14 @@ class SetFitLabeler:
             head = json.loads((folder / _HEAD).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise BadInput(f"cannot read a SetFit labeller at {folder}: {exc}") from None
-        if config.get("format") not in _FORMATS:
-            raise ManifestMismatch(f"{folder} is not a semsearch SetFit labeller ({', '.join(_FORMATS)})")
+        if config.get("format") != _FORMAT:
+            raise ManifestMismatch(f"{folder} is not a semsearch SetFit labeller ({_FORMAT})")
         lab = cls(descriptions=config["descriptions"], **config["settings"])
         lab.model, lab.fit_info = config["model"], config["fit"]
         lab.body = SentenceTransformer(str(folder / _BODY), device="cpu")
         lab.classes = head["classes"]
         lab._coef, lab._intercept = np.asarray(head["coef"]), np.asarray(head["intercept"])
         lab.temperature = float(head.get("temperature", 1.0))
-        lab._temperatures = np.asarray(head.get("temperatures", [lab.temperature]), dtype=np.float64)
-        lab._temperature_weights = np.asarray(head.get("temperature_weights", [1.0]), dtype=np.float64)
         if head.get("descriptions_embedding") is not None:
             lab._descriptions_emb = np.asarray(head["descriptions_embedding"])
         return lab
