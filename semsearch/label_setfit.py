@@ -94,9 +94,10 @@ class SetFitLabeler:
         description_scale: weight of the description cosines among the head's features.
         calibration: ``"crossfit"`` fits a temperature for the head's logits on out-of-fold
             predictions: the examples are split in k stratified folds (2, or 4 for description tuning
-            below :data:`~semsearch.label_crossfit.CROSSFIT_FOUR_FOLDS_BELOW` examples), a labeller is trained on all folds but one
-            and predicts that one; the temperature minimising their log loss scales the full model's
-            logits. ``"none"``: the head's own probabilities. ``"auto"`` (default): ``crossfit`` from
+            below :data:`~semsearch.label_crossfit.CROSSFIT_FOUR_FOLDS_BELOW` examples), a labeller is
+            trained on all folds but one and predicts that one; the temperature minimising their log loss
+            scales the full model's logits. ``"none"``: the head's own probabilities. ``"auto"``
+            (default): ``crossfit`` from
             :data:`CROSSFIT_MIN_EXAMPLES` examples on, else ``none`` (a temperature fitted on fewer
             held-out points is mostly noise: at SST-2 8-shot, 16 points, 4-fold temperatures were 0.45-1.81
             where the dev split wanted 1.84-2.55; at SST-5 8-shot, 40 points, it cut dev ECE from 0.40 to
