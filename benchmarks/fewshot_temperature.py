@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fewshot_sst import DEFAULT_DATA, machine, samples
+from fewshot_sst import DEFAULT_DATA, machine, samples, scores
 
 
 def seed_list(text: str) -> list[int]:
@@ -93,25 +93,25 @@ def study(descriptions, seed, texts, labels, eval_texts, eval_labels, repeats: i
 
 def evaluate(seed: int, oof: np.ndarray, y: np.ndarray, z_eval: np.ndarray, y_eval: np.ndarray) -> dict:
     """Each way of using the out-of-fold logits ``oof`` (repeats × examples × labels) against the split's best T."""
-    from semsearch.label import expected_calibration_error
     from semsearch.label_crossfit import fit_temperature, softmax
 
+    classes, gold = list(range(z_eval.shape[1])), y_eval.tolist()
+
     def ece(proba: np.ndarray) -> float:
-        pred = proba.argmax(axis=1)
-        return expected_calibration_error(proba[np.arange(len(pred)), pred], pred == y_eval)
+        return scores(proba, classes, gold)["ece"]
 
     t_split = fit_temperature(z_eval, y_eval)
 
     def at(t: float) -> dict:
         return {"T": t, "log_error": float(np.log(t / t_split)), "ece": ece(softmax(z_eval / t))}
 
+    single = [at(fit_temperature(z, y)) for z in oof]
     temps, weights = temperature_posterior(oof[0], y)
-    most_likely = at(fit_temperature(oof[0], y))
     return {"seed": seed, "examples": len(y), "accuracy": float((z_eval.argmax(axis=1) == y_eval).mean()),
-            "split_optimal": at(t_split),
-            "single": [at(fit_temperature(z, y)) for z in oof],
+            "split_optimal": at(t_split), "single": single,
             "pooled": at(fit_temperature(np.vstack(oof), np.tile(y, len(oof)))),
-            "posterior": {**most_likely, "ece": ece(mixed_softmax(z_eval, temps, weights)), "temperatures": len(temps)}}
+            # the log error is that of repeat 0's most likely T; the ECE is the averaged probabilities'
+            "posterior": {**single[0], "ece": ece(mixed_softmax(z_eval, temps, weights)), "temperatures": len(temps)}}
 
 
 def main() -> None:
