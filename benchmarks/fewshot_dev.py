@@ -8,8 +8,14 @@ the predicted label's probability (10 bins), training seconds, mean ± std over 
 variant's training time as a ratio to the first variant's on the same seed (geometric mean, range).
 The README's "how the defaults were chosen" cites its runs.
 
+``--labeller-seed-offsets 0,100,200`` trains every variant on each sample once per offset, with the
+labeller seeded ``sample seed + offset`` (batch order, dropout, folds): the spread of training alone,
+on one sample. It then also prints, per setting and variant, that within-sample standard deviation of
+the accuracy and the ECE (pooled over the samples) against the standard deviation of the per-sample means.
+
     python benchmarks/fewshot_dev.py --variants "default" "head_c=1.0" [--datasets sst2,sst5]
-        [--shots 8,64] [--seeds 10,11,12,13] [--data ../shared/datasets/classification]
+        [--shots 8,64] [--seeds 10,11,12,13] [--labeller-seed-offsets 0] [--data ../shared/datasets/classification]
+    python benchmarks/fewshot_dev.py --from-json docs/fewshot-sst/dev-2026-12-01-parallel-64.json   # re-summarise
 """
 
 from __future__ import annotations
@@ -38,9 +44,15 @@ def main() -> None:
     parser.add_argument("--datasets", default="sst2,sst5")
     parser.add_argument("--shots", default="8,64")
     parser.add_argument("--seeds", default="10,11,12,13")
+    parser.add_argument("--labeller-seed-offsets", default="0")
     parser.add_argument("--variants", nargs="+", default=["default", "head_c=1.0"])
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--from-json", type=Path, default=None, help="summarise a saved run's rows; no training")
     args = parser.parse_args()
+    if args.from_json:
+        results = json.loads(args.from_json.read_text())
+        report(results, list(dict.fromkeys(r["variant"] for r in results))[0])
+        return
     import sentence_transformers  # noqa: F401  (imported here, not inside the first timed fit)
 
     from semsearch.label_setfit import SetFitLabeler
@@ -48,18 +60,30 @@ def main() -> None:
     print(json.dumps({"machine": machine()}), flush=True)
     variants = {v: parse_variant(v) for v in args.variants}
     results = []
+    offsets = [int(s) for s in args.labeller_seed_offsets.split(",")]
     settings = samples(args.data, args.datasets.split(","), [int(s) for s in args.shots.split(",")],
                        [int(s) for s in args.seeds.split(",")], "dev")
-    for turn, (name, descriptions, shots, seed, texts, labels, dev_texts, dev_labels) in enumerate(settings):
-        for variant, kwargs in list(variants.items())[::1 if turn % 2 == 0 else -1]:
-            start = time.perf_counter()
-            lab = SetFitLabeler(descriptions=descriptions, seed=seed, **kwargs).fit(texts, labels)
-            seconds = time.perf_counter() - start
-            row = {"dataset": name, "shots": shots, "seed": seed, "variant": variant,
-                   **scores(lab.predict_proba(dev_texts), lab.classes, dev_labels), "train_s": seconds,
-                   "temperature": lab.temperature, "head_c": lab.fit_info["head_c"]}
-            results.append(row)
-            print(json.dumps(row), flush=True)
+    turn = 0
+    for name, descriptions, shots, seed, texts, labels, dev_texts, dev_labels in settings:
+        for offset in offsets:
+            for variant, kwargs in list(variants.items())[::1 if turn % 2 == 0 else -1]:
+                start = time.perf_counter()
+                lab = SetFitLabeler(descriptions=descriptions, seed=seed + offset, **kwargs).fit(texts, labels)
+                seconds = time.perf_counter() - start
+                row = {"dataset": name, "shots": shots, "seed": seed, "labeller_seed": seed + offset,
+                       "variant": variant,
+                       **scores(lab.predict_proba(dev_texts), lab.classes, dev_labels), "train_s": seconds,
+                       "temperature": lab.temperature, "head_c": lab.fit_info["head_c"]}
+                results.append(row)
+                print(json.dumps(row), flush=True)
+            turn += 1
+    report(results, args.variants[0])
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+def report(results: list[dict], first: str) -> None:
+    """Print the summary table, the training-time ratios to the ``first`` variant and the training spread."""
     print(f"\n| dataset | shots | variant | dev {SUMMARY_HEADER} | per seed |")
     print("|---|---|---|---|---|---|---|")
     for key in dict.fromkeys((r["dataset"], r["shots"], r["variant"]) for r in results):
@@ -67,23 +91,47 @@ def main() -> None:
         per_seed = " / ".join(f"{100 * r['accuracy']:.1f}" for r in rows)
         print(f"| {key[0]} | {key[1]} | `{key[2]}` | {summary_cells(rows)} | {per_seed} |")
     print()
-    for line in time_ratios(results, args.variants[0]):
+    for line in time_ratios(results, first) + training_spread(results):
         print(line)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
 
 
 def time_ratios(results: list[dict], first: str) -> list[str]:
-    """Per setting and variant: training time over the first variant's on the same seed, geometric mean and range."""
+    """Per setting and variant: training time over the first variant's on the same seeds, geometric mean and range."""
+    def fit(r):  # the sample and the labeller's seed
+        return r["dataset"], r["shots"], r["seed"], r.get("labeller_seed", r["seed"])
+
     lines = []
-    base = {(r["dataset"], r["shots"], r["seed"]): r["train_s"] for r in results if r["variant"] == first}
+    base = {fit(r): r["train_s"] for r in results if r["variant"] == first}
     for key in dict.fromkeys((r["dataset"], r["shots"], r["variant"]) for r in results if r["variant"] != first):
-        ratios = [r["train_s"] / base[r["dataset"], r["shots"], r["seed"]] for r in results
-                  if (r["dataset"], r["shots"], r["variant"]) == key and (r["dataset"], r["shots"], r["seed"]) in base]
+        ratios = [r["train_s"] / base[fit(r)] for r in results
+                  if (r["dataset"], r["shots"], r["variant"]) == key and fit(r) in base]
         if ratios:
             mean = statistics.geometric_mean(ratios)
             lines.append(f"{key[0]} {key[1]}-shot: {key[2]} / {first} training time {mean:.2f} "
                          f"({min(ratios):.2f}-{max(ratios):.2f}, {len(ratios)} seeds)")
+    return lines
+
+
+def training_spread(results: list[dict]) -> list[str]:
+    """Per setting and variant, for accuracy (points) and ECE: the standard deviation over labeller seeds on one
+    sample (variances pooled over the samples) and the standard deviation of the per-sample means."""
+    lines = []
+    for key in dict.fromkeys((r["dataset"], r["shots"], r["variant"]) for r in results):
+        rows = [r for r in results if (r["dataset"], r["shots"], r["variant"]) == key]
+        cells = []
+        for metric, scale, digits in (("accuracy", 100, 2), ("ece", 1, 3)):
+            per_sample: dict[int, list[float]] = {}
+            for r in rows:
+                per_sample.setdefault(r["seed"], []).append(scale * r[metric])
+            within = [statistics.variance(a) for a in per_sample.values() if len(a) > 1]
+            means = [statistics.mean(a) for a in per_sample.values()]
+            if within:
+                across = f"{statistics.stdev(means):.{digits}f}" if len(means) > 1 else "-"
+                cells.append(f"{metric} {statistics.mean(within) ** 0.5:.{digits}f} on one sample, "
+                             f"{across} across the per-sample means")
+        if cells:  # only where some sample had several labeller seeds
+            lines.append(f"{key[0]} {key[1]}-shot {key[2]}, std over labeller seeds "
+                         f"({len(per_sample)} samples): " + "; ".join(cells))
     return lines
 
 
