@@ -2,10 +2,11 @@
 
 Each variant is a set of SetFitLabeler keyword arguments on top of the defaults; every variant
 is trained on the same seeded sample (drawn from the train split, the seeds apart from
-fewshot_sst.py's 0-4), one after another for each seed (in reverse order on every other seed, so
-that a drift in the machine's speed favours none), and scored on the dev split: accuracy, ECE of
-the predicted label's probability (10 bins), training seconds, mean ± std over seeds; then each
-variant's training time as a ratio to the first variant's on the same seed (geometric mean, range).
+fewshot_sst.py's 0-4), one after another for each seed (in reverse order on every other seed, and
+labeller seed with ``--labeller-seed-offsets``, so that a drift in the machine's speed favours none),
+and scored on the dev split: accuracy, ECE of the predicted label's probability (10 bins), training
+seconds, mean ± std over seeds; then each variant's training time as a ratio to the first variant's
+on the same seed (geometric mean, range).
 The README's "how the defaults were chosen" cites its runs.
 
 ``--labeller-seed-offsets 0,100,200`` trains every variant on each sample once per offset, with the
