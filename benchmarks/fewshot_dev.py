@@ -83,56 +83,64 @@ def main() -> None:
         args.json.write_text(json.dumps(results, indent=2))
 
 
+def by_setting(results: list[dict]) -> dict[tuple, list[dict]]:
+    """The rows of each (dataset, shots, variant), in the order they first appear."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["dataset"], r["shots"], r["variant"]), []).append(r)
+    return groups
+
+
 def report(results: list[dict], first: str) -> None:
     """Print the summary table, the training-time ratios to the ``first`` variant and the training spread."""
+    groups = by_setting(results)
     print(f"\n| dataset | shots | variant | dev {SUMMARY_HEADER} | per seed |")
     print("|---|---|---|---|---|---|---|")
-    for key in dict.fromkeys((r["dataset"], r["shots"], r["variant"]) for r in results):
-        rows = [r for r in results if (r["dataset"], r["shots"], r["variant"]) == key]
+    for key, rows in groups.items():
         per_seed = " / ".join(f"{100 * r['accuracy']:.1f}" for r in rows)
         print(f"| {key[0]} | {key[1]} | `{key[2]}` | {summary_cells(rows)} | {per_seed} |")
     print()
-    for line in time_ratios(results, first) + training_spread(results):
+    for line in time_ratios(groups, first) + training_spread(groups):
         print(line)
 
 
-def time_ratios(results: list[dict], first: str) -> list[str]:
-    """Per setting and variant: training time over the first variant's on the same seeds, geometric mean and range."""
+def time_ratios(groups: dict[tuple, list[dict]], first: str) -> list[str]:
+    """Per setting and variant (:func:`by_setting`): training time over the ``first`` variant's on the same
+    sample and labeller seed, geometric mean and range."""
     def fit(r):  # the sample and the labeller's seed
         return r["dataset"], r["shots"], r["seed"], r.get("labeller_seed", r["seed"])
 
+    base = {fit(r): r["train_s"] for key, rows in groups.items() if key[2] == first for r in rows}
     lines = []
-    base = {fit(r): r["train_s"] for r in results if r["variant"] == first}
-    for key in dict.fromkeys((r["dataset"], r["shots"], r["variant"]) for r in results if r["variant"] != first):
-        ratios = [r["train_s"] / base[fit(r)] for r in results
-                  if (r["dataset"], r["shots"], r["variant"]) == key and fit(r) in base]
-        if ratios:
+    for key, rows in groups.items():
+        ratios = [r["train_s"] / base[fit(r)] for r in rows if fit(r) in base]
+        if key[2] != first and ratios:
             mean = statistics.geometric_mean(ratios)
             lines.append(f"{key[0]} {key[1]}-shot: {key[2]} / {first} training time {mean:.2f} "
                          f"({min(ratios):.2f}-{max(ratios):.2f}, {len(ratios)} seeds)")
     return lines
 
 
-def training_spread(results: list[dict]) -> list[str]:
-    """Per setting and variant, for accuracy (points) and ECE: the standard deviation over labeller seeds on one
-    sample (variances pooled over the samples) and the standard deviation of the per-sample means."""
+def training_spread(groups: dict[tuple, list[dict]]) -> list[str]:
+    """Per setting and variant (:func:`by_setting`), for accuracy (points) and ECE: the standard deviation over
+    labeller seeds on one sample (variances pooled over the samples) and that of the per-sample means; only
+    where some sample was trained with several labeller seeds."""
     lines = []
-    for key in dict.fromkeys((r["dataset"], r["shots"], r["variant"]) for r in results):
-        rows = [r for r in results if (r["dataset"], r["shots"], r["variant"]) == key]
+    for key, rows in groups.items():
+        per_sample: dict[int, list[dict]] = {}
+        for r in rows:
+            per_sample.setdefault(r["seed"], []).append(r)
+        if all(len(fits) < 2 for fits in per_sample.values()):
+            continue
         cells = []
         for metric, scale, digits in (("accuracy", 100, 2), ("ece", 1, 3)):
-            per_sample: dict[int, list[float]] = {}
-            for r in rows:
-                per_sample.setdefault(r["seed"], []).append(scale * r[metric])
-            within = [statistics.variance(a) for a in per_sample.values() if len(a) > 1]
-            means = [statistics.mean(a) for a in per_sample.values()]
-            if within:
-                across = f"{statistics.stdev(means):.{digits}f}" if len(means) > 1 else "-"
-                cells.append(f"{metric} {statistics.mean(within) ** 0.5:.{digits}f} on one sample, "
-                             f"{across} across the per-sample means")
-        if cells:  # only where some sample had several labeller seeds
-            lines.append(f"{key[0]} {key[1]}-shot {key[2]}, std over labeller seeds "
-                         f"({len(per_sample)} samples): " + "; ".join(cells))
+            values = [[scale * r[metric] for r in fits] for fits in per_sample.values()]
+            within = statistics.mean(statistics.variance(v) for v in values if len(v) > 1) ** 0.5
+            means = [statistics.mean(v) for v in values]
+            across = f"{statistics.stdev(means):.{digits}f}" if len(means) > 1 else "-"
+            cells.append(f"{metric} {within:.{digits}f} on one sample, {across} across the per-sample means")
+        lines.append(f"{key[0]} {key[1]}-shot {key[2]}, std over labeller seeds "
+                     f"({len(per_sample)} samples): " + "; ".join(cells))
     return lines
 
 
