@@ -56,7 +56,7 @@ def main() -> None:
         return
     import sentence_transformers  # noqa: F401  (imported here, not inside the first timed fit)
 
-    from semsearch.label_setfit import SetFitLabeler
+    from semsearch.label.setfit import SetFitLabeler
 
     print(json.dumps({"machine": machine()}), flush=True)
     variants = {v: parse_variant(v) for v in args.variants}

@@ -9,13 +9,13 @@ For each dataset, shot count (examples per class) and seed, the same training sa
   pairs at SST-2 64-shot (about 5 minutes per seed here), 81,920 at SST-5 64-shot (about an hour
   per seed). Where the default would exceed ``--setfit-pair-cap`` pairs (4,096), ``max_steps``
   caps it (setfit's own mechanism: max_steps x batch size pairs); the row says so (``capped``).
-- ``semsearch-setfit``: :class:`semsearch.label_setfit.SetFitLabeler` with the label descriptions,
+- ``semsearch-setfit``: :class:`semsearch.label.setfit.SetFitLabeler` with the label descriptions,
   default settings (tuning on the descriptions, since every label has one; head C = 1 / examples per
   label; bf16 autocast where the CPU has it; cross-fitted temperature from 32 examples on);
 - ``semsearch-setfit-contrastive`` (not in the default list): the same with ``tuning="contrastive"``
   (setfit's contrastive pairs, at most 1,280);
 - ``threshold`` (binary task only): bi-encoder cosine to the two label descriptions,
-  score = cos(positive) − cos(negative), then :class:`semsearch.label.ThresholdLabeler`
+  score = cos(positive) − cos(negative), then :class:`semsearch.label.threshold.ThresholdLabeler`
   (F1 threshold, Platt calibration) fitted on the sample.
 - ``threshold-cross-encoder`` (binary, with ``--rerank MODEL``): the same with cross-encoder scores
   against the descriptions instead of cosines — whether a cross-encoder's description scores are
@@ -93,7 +93,7 @@ def samples(data: Path, datasets: list[str], shots_list: list[int], seeds: list[
 
 def scores(proba: np.ndarray, classes: list[str], gold_labels: list[str]) -> dict:
     """Accuracy and the ECE (10 bins) of the predicted label's probability; ``proba`` columns follow ``classes``."""
-    from semsearch.label import expected_calibration_error
+    from semsearch.label.threshold import expected_calibration_error
 
     pred = proba.argmax(axis=1)
     gold = np.array([classes.index(y) for y in gold_labels])
@@ -131,7 +131,7 @@ def run_setfit(model_path, texts, labels, test_texts, seed, pair_cap):
 
 
 def run_ours(texts, labels, test_texts, seed, descriptions, tuning="auto"):
-    from semsearch.label_setfit import SetFitLabeler
+    from semsearch.label.setfit import SetFitLabeler
 
     start = time.perf_counter()
     lab = SetFitLabeler(descriptions=descriptions, tuning=tuning, seed=seed).fit(texts, labels)
@@ -142,7 +142,7 @@ def run_ours(texts, labels, test_texts, seed, descriptions, tuning="auto"):
 
 
 def run_threshold(embedder, texts, labels, test_texts, descriptions, reranker=None):
-    from semsearch.label_corpus import fit_labeler
+    from semsearch.label.documents import fit_labeler
 
     start = time.perf_counter()
     method = fit_labeler("threshold", texts, labels, descriptions, embedder=None if reranker else embedder,
@@ -174,7 +174,7 @@ def machine() -> dict:
 
     import torch
 
-    from semsearch.models import bf16_supported
+    from semsearch.encode.models import bf16_supported
 
     cpu = platform.processor()
     try:

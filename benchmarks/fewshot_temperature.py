@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from fewshot_sst import DEFAULT_DATA, machine, samples, scores
 
 
@@ -50,9 +49,9 @@ def temperature_posterior(logits: np.ndarray, y: np.ndarray, keep: float = 1e-4)
     ``softmax(logits / T)[i, y_i]``. As T grows the likelihood tends to ``(1 / classes) ** n``, not to 0,
     so the grid's upper end is part of the prior: from 40 SST-5 labels the posterior reaches it.
     """
-    from semsearch.label_crossfit import GRID, _log_loss
+    from semsearch.label.crossfit import GRID, log_loss
 
-    loss = _log_loss(logits, y)
+    loss = log_loss(logits, y)
     w = np.exp(-len(y) * (loss - loss.min()))
     kept = w >= keep * w.max()
     return GRID[kept], w[kept] / w[kept].sum()
@@ -60,7 +59,7 @@ def temperature_posterior(logits: np.ndarray, y: np.ndarray, keep: float = 1e-4)
 
 def mixed_softmax(logits: np.ndarray, temperatures: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """``sum_k weights[k] * softmax(logits / temperatures[k])``: probabilities averaged over temperatures."""
-    from semsearch.label_crossfit import softmax
+    from semsearch.label.crossfit import softmax
 
     return sum(w * softmax(logits / t) for t, w in zip(temperatures, weights))
 
@@ -68,8 +67,8 @@ def mixed_softmax(logits: np.ndarray, temperatures: np.ndarray, weights: np.ndar
 def study(descriptions, seed, texts, labels, eval_texts, eval_labels, repeats: int,
           save_logits: Path | None = None) -> dict:
     """Train the sample's full model and ``repeats`` cross-fittings, then :func:`evaluate` their logits."""
-    from semsearch.label_crossfit import CROSSFIT_MIN_EXAMPLES
-    from semsearch.label_setfit import DESCRIPTION_MIN_STEPS, SetFitLabeler
+    from semsearch.label.crossfit import CROSSFIT_MIN_EXAMPLES
+    from semsearch.label.setfit import DESCRIPTION_MIN_STEPS, SetFitLabeler
 
     if len(texts) < CROSSFIT_MIN_EXAMPLES:
         sys.exit(f"{len(texts)} examples: the labeller fits no temperature below {CROSSFIT_MIN_EXAMPLES}")
@@ -93,7 +92,7 @@ def study(descriptions, seed, texts, labels, eval_texts, eval_labels, repeats: i
 
 def evaluate(seed: int, oof: np.ndarray, y: np.ndarray, z_eval: np.ndarray, y_eval: np.ndarray) -> dict:
     """Each way of using the out-of-fold logits ``oof`` (repeats × examples × labels) against the split's best T."""
-    from semsearch.label_crossfit import fit_temperature, softmax
+    from semsearch.label.crossfit import fit_temperature, softmax
 
     classes, gold = list(range(z_eval.shape[1])), y_eval.tolist()
 

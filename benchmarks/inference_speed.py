@@ -96,7 +96,7 @@ def _encoders() -> dict:
     from sentence_transformers import SentenceTransformer
 
     from semsearch import TransformerEmbedder
-    from semsearch.models import DEFAULT_MODEL, model_folder
+    from semsearch.encode.models import DEFAULT_MODEL, model_folder
 
     st = SentenceTransformer(str(model_folder(DEFAULT_MODEL)), device="cpu")
     out = {ANCHOR: lambda texts: st.encode(texts, batch_size=32, normalize_embeddings=True)}
@@ -194,7 +194,7 @@ def bench_scifact(encoders: dict, docs, queries, qrels, chunk: int):
 
 def bench_rerank(rerankers: dict, qids, queries, texts, dense_top, qrels) -> dict:
     from semsearch.metrics import ndcg_at_k
-    from semsearch.rerank import blend_order
+    from semsearch.rerank.blend import blend_order
 
     names = [n for n in rerankers if n != "_blend"]
     weight = rerankers["_blend"].first_stage_weight
@@ -251,7 +251,7 @@ def bench_end_to_end(encoders: dict, rerankers: dict, qids, queries, texts, corp
 def _machine() -> str:
     import platform
 
-    from semsearch.models import bf16_supported
+    from semsearch.encode.models import bf16_supported
 
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor())

@@ -40,7 +40,7 @@ def main() -> None:
 
     torch.set_num_threads(2)
     from semsearch import SearchEngine, read_corpus
-    from semsearch.manifest import Manifest
+    from semsearch.index.manifest import Manifest
 
     docs = list(read_corpus(args.data / "corpus.jsonl"))
     base, held = docs[: -args.held_out], docs[-args.held_out:]

@@ -70,7 +70,7 @@ def main() -> None:
 
 def part1(args, queries, qrels) -> dict:
     from semsearch import SearchEngine, TransformerEmbedder, read_corpus
-    from semsearch.distributed import build_with_ray
+    from semsearch.scale.build import build_with_ray
 
     corpus = args.data / "corpus.jsonl"
     count = len(read_corpus(corpus))
@@ -140,8 +140,8 @@ def part2(args, queries, qrels) -> dict:
     import ray
 
     from semsearch import SearchEngine
-    from semsearch.ray_index import build_sharded
-    from semsearch.index import IndexBuilder, VectorIndex
+    from semsearch.index.vectors import IndexBuilder, VectorIndex
+    from semsearch.scale.shards import build_sharded
 
     engine = SearchEngine.open(args.work / f"ray-{args.rounds - 1}")
     ids, vectors = engine.store.all_vectors()
@@ -187,8 +187,8 @@ def part3(args) -> dict:
     import faiss
     import ray
 
-    from semsearch.ray_index import build_sharded
-    from semsearch.index import VectorIndex
+    from semsearch.index.vectors import VectorIndex
+    from semsearch.scale.shards import build_sharded
 
     n, dim = args.synthetic, 384
     rng = np.random.default_rng(0)

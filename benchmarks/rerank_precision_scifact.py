@@ -38,7 +38,7 @@ def main() -> None:
     logging.getLogger("semsearch.rerank").setLevel(logging.ERROR)  # most SciFact pairs are cut at 192 tokens
     from semsearch import Reranker, SearchEngine, read_qrels, read_queries
     from semsearch.metrics import ndcg_at_k
-    from semsearch.rerank import blend_order
+    from semsearch.rerank.blend import blend_order
 
     engine = SearchEngine.open(args.index, precision="fp32")
     queries, qrels = read_queries(args.data / "queries.jsonl"), read_qrels(args.data / "qrels" / "test.tsv")

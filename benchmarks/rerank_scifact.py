@@ -24,8 +24,9 @@ import numpy as np
 
 from semsearch import SearchEngine, read_corpus, read_qrels, read_queries
 from semsearch.metrics import evaluate_run
-from semsearch.rerank import RERANKER_CONFIG, Reranker, blend_order
-from semsearch.rerank_train import read_beir, train_reranker
+from semsearch.rerank.blend import blend_order
+from semsearch.rerank.reranker import RERANKER_CONFIG, Reranker
+from semsearch.rerank.train import read_beir, train_reranker
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "beir" / "scifact"

@@ -15,20 +15,27 @@ and texts into labels from a few examples.
 Nothing heavy runs at import: models load when an embedder is created.
 """
 
-__version__ = "0.1.0"
-
-from .corpus import read_corpus, read_qrels, read_queries
-from .embedding import Embedder, TransformerEmbedder
-from .models import DEFAULT_MODEL
-from .label import ThresholdLabeler
-from .label_setfit import SetFitLabeler
-from .rerank import PairScores, Reranker
-from .rerank_train import TrainingReport, train_reranker
-from .engine import SearchEngine
-from .fusion import Fusion
-from .errors import (BadInput, IndexExists, IndexLocked, IndexNotFound, ManifestMismatch, ModelError,
-                     SemsearchError, StorageError)
+from .corpus.readers import read_corpus, read_qrels, read_queries
+from .encode.embedder import Embedder, TransformerEmbedder
+from .encode.models import DEFAULT_MODEL
+from .errors import (
+                     BadInput,
+                     IndexExists,
+                     IndexLocked,
+                     IndexNotFound,
+                     ManifestMismatch,
+                     ModelError,
+                     SemsearchError,
+                     StorageError,
+)
+from .index.engine import SearchEngine
+from .index.fusion import Fusion
+from .label.setfit import SetFitLabeler
+from .label.threshold import ThresholdLabeler
+from .rerank.reranker import PairScores, Reranker
+from .rerank.train import TrainingReport, train_reranker
 from .types import Document, EvalResult, Hit
+from .version import __version__
 
 __all__ = [
     "__version__",

@@ -13,11 +13,15 @@ least 1; nDCG uses the grade as a linear gain with a log2(rank + 1) discount.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence, TypeVar
 
+from .errors import BadInput
 from .types import EvalResult
 
-__all__ = ["ndcg_at_k", "mrr_at_k", "recall_at_k", "average_precision_at_k", "evaluate_run"]
+__all__ = ["ndcg_at_k", "mrr_at_k", "recall_at_k", "average_precision_at_k", "evaluate_run", "judged_queries",
+           "best_on_grid"]
+
+T = TypeVar("T")
 
 
 def ndcg_at_k(ranking: Sequence[str], grades: Mapping[str, int], k: int) -> float:
@@ -76,3 +80,29 @@ def evaluate_run(run: Mapping[str, Sequence[str]], qrels: Mapping[str, Mapping[s
         map_at_100=mean(average_precision_at_k, 100),
         queries=len(judged),
     )
+
+
+def judged_queries(queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]]) -> tuple[list[str], list[str]]:
+    """The ids and texts of the judged queries (those in ``qrels``), which must all be in ``queries``."""
+    missing = [q for q in qrels if q not in queries]
+    if missing:
+        raise BadInput(f"{len(missing)} judged queries are not in the queries file (first: {missing[0]!r})")
+    qids = list(qrels)
+    if not qids:
+        raise BadInput("no judged queries: the qrels are empty")
+    texts = [queries[q] for q in qids]
+    for text in texts:
+        if not isinstance(text, str) or not text.strip():
+            raise BadInput(f"a query must be non-empty text, got {text!r}")
+    return qids, texts
+
+
+def best_on_grid(grid: Sequence[T], run_of: Callable[[T], Mapping[str, Sequence[str]]],
+                 qrels: Mapping[str, Mapping[str, int]]) -> tuple[T, float, int]:
+    """The grid point whose run has the best nDCG@10 (the earlier on ties), its nDCG@10, and the query count."""
+    best: tuple[T, float, int] | None = None
+    for point in grid:
+        result = evaluate_run(run_of(point), qrels)
+        if best is None or result.ndcg_at_10 > best[1] + 1e-12:
+            best = (point, result.ndcg_at_10, result.queries)
+    return best

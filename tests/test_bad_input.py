@@ -11,9 +11,9 @@ import shutil
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest import one_line_error
 from fakes import HashEmbedder
+
 from semsearch import Document, SearchEngine
 from semsearch.cli import cli
 from semsearch.errors import BadInput, IndexNotFound, ManifestMismatch, ModelError, StorageError
@@ -227,7 +227,7 @@ def test_full_disk_while_building_keeps_the_old_index(tmp_path, monkeypatch):
 
 
 def test_full_disk_while_adding_keeps_the_acknowledged_batches(tmp_path, monkeypatch):
-    from semsearch import update
+    from semsearch.index import update
 
     path = tmp_path / "idx"
     engine = SearchEngine.build([Document("a", "old words")], path, embedder=HashEmbedder(), progress=False)

@@ -6,8 +6,8 @@ import json
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import DOCS, one_line_error
+
 from semsearch import SearchEngine, read_corpus
 from semsearch.cli import cli
 

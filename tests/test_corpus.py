@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+
 import pytest
 
 from semsearch import BadInput, read_corpus, read_qrels, read_queries
-from semsearch.corpus import python_docstrings
+from semsearch.corpus.readers import python_docstrings
 
 
 def _write(path, text, encoding="utf-8"):

@@ -1,4 +1,4 @@
-"""The Ray engine (semsearch.distributed): same vectors and results as a local build, merged IVF shards,
+"""The Ray engine (semsearch.scale.build): same vectors and results as a local build, merged IVF shards,
 on-disk inverted lists, a crashed worker retried by Ray, and bad input.
 
 Ray runs as a local 2-CPU cluster started once per test session (the ``ray_cluster`` fixture in
@@ -15,13 +15,13 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import WORDS, one_line_error
 from fakes import HashEmbedder
+
 from semsearch import Document, SearchEngine, TransformerEmbedder, read_corpus
-from semsearch.distributed import build_with_ray
-from semsearch.ray_index import shard_slices
 from semsearch.errors import BadInput
+from semsearch.scale.build import build_with_ray
+from semsearch.scale.shards import shard_slices
 
 
 def _records(n: int, seed: int = 0) -> list[dict]:

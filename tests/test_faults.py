@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from fakes import HashEmbedder
+
 from semsearch import Document, SearchEngine, read_corpus
 from semsearch.errors import IndexNotFound
 
@@ -130,11 +130,11 @@ def test_readers_see_the_old_or_the_new_state_while_a_writer_runs(tmp_path):
 BUILDER = """
 import sys, time
 sys.path.insert(0, {tests!r})
-import semsearch.build
+import semsearch.index.build
 from fakes import HashEmbedder
 from semsearch import Document, SearchEngine, read_corpus
 from semsearch.errors import IndexNotFound
-semsearch.build._CHUNK = 16  # commit often, so a kill lands between commits
+semsearch.index.build._CHUNK = 16  # commit often, so a kill lands between commits
 
 
 class Slow(HashEmbedder):
@@ -189,8 +189,9 @@ import os, signal, sys
 sys.path.insert(0, {tests!r})
 from pathlib import Path
 from fakes import HashEmbedder
-from semsearch import Document, SearchEngine, update
-from semsearch.manifest import Manifest
+from semsearch import Document, SearchEngine
+from semsearch.index import update
+from semsearch.index.manifest import Manifest
 
 
 def die():

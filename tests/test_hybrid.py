@@ -7,15 +7,15 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from fakes import HashEmbedder
+
 from semsearch import BadInput, Document, SearchEngine
-from semsearch.bench import run_bench
+from semsearch.bench.report import run_bench
 from semsearch.cli import cli
-from semsearch.filters import parse_filter
-from semsearch.fusion import Fusion, rrf, score_fusion
-from semsearch.index import IndexBuilder
-from semsearch.lexical import LexicalBuilder
+from semsearch.index.filters import parse_filter
+from semsearch.index.fusion import Fusion, rrf, score_fusion
+from semsearch.index.lexical import LexicalBuilder
+from semsearch.index.vectors import IndexBuilder
 
 
 def R(ids, scores=None):
@@ -174,7 +174,7 @@ def test_filter_matching_nothing_gives_no_hits_and_unknown_field_is_an_error(met
 
 @pytest.mark.parametrize("factory", ["Flat", "HNSW32", "IVF8,Flat"])
 def test_filtered_vector_search_equals_brute_force(factory, monkeypatch):
-    import semsearch.index
+    import semsearch.index.vectors
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(3000, 16)).astype("float32")
@@ -190,7 +190,7 @@ def test_filtered_vector_search_equals_brute_force(factory, monkeypatch):
         scores, ids = index.search(q, 10, allowed + 1000)  # Flat, or few matches: exact
         np.testing.assert_array_equal(ids[:, :n], expected)
         assert (ids[:, n:] == -1).all()
-        monkeypatch.setattr(semsearch.index, "EXACT_FILTER_LIMIT", 0)  # FAISS's selector path (+ exact fallback)
+        monkeypatch.setattr(semsearch.index.vectors, "EXACT_FILTER_LIMIT", 0)  # FAISS's selector path (+ exact fallback)
         scores, ids = index.search(q, 10, allowed + 1000)
         assert np.isin(ids[:, :n], allowed + 1000).all() and (ids[:, n:] == -1).all()
         assert (np.diff(scores[:, :n], axis=1) <= 1e-6).all()

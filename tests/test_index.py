@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from semsearch import BadInput
-from semsearch import index as index_module
-from semsearch.index import IndexBuilder, VectorIndex
+from semsearch.index import vectors as index_module
+from semsearch.index.vectors import IndexBuilder, VectorIndex
 
 
 def _data(n=2000, q=50, dim=32, seed=0):

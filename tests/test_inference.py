@@ -8,15 +8,14 @@ import sys
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest import DOCS, PAIRS, index_recorded_as
 from conftest import SPREAD_TEXTS as TEXTS
+
 from semsearch import Reranker, SearchEngine, TransformerEmbedder, read_corpus
 from semsearch.cli import cli
+from semsearch.encode.models import bf16_supported
+from semsearch.encode.runtime import cache_dir, resolve_precision, same_vectors
 from semsearch.errors import BadInput, ManifestMismatch, ModelError
-from semsearch.inference import cache_dir, resolve_precision, same_vectors
-from semsearch.models import bf16_supported
-
 
 needs_ort = pytest.mark.skipif(
     __import__("importlib.util").util.find_spec("onnxruntime") is None,
@@ -60,7 +59,7 @@ def test_onnx_fp32_reproduces_torch(tiny_bert, pooling):
 
 @needs_ort
 def test_int8_agrees_with_fp32_and_is_cached(tiny_bert, monkeypatch):
-    from semsearch import inference
+    from semsearch.encode import runtime as inference
 
     ref = TransformerEmbedder(tiny_bert, precision="fp32").encode(TEXTS)
     emb = TransformerEmbedder(tiny_bert, precision="int8")
@@ -85,7 +84,7 @@ def test_int8_agrees_with_fp32_and_is_cached(tiny_bert, monkeypatch):
 
 @needs_ort
 def test_a_corrupt_cached_export_is_refused(tiny_bert, monkeypatch):
-    from semsearch import inference
+    from semsearch.encode import runtime as inference
 
     emb = TransformerEmbedder(tiny_bert, precision="fp32", backend="onnx")
     path = emb._runner.path

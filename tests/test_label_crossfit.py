@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from semsearch.label import expected_calibration_error
-from semsearch.label_crossfit import assemble, fit_temperature, fold_count, softmax, stratified_folds
+from semsearch.label.crossfit import assemble, fit_temperature, fold_count, softmax, stratified_folds
+from semsearch.label.threshold import expected_calibration_error
 
 
 def overconfident(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from sentence_transformers import SentenceTransformer
 
 from semsearch import BadInput, ManifestMismatch
 from semsearch.cli import cli
-from semsearch.label_setfit import SetFitLabeler
-from sentence_transformers import SentenceTransformer
+from semsearch.label.setfit import SetFitLabeler
 
 A = ["the cat sat on the mat", "a dog barked at the cat", "the cat and the dog", "a cat on a mat"]
 B = ["rivers flow to the sea", "bright stars over the sea", "the sea under the stars", "rivers and stars"]
@@ -73,7 +73,7 @@ def test_tuning_on_descriptions_pulls_each_text_to_its_label_description(tiny_be
 
 
 def test_description_tuning_in_sub_batches_matches_plain_whole_batch_steps(tiny_bert, monkeypatch):
-    import semsearch.label_tuning as module
+    import semsearch.label.tuning as module
 
     texts = A + B + ["a very long sentence about a cat, a dog, a mat and a barking dog on the mat"]
     targets, descriptions = [0] * 4 + [1] * 4 + [0], ["a cat or a dog", "rivers and the sea"]
@@ -114,7 +114,7 @@ def test_description_tuning_in_sub_batches_matches_plain_whole_batch_steps(tiny_
 
 
 def test_few_examples_get_epochs_up_to_the_minimum_steps_and_fold_models_the_same_epochs(tiny_bert, monkeypatch):
-    import semsearch.label_setfit as module
+    import semsearch.label.setfit as module
 
     assert [module.tuning_epochs(n, 16, 4, 24) for n in (16, 17, 40, 80, 81, 128)] == [24, 12, 8, 5, 4, 4]
     assert module.tuning_epochs(16, 16, 4, 0) == 4
@@ -215,7 +215,7 @@ def test_crossfit_models_tuned_alongside_each_draw_their_own_dropout(tiny_bert):
 
 
 def test_run_alongside_shares_the_torch_threads_and_keeps_the_order():
-    from semsearch.label_tuning import Turns, run_alongside
+    from semsearch.label.tuning import Turns, run_alongside
 
     jobs = [lambda i=i: (i, torch.get_num_threads()) for i in range(3)]
     assert _with_torch_threads(4, lambda: run_alongside(jobs, parallel=2)) == [(0, 2), (1, 2), (2, 2)]
@@ -234,7 +234,7 @@ def test_run_alongside_shares_the_torch_threads_and_keeps_the_order():
 
 
 def test_description_tuning_stops_when_told(tiny_bert):
-    from semsearch.label_tuning import Stopped, Turns, tune_on_descriptions
+    from semsearch.label.tuning import Stopped, Turns, tune_on_descriptions
 
     turns = Turns()
     turns.stop.set()

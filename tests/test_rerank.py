@@ -7,11 +7,12 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from fakes import HashEmbedder
+
 from semsearch import BadInput, Document, ModelError, SearchEngine
-from semsearch.rerank import Reranker, blend_order
-from semsearch.rerank_train import TrainingData, read_pairs, train_reranker
+from semsearch.rerank.blend import blend_order
+from semsearch.rerank.reranker import Reranker
+from semsearch.rerank.train import TrainingData, read_pairs, train_reranker
 
 PAIRS = [
     ("the cat sat", "the cat sat on the mat while a dog barked"),

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from semsearch import BadInput, Document, IndexNotFound
-from semsearch.store import DocStore
+from semsearch.index.store import DocStore
 
 
 def test_get_returns_documents_in_requested_order_with_metadata(tmp_path):

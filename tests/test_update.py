@@ -8,11 +8,11 @@ import os
 
 import numpy as np
 import pytest
-
 from fakes import HashEmbedder
+
 from semsearch import Document, SearchEngine
 from semsearch.errors import BadInput, IndexLocked
-from semsearch.update import writer_lock
+from semsearch.index.layout import writer_lock
 
 WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau "
          "upsilon phi chi psi omega apple pear plum fig kiwi lime").split()
@@ -130,7 +130,7 @@ def test_one_writer_at_a_time(tmp_path):
 
 
 def test_a_write_interrupted_before_the_derived_files_is_recovered_by_readers(tmp_path, monkeypatch):
-    from semsearch import update
+    from semsearch.index import update
 
     path = tmp_path / "idx"
     docs = {d.id: d for d in _docs(30)}
@@ -160,7 +160,7 @@ def test_a_write_interrupted_before_the_derived_files_is_recovered_by_readers(tm
 def test_a_lost_lexical_folder_is_rebuilt_when_the_store_is_ahead(tmp_path, monkeypatch):
     import shutil
 
-    from semsearch import update
+    from semsearch.index import update
 
     path = tmp_path / "idx"
     docs = {d.id: d for d in _docs(12)}
@@ -247,7 +247,7 @@ def test_read_only_index_folder(tmp_path):
 
 def test_unwritable_index_folder_is_a_clear_error(tmp_path, monkeypatch):
     """The same refusal without relying on file permissions (tests may run as root, which ignores them)."""
-    from semsearch import update
+    from semsearch.index import update
 
     path = tmp_path / "idx"
     engine = SearchEngine.build(_docs(3), path, embedder=HashEmbedder(), progress=False)

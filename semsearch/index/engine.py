@@ -1,0 +1,404 @@
+"""The search engine: composes embedder → vector index → document store into one index folder.
+
+>>> from semsearch import SearchEngine, read_corpus
+>>> engine = SearchEngine.build(read_corpus("docs.jsonl"), "indexes/docs")   # doctest: +SKIP
+>>> engine = SearchEngine.open("indexes/docs")                               # doctest: +SKIP
+>>> for hit in engine.search("how do cells divide?", k=3):                   # doctest: +SKIP
+...     print(hit.rank, round(hit.score, 3), hit.id, hit.title)
+
+An index folder holds ``manifest.json`` (written last), ``vectors.faiss``,
+``docs.sqlite`` and, unless built without it, ``lexical/`` (BM25). It is built in a
+temporary sibling folder and renamed into place, so an interrupted or failed build
+leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from ..encode.embedder import Embedder, TransformerEmbedder, check_same_embedder, embedder_from_config
+from ..errors import BadInput, IndexNotFound, ManifestMismatch
+from ..metrics import evaluate_run, judged_queries
+from ..rerank.blend import check_candidates, tune_rerank_weight
+from ..rerank.reranker import Reranker
+from ..types import Document, EvalResult, Hit
+from .build import build_index
+from .filters import Filter, parse_filters
+from .fusion import FUSION_DEPTH, Fusion
+from .layout import DOCS_FILE, LEXICAL_DIR, VECTORS_FILE, check_target, folder_size, storage_errors, writer_lock
+from .lexical import LexicalIndex
+from .manifest import Manifest
+from .store import DocStore
+from .tune import tune_fusion
+from .update import (
+    AddReport,
+    CompactReport,
+    DeleteReport,
+    add_documents,
+    apply_changes,
+    compact,
+    delete_documents,
+    lexical_from_texts,
+    read_changes,
+    update_manifest,
+)
+from .vectors import VectorIndex
+
+__all__ = ["SearchEngine", "describe", "MODES"]
+
+log = logging.getLogger(__name__)
+
+#: Search modes: the bi-encoder alone, BM25 alone, or both fused.
+MODES = ("dense", "lexical", "hybrid")
+
+
+class SearchEngine:
+    """A built index, ready to search. Make one with :meth:`build` or :meth:`open`."""
+
+    def __init__(self, path: Path, manifest: Manifest, embedder: Embedder, index: VectorIndex, store: DocStore,
+                 lexical: LexicalIndex | None = None):
+        self.path, self.manifest, self.embedder = path, manifest, embedder
+        self.index, self.store, self.lexical = index, store, lexical
+        self.generation = manifest.generation  # the store generation the in-memory index reflects
+
+    # --- building --------------------------------------------------------------------------
+
+    @classmethod
+    def build(
+        cls,
+        documents: Iterable[Document],
+        path: str | os.PathLike,
+        *,
+        embedder: Embedder | None = None,
+        factory: str | None = None,
+        batch_size: int = 32,
+        lexical: bool = True,
+        overwrite: bool = False,
+        progress: bool = True,
+    ) -> "SearchEngine":
+        """Embed ``documents`` and write a new index folder at ``path``.
+
+        ``embedder`` defaults to :class:`TransformerEmbedder` with the embedded
+        all-MiniLM-L6-v2. ``factory`` is a FAISS factory string; ``None`` picks
+        ``Flat`` up to 200k documents and ``HNSW32`` above. An existing index at
+        ``path`` is replaced only with ``overwrite=True``; a folder that is not an
+        index is never replaced. ``lexical=False`` leaves out the BM25 side (dense search only).
+        """
+        path = Path(path)
+        check_target(path, overwrite)
+        if batch_size < 1:
+            raise BadInput(f"batch size must be at least 1, got {batch_size}")
+        embedder = embedder or TransformerEmbedder()
+        with storage_errors(path, "nothing was written there (the previous index, if any, is unchanged)"), \
+                writer_lock(path):
+            manifest, index, lexical_index = build_index(documents, path, embedder, factory=factory,
+                                                         batch_size=batch_size, lexical=lexical, overwrite=overwrite,
+                                                         progress=progress)
+        return cls(path, manifest, embedder, index, DocStore(path / DOCS_FILE), lexical_index)
+
+    # --- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, embedder: Embedder | None = None, precision: str | None = None,
+             backend: str | None = None) -> "SearchEngine":
+        """Open an index folder. Without ``embedder`` the one recorded in the manifest is loaded,
+        at the recorded precision unless ``precision``/``backend`` say otherwise; with one, it must
+        match the manifest (model weights, pooling, normalisation, dimension, a precision whose
+        vectors mix) or :class:`~semsearch.errors.ManifestMismatch` is raised."""
+        path = Path(path)
+        manifest = Manifest.load(path)
+        if embedder is not None and (precision or backend):
+            raise BadInput("give either an embedder or a precision/backend, not both")
+        if embedder is None:
+            embedder = embedder_from_config(manifest.embedder, precision, backend)
+        else:
+            check_same_embedder(manifest.embedder, embedder.config())
+        index = VectorIndex.load(path / VECTORS_FILE, manifest.factory)
+        store = DocStore(path / DOCS_FILE)
+        if index.dim != manifest.dim:
+            raise ManifestMismatch(f"vector file has dimension {index.dim}, manifest says {manifest.dim}")
+        lexical = _load_lexical(path) if manifest.lexical else None
+        changes = texts = None
+        with store.snapshot():  # one consistent state of the store; only reads here, so writers wait briefly
+            generation, stored = store.generation, len(store)
+            if generation != manifest.generation:  # a write is under way, or one was interrupted
+                changes = read_changes(index, store, manifest.generation)
+            if manifest.lexical and (lexical is None or lexical.generation != generation):
+                texts = store.texts()
+        if changes is not None:
+            log.warning("index %s: the document store is at generation %d, its files at %d (a write is under way "
+                        "or was interrupted); applying the difference in memory", path, generation,
+                        manifest.generation)
+            index = apply_changes(index, changes)
+            manifest = dataclasses.replace(manifest, documents=stored)  # in memory; the file keeps its state
+        elif index.ntotal != manifest.documents:
+            raise ManifestMismatch(f"index at {path} is inconsistent: manifest lists {manifest.documents} "
+                                   f"documents, vector file {path / VECTORS_FILE} has {index.ntotal}")
+        if stored != index.ntotal:
+            raise ManifestMismatch(f"index at {path} is inconsistent: document store {path / DOCS_FILE} has "
+                                   f"{stored} documents, vector file {path / VECTORS_FILE} has {index.ntotal}")
+        if texts is not None:
+            lexical = lexical_from_texts(*texts, lexical.config if lexical else manifest.lexical, generation)
+        if lexical is not None and len(lexical) != stored:
+            raise ManifestMismatch(f"index at {path} is inconsistent: document store has {stored} documents, "
+                                   f"lexical index {path / LEXICAL_DIR} has {len(lexical)}")
+        engine = cls(path, manifest, embedder, index, store, lexical)
+        engine.generation = generation
+        return engine
+
+    def _in_index(self, ids: np.ndarray) -> np.ndarray:
+        """``ids`` that the in-memory vector index holds (the store may have moved on since it was opened)."""
+        cached = getattr(self, "_ids_of", None)
+        if cached is None or cached[0] is not self.index or cached[1] != self.index.ntotal:
+            self._ids_of = (self.index, self.index.ntotal)
+            self._ids = np.sort(self.index.ids())
+        return ids[np.isin(ids, self._ids, assume_unique=True)]
+
+    def reload(self) -> None:
+        """Read the index folder again (after another process wrote to it)."""
+        fresh = type(self).open(self.path, embedder=self.embedder)
+        self.store.close()
+        self.manifest, self.index, self.store, self.lexical = fresh.manifest, fresh.index, fresh.store, fresh.lexical
+        self.generation = fresh.generation
+
+    # --- changing ---------------------------------------------------------------------------
+
+    def add(self, documents: Iterable[Document], *, batch_size: int = 32, progress: bool = True,
+            on_commit=None, commit_every: int = 256) -> "AddReport":
+        """Insert new documents and update existing ones (same id); see :func:`semsearch.index.update.add_documents`.
+
+        >>> engine.add([Document("d9", "a new text")]).added       # doctest: +SKIP
+        1
+        """
+        return add_documents(self, documents, batch_size=batch_size, progress=progress, on_commit=on_commit,
+                             commit_every=commit_every)
+
+    def delete(self, ids: Sequence[str]) -> "DeleteReport":
+        """Delete documents by id (all must exist); see :func:`semsearch.index.update.delete_documents`."""
+        return delete_documents(self, ids)
+
+    def compact(self) -> "CompactReport":
+        """Rebuild the derived files from the store and reclaim deleted documents' space."""
+        return compact(self)
+
+    # --- searching -------------------------------------------------------------------------
+
+    @property
+    def default_mode(self) -> str:
+        """``"hybrid"`` when the index has a lexical side, else ``"dense"``."""
+        return "hybrid" if self.lexical is not None else "dense"
+
+    @property
+    def fusion(self) -> Fusion:
+        """The fusion a hybrid search uses: the one stored by :meth:`tune_fusion`, else plain RRF."""
+        return Fusion.from_dict(self.manifest.fusion)
+
+    def search(self, query: str, k: int = 10, *, mode: str | None = None,
+               filters: Sequence[str | Filter] | None = None, reranker: Reranker | None = None,
+               candidates: int = 50) -> list[Hit]:
+        """The ``k`` best documents for one query, best first (see :meth:`search_many`)."""
+        return self.search_many([query], k, mode=mode, filters=filters, reranker=reranker, candidates=candidates)[0]
+
+    def search_many(
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        *,
+        mode: str | None = None,
+        filters: Sequence[str | Filter] | None = None,
+        reranker: Reranker | None = None,
+        candidates: int = 50,
+        batch_size: int = 32,
+    ) -> list[list[Hit]]:
+        """Search several queries at once (encoded together); one hit list per query.
+
+        ``mode``: ``"dense"``, ``"lexical"`` or ``"hybrid"`` (default :attr:`default_mode`).
+        ``filters`` (e.g. ``["year>=2020", "lang in en,de"]``, see :mod:`semsearch.index.filters`)
+        select documents by metadata before ranking, so ``k`` hits come back whenever at least
+        ``k`` documents match (in lexical mode: at least ``k`` that share a word with the query).
+        With a ``reranker``, the first stage's top ``candidates`` hits of every query are scored
+        together by the cross-encoder and the best ``k`` are returned.
+
+        >>> engine.search_many(["cell division"], k=3, mode="hybrid", filters=["year>=2020"])  # doctest: +SKIP
+        """
+        queries = list(queries)
+        _check_queries(queries, k)
+        mode = self.check_mode(mode)
+        if reranker is not None:
+            check_candidates(k, candidates)
+        allowed = self._in_index(self.store.select(parse_filters(filters))) if filters else None
+        if not queries:
+            return []
+        first = self.first_stage(queries, candidates if reranker is not None else k, mode, allowed, batch_size)
+        return reranker.rerank(queries, first, k) if reranker is not None else first
+
+    def check_mode(self, mode: str | None) -> str:
+        mode = self.default_mode if mode is None else mode
+        if mode not in MODES:
+            raise BadInput(f"unknown search mode {mode!r}; valid: {', '.join(MODES)}")
+        if mode != "dense" and self.lexical is None:
+            raise BadInput(f"mode {mode!r} needs a lexical side, and index {self.path} was built without one "
+                           "(--no-lexical); rebuild it, or use --mode dense")
+        return mode
+
+    def first_stage(self, queries: list[str], k: int, mode: str, allowed: np.ndarray | None = None,
+                    batch_size: int = 32) -> list[list[Hit]]:
+        """Top ``k`` hits per query from the dense, lexical or hybrid first stage (no reranking)."""
+        _check_queries(queries, k)
+        mode = self.check_mode(mode)
+        return self._hits(self._rankings(queries, k, mode, allowed, batch_size), k)
+
+    def _rankings(self, queries: list[str], k: int, mode: str, allowed: np.ndarray | None,
+                  batch_size: int = 32) -> list[tuple[np.ndarray, np.ndarray]]:
+        depth = max(k, FUSION_DEPTH) if mode == "hybrid" else k
+        dense = self.dense_rankings(queries, depth, allowed, batch_size) if mode != "lexical" else None
+        lexical = self.lexical.search(queries, depth, allowed) if mode != "dense" else None
+        if mode == "dense":
+            return dense
+        if mode == "lexical":
+            return lexical
+        fusion = self.fusion
+        return [fusion.fuse(d, lx) for d, lx in zip(dense, lexical)]
+
+    def dense_rankings(self, queries: list[str], k: int, allowed: np.ndarray | None,
+                        batch_size: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        vectors = self.embedder.encode(queries, batch_size)
+        scores, ids = self.index.search(vectors, min(k, self.index.ntotal), allowed)
+        return [(row_ids[row_ids >= 0], row_scores[row_ids >= 0]) for row_scores, row_ids in zip(scores, ids)]
+
+    def _hits(self, rankings: list[tuple[np.ndarray, np.ndarray]], k: int) -> list[list[Hit]]:
+        rankings = [(ids[:k], scores[:k]) for ids, scores in rankings]
+        flat = [int(i) for ids, _ in rankings for i in ids]
+        docs = self.store.get(flat)
+        results, taken = [], 0
+        for ids, scores in rankings:
+            hits = []
+            for score in scores:
+                doc = docs[taken]
+                taken += 1
+                if doc is None:  # deleted by a writer since this engine was opened
+                    continue
+                hits.append(Hit(doc.id, float(score), len(hits) + 1, doc.text, doc.title, doc.metadata))
+            results.append(hits)
+        return results
+
+    def evaluate(
+        self,
+        queries: Mapping[str, str],
+        qrels: Mapping[str, Mapping[str, int]],
+        *,
+        mode: str | None = None,
+        reranker: Reranker | None = None,
+        candidates: int = 50,
+        batch_size: int = 32,
+    ) -> EvalResult:
+        """nDCG@10, MRR@10, Recall@100 and MAP@100 of this index on judged queries.
+
+        Only queries that appear in ``qrels`` are run; every one of them must be in ``queries``.
+        With a ``reranker`` the top ``candidates`` are reranked and the rest of the first
+        stage's top 100 follows them unchanged, so Recall@100 stays comparable.
+        """
+        qids, texts = judged_queries(queries, qrels)
+        mode = self.check_mode(mode)
+        depth = max(100, candidates) if reranker is not None else 100
+        hits = self.first_stage(texts, depth, mode, None, batch_size)
+        if reranker is not None:
+            check_candidates(1, candidates)
+            top = reranker.rerank(texts, [hs[:candidates] for hs in hits], candidates)
+            hits = [t + hs[candidates:] for t, hs in zip(top, hits)]
+        return evaluate_run({q: [h.id for h in hs[:100]] for q, hs in zip(qids, hits)}, qrels)
+
+    def tune_fusion(self, queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]], **options) -> Fusion:
+        """Pick the hybrid fusion with the best nDCG@10 on judged queries and store it;
+        ``options`` and details: :func:`semsearch.index.tune.tune_fusion`."""
+        return tune_fusion(self, queries, qrels, **options)
+
+    def tune_rerank_weight(self, queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]],
+                           reranker: Reranker, **options) -> Reranker:
+        """Fit ``reranker``'s first-stage blend weight for this index and make it the default;
+        ``options`` and details: :func:`semsearch.rerank.blend.tune_rerank_weight`."""
+        return tune_rerank_weight(self, queries, qrels, reranker, **options)
+
+    def set_fusion(self, fusion: Fusion | None) -> None:
+        """Store ``fusion`` in the manifest (``None``: back to plain RRF)."""
+        update_manifest(self, fusion=fusion.to_dict() if fusion else None)
+
+    # --- the default reranker ---------------------------------------------------------------
+
+    def default_reranker(self, max_length: int | None = None, *, precision: str | None = None,
+                         backend: str | None = None) -> Reranker | None:
+        """The reranker recorded in the manifest, loaded (``max_length`` overrides the recorded one)
+        and run at ``precision`` (default: the recorded one); ``None`` if the index has none."""
+        if not self.manifest.reranker:
+            return None
+        config = dict(self.manifest.reranker, **({"max_length": max_length} if max_length else {}))
+        reranker = Reranker.from_config(config, precision=precision, backend=backend)
+        recorded = self.manifest.reranker.get("weights_sha256")
+        if recorded and reranker.weights_sha256 and recorded != reranker.weights_sha256:
+            log.warning("the weights of reranker %s changed since it was set as this index's default; "
+                        "thresholds fitted on its old scores may not hold", reranker.name)
+        return reranker
+
+    def set_default_reranker(self, reranker: Reranker | None) -> None:
+        """Record ``reranker`` (or none) in the manifest, so ``semsearch query --rerank`` needs no model name."""
+        update_manifest(self, reranker=reranker.config() if reranker else None)
+
+    # --- housekeeping ----------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self.index.ntotal
+
+    def info(self) -> dict:
+        """The manifest plus what is on disk now: counts and size in bytes."""
+        return describe(self.path)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> "SearchEngine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SearchEngine({str(self.path)!r}, documents={len(self)}, factory={self.index.factory!r})"
+
+
+def _load_lexical(path: Path) -> LexicalIndex | None:
+    """The BM25 side from its files; ``None`` (rebuilt from the store by the caller) when they are missing or
+    damaged: a writer swapping them in, one killed while doing so, or a broken disk."""
+    try:
+        return LexicalIndex.load(path / LEXICAL_DIR)
+    except (IndexNotFound, ManifestMismatch) as exc:
+        log.warning("%s; rebuilding the BM25 side from the document store", exc)
+        return None
+
+
+def describe(path: str | os.PathLike) -> dict:
+    """The manifest of the index at ``path`` plus counts and size on disk; loads no model."""
+    path = Path(path)
+    manifest = Manifest.load(path)
+    with DocStore(path / DOCS_FILE) as store:
+        stored = len(store)
+    return {
+        **manifest.to_dict(),
+        "path": str(path),
+        "vectors": VectorIndex.load(path / VECTORS_FILE, manifest.factory).ntotal,
+        "stored_documents": stored,
+        "size_bytes": folder_size(path),
+    }
+
+
+def _check_queries(queries: list[str], k: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise BadInput(f"k must be a positive integer, got {k!r}")
+    for q in queries:
+        if not isinstance(q, str) or not q.strip():
+            raise BadInput(f"a query must be non-empty text, got {q!r}")

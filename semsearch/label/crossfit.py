@@ -1,0 +1,99 @@
+"""Cross-fitting for :class:`~semsearch.label.setfit.SetFitLabeler`: a temperature from out-of-fold logits.
+
+The few labelled examples are split into stratified folds; a labeller trained on all folds but one
+predicts the one left out, so every example gets logits from a model that never saw it. The temperature
+that minimises their log loss then scales the full model's logits. Plain functions on numpy arrays; the
+labeller supplies the models (``make``), so this module knows nothing about how they are tuned.
+
+>>> folds = stratified_folds(["a", "a", "b", "b"], ["a", "b"], k=2, seed=0)
+>>> sorted(len(f) for f in folds)
+[2, 2]
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable, Sequence
+
+import numpy as np
+
+#: ``calibration="auto"`` cross-fits a temperature only from this many examples on (all labels together).
+CROSSFIT_MIN_EXAMPLES = 32
+#: with ``tuning="descriptions"``, cross-fitting uses 4 folds below this many examples, else 2 (time).
+#: SST-2 64-shot dev split (128 examples, 4 seeds): ECE after the temperature 0.048 with 4 folds, 0.072
+#: with 2 (4 of 4 seeds better), 74 s in all; at SST-5 64-shot (320) 4 folds would pass 2 minutes.
+CROSSFIT_FOUR_FOLDS_BELOW = 200
+
+
+def fold_count(tuning: str, labels: Sequence[str], classes: Sequence[str]) -> int:
+    """Four folds for description tuning below :data:`CROSSFIT_FOUR_FOLDS_BELOW` examples, else two;
+    never more than the rarest label has examples.
+
+    >>> fold_count("descriptions", ["a"] * 3 + ["b"] * 8, ["a", "b"])
+    3
+    """
+    k = 4 if tuning == "descriptions" and len(labels) < CROSSFIT_FOUR_FOLDS_BELOW else 2
+    return min(k, min(list(labels).count(c) for c in classes))
+
+
+def stratified_folds(labels: Sequence[str], classes: Sequence[str], k: int, seed: int) -> list[list[int]]:
+    """``k`` lists of example indices; each label's examples are shuffled (``seed``) and dealt round the folds."""
+    rng = np.random.default_rng(seed)
+    folds: list[list[int]] = [[] for _ in range(k)]
+    for c in classes:
+        idx = [i for i, y in enumerate(labels) if y == c]
+        for j, i in enumerate(rng.permutation(idx)):
+            folds[j % k].append(int(i))
+    return folds
+
+
+def fold_jobs(make: Callable[[], object], logits: Callable[[object, list[str]], np.ndarray], texts: Sequence[str],
+              labels: Sequence[str], folds: list[list[int]]) -> list[Callable[[], tuple[list[int], np.ndarray]]]:
+    """One job per fold: fit ``make()`` on the other folds, return ``(held, logits(model, held texts))``."""
+    def job(held: list[int]):
+        train = sorted(set(range(len(texts))) - set(held))
+        part = make()
+        part.fit([texts[i] for i in train], [labels[i] for i in train])
+        return held, logits(part, [texts[i] for i in held])
+
+    return [functools.partial(job, held) for held in folds]
+
+
+def assemble(held_out: list, n: int, classes: int) -> np.ndarray:
+    """The ``(n, classes)`` out-of-fold logits from the fold jobs' ``(held, logits)`` results.
+
+    >>> assemble([([1], np.array([[0.0, 2.0]])), ([0], np.array([[3.0, 0.0]]))], n=2, classes=2)
+    array([[3., 0.],
+           [0., 2.]])
+    """
+    logits = np.zeros((n, classes))
+    for held, part in held_out:
+        logits[held] = part
+    return logits
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of logits ``(n, classes)``, shifted by each row's maximum (no overflow)."""
+    z = z - z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+#: the temperatures considered: 600 steps, evenly spaced in log T, from 0.05 to 100.
+GRID = np.exp(np.linspace(np.log(0.05), np.log(100.0), 600))
+
+
+def log_loss(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Mean log loss of ``softmax(logits / T)`` on labels ``y`` at every :data:`GRID` temperature."""
+    rows = np.arange(len(y))
+    return np.array([-np.log(softmax(logits / t)[rows, y] + 1e-12).mean() for t in GRID])
+
+
+def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """The temperature T in [0.05, 100] minimising the log loss of ``softmax(logits / T)`` on labels ``y``.
+
+    >>> z = np.array([[4.0, 0.0], [0.0, 4.0], [4.0, 0.0], [0.0, 4.0]])
+    >>> fit_temperature(z, np.array([0, 1, 1, 0])) > 10     # right half the time: soften a lot
+    True
+    """
+    return float(GRID[int(np.argmin(log_loss(logits, y)))])

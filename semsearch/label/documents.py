@@ -1,0 +1,206 @@
+"""Labelling a whole corpus with a few-shot labeller, resumably (``semsearch label``).
+
+Two labellers:
+
+- ``threshold`` (two labels): each text is scored against the two label
+  descriptions — by a cross-encoder (logit of (description, text)) when one is
+  given, else by the bi-encoder (cosine) — as score(positive) − score(negative);
+  a :class:`~semsearch.label.threshold.ThresholdLabeler` fitted on the examples' scores
+  turns that into a label and a calibrated probability.
+- ``setfit``: a :class:`~semsearch.label.setfit.SetFitLabeler` trained on the examples
+  (with LABELS.json its body is tuned towards the label descriptions, else on contrastive pairs).
+
+Output is JSONL ``{"id", "label", "probability"}``, appended batch by batch and
+flushed, so an interrupted run loses at most one batch; a re-run skips ids
+already in the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from ..corpus.readers import read_jsonl_fields
+from ..errors import BadInput
+from ..types import Document
+from .threshold import ABSTAIN, ThresholdLabeler
+
+__all__ = ["DescriptionScorer", "LabelSummary", "read_examples", "read_label_descriptions", "fit_labeler",
+           "label_documents", "METHODS"]
+
+METHODS = ("threshold", "setfit")
+
+
+@dataclass(frozen=True)
+class LabelSummary:
+    """What a labelling run did: counts per label (``abstain`` included), skipped (already labelled) ids."""
+
+    counts: Mapping[str, int]
+    labelled: int
+    skipped: int
+    output: str
+
+
+def read_examples(path: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """``EXAMPLES.jsonl``: one ``{"text", "label"}`` per line."""
+    texts, labels = [], []
+    for number, (text, label) in read_jsonl_fields(path, ("text", "label"), "examples"):
+        if not isinstance(text, str) or not text.strip():
+            raise BadInput(f"{path}:{number}: empty text")
+        texts.append(text)
+        labels.append(str(label))
+    if not texts:
+        raise BadInput(f"{path}: no examples")
+    return texts, labels
+
+
+def read_label_descriptions(path: str | os.PathLike) -> dict[str, str]:
+    """``LABELS.json``: ``{label name: short description}``."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError:
+        raise BadInput(f"labels file {str(path)!r} cannot be read") from None
+    except ValueError as exc:
+        raise BadInput(f"labels file {path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict) or not data or not all(isinstance(v, str) and v.strip() for v in data.values()):
+        raise BadInput(f"labels file {path} must map each label name to a non-empty description")
+    return {str(k): v for k, v in data.items()}
+
+
+class DescriptionScorer:
+    """Score texts against two label descriptions: score(positive) − score(negative).
+
+    With a :class:`~semsearch.Reranker` the scores are cross-encoder logits of
+    (description, text); otherwise cosines from the bi-encoder ``embedder``.
+    """
+
+    def __init__(self, descriptions: Mapping[str, str], positive: str, *, reranker=None, embedder=None):
+        if len(descriptions) != 2 or positive not in descriptions:
+            raise BadInput("the threshold method needs exactly two labels with descriptions")
+        if reranker is None and embedder is None:
+            raise BadInput("a reranker or an embedder is needed to score texts against label descriptions")
+        self.positive = positive
+        self.negative = next(k for k in descriptions if k != positive)
+        self.descriptions, self.reranker, self.embedder = dict(descriptions), reranker, embedder
+        if reranker is not None:
+            self.score_kind, self.model = "logit", reranker.name
+        else:
+            self.score_kind, self.model = "cosine", embedder.config().get("model")
+            self._desc = embedder.encode([self.descriptions[self.negative], self.descriptions[self.positive]])
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        if self.reranker is not None:
+            pos, neg = self.descriptions[self.positive], self.descriptions[self.negative]
+            scores = self.reranker.score([(pos, t) for t in texts] + [(neg, t) for t in texts]).scores
+            return scores[: len(texts)] - scores[len(texts):]
+        emb = self.embedder.encode(list(texts))
+        sims = emb @ self._desc.T
+        return sims[:, 1] - sims[:, 0]
+
+
+class _ThresholdMethod:
+    def __init__(self, scorer: DescriptionScorer, labeler: ThresholdLabeler):
+        self.scorer, self.labeler = scorer, labeler
+
+    def label(self, texts: Sequence[str]) -> list[tuple[str, float]]:
+        scores = self.scorer(texts)
+        p = self.labeler.predict_proba(scores)
+        labels = self.labeler.predict(scores)
+        return [(lab, float(pi if lab == self.scorer.positive else 1 - pi)) for lab, pi in zip(labels, p)]
+
+
+class _SetFitMethod:
+    def __init__(self, labeler):
+        self.labeler = labeler
+
+    def label(self, texts: Sequence[str]) -> list[tuple[str, float]]:
+        proba = self.labeler.predict_proba(texts)
+        return [(self.labeler.classes[i], float(row[i])) for row, i in zip(proba, proba.argmax(axis=1))]
+
+
+def fit_labeler(method: str, texts: Sequence[str], labels: Sequence[str], descriptions: Mapping[str, str] | None,
+                *, reranker=None, embedder=None, seed: int = 0, abstain_band: float = 0.0):
+    """Fit the chosen labeller on the examples; returns an object with ``label(texts)``."""
+    if method not in METHODS:
+        raise BadInput(f"unknown method {method!r}; valid values are: {', '.join(METHODS)}")
+    names = sorted(set(labels) | set(descriptions or {}))
+    unknown = sorted(set(labels) - set(descriptions)) if descriptions else []
+    if unknown:
+        raise BadInput(f"examples use labels that LABELS.json does not describe: {', '.join(unknown)}")
+    if method == "setfit":
+        from .setfit import SetFitLabeler
+
+        return _SetFitMethod(SetFitLabeler(descriptions=descriptions, seed=seed).fit(texts, labels))
+    if not descriptions:
+        raise BadInput("the threshold method needs LABELS.json with a description of each of the two labels")
+    if len(names) != 2:
+        raise BadInput(f"the threshold method handles two labels, got {len(names)}: {', '.join(names)}")
+    positive = names[1]
+    scorer = DescriptionScorer(descriptions, positive, reranker=reranker, embedder=embedder)
+    labeler = ThresholdLabeler(score_kind=scorer.score_kind, model=scorer.model, abstain_band=abstain_band,
+                               labels=(scorer.negative, positive))
+    labeler.fit(scorer(texts), labels)
+    return _ThresholdMethod(scorer, labeler)
+
+
+def label_documents(docs: Iterable[Document], method, output: str | os.PathLike, *, batch_size: int = 256,
+                    total: int | None = None, progress: bool = True) -> LabelSummary:
+    """Label ``docs`` with a fitted ``method`` into ``output`` (JSONL), skipping ids already there."""
+    from tqdm.auto import tqdm
+
+    output = Path(output)
+    done = _labelled_ids(output)
+    counts: Counter[str] = Counter()
+    labelled = skipped = 0
+    with open(output, "a", encoding="utf-8") as fh, tqdm(total=total, unit="doc", desc="labelling",
+                                                         file=sys.stderr, disable=not progress) as bar:
+        pending: list[Document] = []
+
+        def flush() -> None:
+            nonlocal labelled
+            results = method.label([d.embedding_text for d in pending])
+            for doc, (label, p) in zip(pending, results):
+                fh.write(json.dumps({"id": doc.id, "label": label, "probability": round(p, 6)}, ensure_ascii=False) + "\n")
+                counts[label] += 1
+            fh.flush()
+            os.fsync(fh.fileno())
+            labelled += len(pending)
+            bar.update(len(pending))
+            pending.clear()
+
+        for doc in docs:
+            if doc.id in done:
+                skipped += 1
+                bar.update(1)
+                continue
+            pending.append(doc)
+            if len(pending) >= batch_size:
+                flush()
+        if pending:
+            flush()
+    counts.setdefault(ABSTAIN, 0)
+    return LabelSummary(dict(counts), labelled, skipped, str(output))
+
+
+def _labelled_ids(output: Path) -> set[str]:
+    """Ids already in ``output``; a torn last line (from a crash mid-write) is cut off."""
+    if not output.exists():
+        return set()
+    raw = output.read_bytes()
+    if raw and not raw.endswith(b"\n"):
+        raw = raw[: raw.rfind(b"\n") + 1]
+        output.write_bytes(raw)
+    ids = set()
+    for number, line in enumerate(raw.decode("utf-8").splitlines(), start=1):
+        try:
+            ids.add(str(json.loads(line)["id"]))
+        except (ValueError, KeyError, TypeError):
+            raise BadInput(f"{output}:{number}: not a labelling output line; refusing to append to it") from None
+    return ids

@@ -1,0 +1,236 @@
+"""Stage 2 — the cross-encoder: reads (query, document) pairs and scores their relevance.
+
+:meth:`Reranker.score` is the one scoring method; :meth:`Reranker.rerank`
+reorders search hits with it. Any Hugging Face sequence-classification model
+with one output (or two: relevant vs not) works, sentence-transformers
+``CrossEncoder`` folders included. Scores are raw logits unless the reranker
+was made with ``activation="sigmoid"`` (probabilities); ``score_kind`` says which.
+
+>>> reranker = Reranker("models/scifact-reranker")                       # doctest: +SKIP
+>>> reranker.score([("what causes rain?", "Rain falls when ...")]).scores  # doctest: +SKIP
+array([3.21], dtype=float32)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..encode.batching import run_sorted
+from ..encode.models import load_pretrained, model_folder, model_name, weights_sha256
+from ..encode.runtime import autocast, fill_in, model_runner, resolve_precision, runnable_here
+from ..errors import BadInput, ModelError
+from ..types import Hit
+from .blend import blend_order
+
+__all__ = ["Reranker", "PairScores", "ACTIVATIONS", "DEFAULT_RERANK_MAX_LENGTH", "RERANKER_CONFIG"]
+
+log = logging.getLogger(__name__)
+
+ACTIVATIONS = ("none", "sigmoid")
+DEFAULT_RERANK_MAX_LENGTH = 256
+_TRAIN_HINT = "pass a local cross-encoder folder, or train one with `semsearch train-reranker`"
+#: Written by ``semsearch train-reranker`` next to the weights: max length, score kind, blend weight.
+RERANKER_CONFIG = "semsearch_reranker.json"
+
+
+@dataclass(frozen=True)
+class PairScores:
+    """Scores of pairs, in input order, and how many pairs were cut to ``max_length`` tokens."""
+
+    scores: np.ndarray
+    truncated: np.ndarray  # bool per pair
+
+    @property
+    def truncated_count(self) -> int:
+        return int(self.truncated.sum())
+
+
+class Reranker:
+    """A cross-encoder.
+
+    Args:
+        model: local folder or hub id of a sequence-classification model.
+        max_length: tokens per (query, document) pair; longer pairs are cut and counted.
+        batch_size: pairs per model call (pairs are sorted by token count first).
+        activation: ``"none"`` (scores are logits) or ``"sigmoid"`` (probabilities).
+        trust_remote_code: run code shipped with a hub model. Off unless you ask.
+        precision: ``"fp32"``, ``"bf16"``, ``"int8"`` or ``"auto"`` (bf16 where the CPU has it, else fp32);
+            see :mod:`semsearch.encode.runtime`.
+        backend: ``"torch"``, ``"onnx"`` (ONNX Runtime), ``"openvino"`` (OpenVINO; its int8 is static, faster and
+            closer to fp32) or ``"auto"`` (torch; onnx for int8).
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike,
+        *,
+        max_length: int | None = None,
+        batch_size: int = 32,
+        activation: str = "none",
+        first_stage_weight: float | None = None,
+        trust_remote_code: bool = False,
+        precision: str = "auto",
+        backend: str = "auto",
+    ):
+        if activation not in ACTIVATIONS:
+            raise BadInput(f"unknown activation {activation!r}; valid values are: {', '.join(ACTIVATIONS)}")
+        if max_length is not None and max_length < 8:
+            raise BadInput(f"reranker max length must be at least 8, got {max_length}")
+        if first_stage_weight is not None and not 0 <= first_stage_weight < 1:
+            raise BadInput(f"first-stage weight must be in [0, 1), got {first_stage_weight}")
+        if batch_size < 1:
+            raise BadInput(f"batch size must be at least 1, got {batch_size}")
+        self.precision, self.backend = resolve_precision(precision, backend)
+        self.name = model_name(model)
+        try:
+            folder = model_folder(self.name)
+        except ModelError as exc:
+            raise ModelError(f"{exc}; {_TRAIN_HINT}") from None
+        self.tokenizer, self.model = _load(str(folder), self.name, trust_remote_code)
+        trained = _trained_config(folder)
+        limit = min(getattr(self.model.config, "max_position_embeddings", 512) or 512,
+                    int(min(getattr(self.tokenizer, "model_max_length", 512) or 512, 512)))
+        self.max_length = min(int(max_length or trained.get("max_length") or DEFAULT_RERANK_MAX_LENGTH), limit)
+        if max_length and max_length > limit:
+            log.warning("reranker %s reads at most %d tokens; using max length %d", self.name, limit, limit)
+        self.first_stage_weight = float(
+            first_stage_weight if first_stage_weight is not None else trained.get("first_stage_weight", 0.0)
+        )
+        self.batch_size, self.activation = int(batch_size), activation
+        self.trust_remote_code = bool(trust_remote_code)
+        self.weights_sha256 = weights_sha256(folder)
+        self.tuned_on: dict[str, Any] | None = None  # set when the blend weight was tuned for an index
+        self._runner = None  # the exported model on ONNX Runtime or OpenVINO
+        if self.backend != "torch":
+            self._runner = model_runner(self.model, self.tokenizer, task="classifier", precision=self.precision,
+                                        backend=self.backend, weights_sha256=self.weights_sha256, name=self.name,
+                                        max_length=self.max_length)
+
+    @property
+    def score_kind(self) -> str:
+        """``"logit"`` or ``"probability"``: what :meth:`score` returns (thresholds depend on it)."""
+        return "probability" if self.activation == "sigmoid" else "logit"
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "model": self.name,
+            "weights_sha256": self.weights_sha256,
+            "max_length": self.max_length,
+            "activation": self.activation,
+            "score_kind": self.score_kind,
+            "first_stage_weight": self.first_stage_weight,
+            "trust_remote_code": self.trust_remote_code,
+            "precision": self.precision,
+            "backend": self.backend,
+            **({"first_stage_weight_tuned_on": self.tuned_on} if self.tuned_on else {}),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], precision: str | None = None,
+                    backend: str | None = None) -> "Reranker":
+        """The reranker described by a manifest's ``reranker`` entry, at ``precision``/``backend``
+        (default: the recorded ones, or the nearest that runs here)."""
+        recorded = (config.get("precision", "fp32"), config.get("backend", "torch"))
+        if precision is None and backend is None:
+            precision, backend = runnable_here(*recorded, f"reranker {config['model']}")
+        else:
+            precision, backend = fill_in(recorded, precision, backend)
+        reranker = cls(
+            config["model"],
+            max_length=config.get("max_length"),
+            activation=config.get("activation", "none"),
+            first_stage_weight=config.get("first_stage_weight"),
+            trust_remote_code=config.get("trust_remote_code", False),
+            precision=precision,
+            backend=backend,
+        )
+        reranker.tuned_on = config.get("first_stage_weight_tuned_on")
+        return reranker
+
+    def score(
+        self, pairs: Sequence[tuple[str, str]], on_batch: Callable[[int], None] | None = None
+    ) -> PairScores:
+        """Score (query, document) pairs; pairs from many queries can be scored together."""
+        pairs = [(str(q), str(d)) for q, d in pairs]
+        if not pairs:
+            return PairScores(np.empty(0, dtype=np.float32), np.zeros(0, dtype=bool))
+        full = self.tokenizer([q for q, _ in pairs], [d for _, d in pairs], truncation=False,
+                              return_attention_mask=False, return_token_type_ids=False)
+        lengths = np.array([len(ids) for ids in full["input_ids"]])
+        truncated = lengths > self.max_length
+        scores = run_sorted(pairs, np.minimum(lengths, self.max_length), self.batch_size, self._batch, on_batch)
+        if truncated.any():
+            log.warning("%d of %d (query, document) pairs were longer than %d tokens and were truncated",
+                        int(truncated.sum()), len(pairs), self.max_length)
+        return PairScores(scores.astype(np.float32), truncated)
+
+    def _batch(self, pairs: list[tuple[str, str]]) -> np.ndarray:
+        if self._runner is not None:  # numpy only: torch's threads would compete with the runtime's
+            enc = self.tokenizer([q for q, _ in pairs], [d for _, d in pairs], padding=True, truncation=True,
+                                 max_length=self.max_length, return_tensors="np")
+            logits = self._runner(enc)["logits"].astype(np.float32)
+        else:
+            import torch
+
+            enc = self.tokenizer([q for q, _ in pairs], [d for _, d in pairs], padding=True, truncation=True,
+                                 max_length=self.max_length, return_tensors="pt")
+            with torch.inference_mode(), autocast(self.precision):
+                logits = self.model(**enc).logits.float().numpy()
+        scores = logits[:, 0] if logits.shape[1] == 1 else logits[:, 1] - logits[:, 0]
+        if self.activation == "sigmoid":
+            scores = 0.5 * (1.0 + np.tanh(0.5 * scores))  # the logistic function, without overflow
+        return scores
+
+    def rerank(self, queries: Sequence[str], hits: Sequence[Sequence[Hit]], k: int) -> list[list[Hit]]:
+        """Reorder each query's hits (given in first-stage order) and keep the best ``k``.
+
+        Pairs of all queries are scored in one call. Hits keep their first-stage
+        ``score`` and gain ``rerank_score`` (and ``truncated`` when their pair was cut).
+        The order is by cross-encoder score, blended with the first-stage rank when
+        ``first_stage_weight`` > 0 (see :func:`blend_order`).
+        """
+        pairs = [(q, h.embedding_text) for q, hs in zip(queries, hits) for h in hs]
+        result = self.score(pairs)
+        out, at = [], 0
+        for hs in hits:
+            scores, cut = result.scores[at : at + len(hs)], result.truncated[at : at + len(hs)]
+            at += len(hs)
+            order = blend_order(list(range(len(hs))), scores, self.first_stage_weight)[:k]
+            out.append([
+                dataclasses.replace(hs[i], rank=r, rerank_score=float(scores[i]), truncated=bool(cut[i]))
+                for r, i in enumerate(order, start=1)
+            ])
+        return out
+
+
+def _trained_config(folder) -> dict[str, Any]:
+    path = Path(folder) / RERANKER_CONFIG
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ModelError(f"{path} is not valid JSON: {exc}") from None
+
+
+def _load(folder: str, name: str, trust_remote_code: bool):
+    tokenizer, model, missing_keys = load_pretrained(
+        "AutoModelForSequenceClassification", folder, name, trust_remote_code, hint=f"; {_TRAIN_HINT}"
+    )
+    missing = sorted(k for k in missing_keys if "classifier" in k or "score" in k)
+    if missing:
+        raise ModelError(
+            f"{name!r} is not a cross-encoder: it has no trained classification head ({missing[0]} would be "
+            f"random); {_TRAIN_HINT}"
+        )
+    if model.config.num_labels not in (1, 2):
+        raise ModelError(f"reranker {name!r} has {model.config.num_labels} outputs; a reranker needs 1 (or 2)")
+    return tokenizer, model
