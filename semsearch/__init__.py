@@ -16,8 +16,9 @@ Nothing heavy runs at import: models load when an embedder is created.
 """
 
 from .corpus.readers import read_corpus, read_qrels, read_queries
-from .encode.embedder import Embedder, TransformerEmbedder
+from .encode.embedder import Embedder
 from .encode.models import DEFAULT_MODEL
+from .encode.transformer import TransformerEmbedder
 from .errors import (
                      BadInput,
                      IndexExists,

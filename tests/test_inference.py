@@ -14,7 +14,8 @@ from conftest import SPREAD_TEXTS as TEXTS
 from semsearch import Reranker, SearchEngine, TransformerEmbedder, read_corpus
 from semsearch.cli import cli
 from semsearch.encode.models import bf16_supported
-from semsearch.encode.runtime import cache_dir, resolve_precision, same_vectors
+from semsearch.encode.precision import resolve_precision, same_vectors
+from semsearch.encode.runtime import cache_dir
 from semsearch.errors import BadInput, ManifestMismatch, ModelError
 
 needs_ort = pytest.mark.skipif(
@@ -99,7 +100,7 @@ def test_a_corrupt_cached_export_is_refused(tiny_bert, monkeypatch):
 
 
 @needs_ort
-def test_reranker_backends_agree_with_fp32(spread_cross_encoder):
+def test_reranker_backends_agree_with_fp32(any_agreement, spread_cross_encoder):
     ref = Reranker(spread_cross_encoder, precision="fp32").score(PAIRS).scores
     assert ref.std() > 0.5  # scores that spread, so agreement means something
     onnx = Reranker(spread_cross_encoder, precision="fp32", backend="onnx").score(PAIRS).scores

@@ -97,7 +97,7 @@ def test_calibration_inputs_are_batches_cut_at_max_length(tiny_cross_encoder):
     assert all((n == 1).all() for n in seps[len(pairs):])
 
 
-def test_reranker_on_openvino_agrees_with_fp32(spread_cross_encoder):
+def test_reranker_on_openvino_agrees_with_fp32(any_agreement, spread_cross_encoder):
     ref = Reranker(spread_cross_encoder, precision="fp32").score(PAIRS).scores
     assert ref.std() > 0.5
     fp32 = Reranker(spread_cross_encoder, precision="fp32", backend="openvino").score(PAIRS).scores
@@ -152,7 +152,7 @@ def test_missing_openvino_is_a_clear_error_or_a_fallback(tiny_bert, corpus_file,
         SearchEngine.open(path)
 
 
-def test_cli_openvino_backend(tiny_bert, spread_cross_encoder, corpus_file, tmp_path):
+def test_cli_openvino_backend(any_agreement, tiny_bert, spread_cross_encoder, corpus_file, tmp_path):
     runner = CliRunner()
     index = str(tmp_path / "idx")
     built = runner.invoke(cli, ["index", str(corpus_file), "--index", index, "--model", str(tiny_bert),

@@ -188,20 +188,23 @@ def open_index(index_dir: str, model: str | None, pooling: str | None, precision
     if pooling is not None and check_pooling(pooling) != built.get("pooling"):
         raise ManifestMismatch(f"index {path} was built with pooling {built.get('pooling')!r}, not {pooling!r}")
     if model is not None and built.get("kind") == "transformers" and model_name(model) != built.get("model"):
-        from ..encode.embedder import TransformerEmbedder
-        from ..encode.runtime import fill_in, runnable_here
+        from ..encode.precision import fill_in, runnable_here
+        from ..encode.transformer import TransformerEmbedder, model_weights_sha256
 
+        given = model_weights_sha256(model)  # a copy of the same model elsewhere is fine; another model is not
+        if not (given and given == built.get("weights_sha256")):
+            raise ManifestMismatch(f"index {path} was built with model {built.get('model')!r}, not {model!r}")
         recorded = (built.get("precision", "fp32"), built.get("backend", "torch"))
         precision, backend = (fill_in(recorded, precision, backend) if precision or backend
                               else runnable_here(*recorded, "the index's embedder"))
         return SearchEngine.open(path, embedder=TransformerEmbedder(
             model, pooling=built.get("pooling"), max_length=built.get("max_length"), precision=precision,
             backend=backend))
-    return SearchEngine.open(path, precision=precision, backend=backend)
+    return SearchEngine.open(path, precision=precision, backend=backend, lazy=True)  # a model only if needed
 
 
 def reranker_for(engine, rerank: str | None, max_length: int | None, precision: str | None = None,
-              backend: str | None = None):
+                 backend: str | None = None):
     """The reranker asked for: none, the index's default (``--rerank`` alone), or a model."""
     from ..errors import BadInput
     from ..rerank.reranker import Reranker

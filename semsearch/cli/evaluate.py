@@ -101,7 +101,7 @@ def bench(data, output, split, tune_split, rerank, candidates, model, factory, p
           rerank_backend, overwrite, quiet):
     """Benchmark dense / lexical / hybrid (/ hybrid+rerank) retrieval on a BEIR dataset; write a report."""
     from ..bench.report import check_dataset, run_bench
-    from ..encode.embedder import TransformerEmbedder
+    from ..encode.transformer import TransformerEmbedder
     from ..rerank.reranker import Reranker
 
     check_dataset(data, split)  # before any model loads

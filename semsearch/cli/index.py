@@ -34,7 +34,7 @@ def index(corpus, index_dir, model, pooling, factory, batch_size, max_length, fm
     """Index CORPUS: a JSONL/CSV/TSV/Parquet/txt file, a folder of .txt/.md files, or builtin:python-docs.
     With --engine ray: a JSONL/CSV/TSV/Parquet file or a folder of such files."""
     from ..corpus.readers import read_corpus
-    from ..encode.embedder import TransformerEmbedder
+    from ..encode.transformer import TransformerEmbedder
     from ..errors import BadInput
     from ..index.engine import SearchEngine
     from ..index.layout import check_target

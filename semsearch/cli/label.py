@@ -40,7 +40,7 @@ def label(index_dir, input_file, examples, labels_file, method, rerank, abstain_
         elif engine is not None and engine.manifest.reranker:
             reranker = engine.default_reranker()
         else:
-            from ..encode.embedder import TransformerEmbedder
+            from ..encode.transformer import TransformerEmbedder
 
             embedder = engine.embedder if engine is not None else TransformerEmbedder()
     fitted = fit_labeler(method, texts, labels, descriptions, reranker=reranker, embedder=embedder, seed=seed,

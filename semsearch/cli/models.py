@@ -25,7 +25,7 @@ def set_reranker(model, index_dir, max_length, activation, precision, backend, c
 
     if clear == bool(model):
         raise BadInput("give either a MODEL or --clear")
-    engine = SearchEngine.open(index_path(index_dir))
+    engine = SearchEngine.open(index_path(index_dir), lazy=True)
     reranker = None if clear else Reranker(model, max_length=max_length, activation=activation, precision=precision,
                                            backend=backend)
     engine.set_default_reranker(reranker)

@@ -9,11 +9,12 @@ passages, and pairs of passages run together: 8 to 256 tokens):
 - a cross-encoder by the Pearson correlation of its scores with fp32's, over (question, text) pairs.
 
 Below the floor (:data:`FLOORS`: min cosine 0.98, Pearson 0.99; 0.999 for fp32 exports, which must
-reproduce the model) the variant is not used (see :func:`fallback`). Why: a runtime's kernels differ by CPU,
-and one CPU's kernels can break a variant that passes everywhere else (OpenVINO's bf16 on AMX mis-embedded
-3% of texts in int8 models). The result is cached in ``agreement.json`` beside the export, keyed by the
-CPU's model and flags, the runtime's version, the model file and the variant, so later loads cost nothing
-and need no torch.
+reproduce the model) the variant is not used: :func:`settle` falls back to a variant whose vectors mix
+with it, or refuses. Why: a runtime's kernels differ by CPU, and one CPU's kernels can break a variant
+that passes everywhere else (OpenVINO's bf16 on AMX mis-embedded 3% of texts in int8 models). The result
+is cached in ``agreement.json`` beside the export, keyed by the CPU's model and flags, the runtime's
+version, the model file and the variant, so later loads cost nothing and need no torch. To use a refused
+variant anyway, lower the bf16/int8 floor with ``SEMSEARCH_AGREEMENT_FLOOR`` (``-1`` accepts anything).
 
 >>> fallback("bf16", "torch"), fallback("fp32", "onnx"), fallback("int8", "openvino")
 (('fp32', 'torch'), ('fp32', 'torch'), None)
@@ -27,7 +28,6 @@ import hashlib
 import json
 import logging
 import os
-import platform
 import re
 import tempfile
 import time
@@ -40,11 +40,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import ModelError
+from ..errors import BadInput, ModelError
+from .cpu import cpu_key, cpu_model
 
-__all__ = ["Agreement", "AgreementError", "FLOORS", "check_texts", "check_pairs", "cpu_identity", "runtime_version",
-           "agreement_key", "cached_agreement", "save_agreement", "measure_vectors", "measure_scores", "fallback",
-           "next_best", "AGREEMENT_FILE"]
+__all__ = ["Agreement", "AgreementError", "FLOORS", "floor_for", "check_texts", "check_pairs", "runtime_version",
+           "agreement_key", "cached_agreement", "save_agreement", "checked", "measure_vectors", "measure_scores",
+           "fallback", "next_best", "settle", "AGREEMENT_FILE"]
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,6 @@ class Agreement:
     precision: str
     backend: str
     texts: int
-    floor: float
     min_cosine: float | None = None
     mean_cosine: float | None = None
     below_095: int | None = None  # texts whose vector is below cosine 0.95 to fp32
@@ -82,6 +82,11 @@ class Agreement:
     def value(self) -> float:
         """The number held to the floor: min cosine (bi-encoder) or Pearson (cross-encoder)."""
         return float(self.min_cosine if self.task == "encoder" else self.pearson)
+
+    @property
+    def floor(self) -> float:
+        """The least :attr:`value` this variant may show (:data:`FLOORS`, or ``$SEMSEARCH_AGREEMENT_FLOOR``)."""
+        return floor_for(self.precision, self.task)
 
     @property
     def passed(self) -> bool:
@@ -98,6 +103,17 @@ class Agreement:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def floor_for(precision: str, task: str) -> float:
+    """The floor of a variant: :data:`FLOORS`; for bf16 and int8, ``$SEMSEARCH_AGREEMENT_FLOOR`` if set."""
+    override = os.environ.get("SEMSEARCH_AGREEMENT_FLOOR")
+    if override and precision != "fp32":
+        try:
+            return float(override)
+        except ValueError:
+            raise BadInput(f"SEMSEARCH_AGREEMENT_FLOOR must be a number, got {override!r}") from None
+    return FLOORS[precision][task]
 
 
 class AgreementError(ModelError):
@@ -143,26 +159,6 @@ def _texts_sha() -> str:
 # --- what a result is keyed by ----------------------------------------------------------------------
 
 
-@lru_cache(maxsize=1)
-def cpu_identity() -> tuple[str, str]:
-    """(model name, short hash of model name and feature flags) of this CPU, from ``/proc/cpuinfo``."""
-    model, flags = platform.processor() or platform.machine(), ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key in ("model name", "Model") and model == (platform.processor() or platform.machine()):
-                    model = value.strip()
-                elif key in ("flags", "Features") and not flags:
-                    flags = " ".join(sorted(value.split()))
-                if not line.strip() and flags:
-                    break
-    except OSError:
-        pass
-    return model, hashlib.sha256(f"{model}\n{flags}".encode()).hexdigest()[:12]
-
-
 def runtime_version(backend: str) -> str:
     """``name version`` of the runtime a backend runs on (read from the installed package, not imported)."""
     package = {"torch": "torch", "onnx": "onnxruntime", "openvino": "openvino"}[backend]
@@ -180,7 +176,7 @@ def agreement_key(task: str, precision: str, backend: str, *, pooling: str | Non
         files = [model_file] + ([model_file.with_suffix(".bin")] if model_file.suffix == ".xml" else [])
         stamp = ",".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
     return "|".join([task, precision, backend, f"pooling={pooling or '-'}", f"max_length={max_length}",
-                     f"file={stamp}", f"cpu={cpu_identity()[1]}", runtime_version(backend), f"texts={_texts_sha()}",
+                     f"file={stamp}", f"cpu={cpu_key()}", runtime_version(backend), f"texts={_texts_sha()}",
                      f"v{CHECK_VERSION}"])
 
 
@@ -195,6 +191,17 @@ def cached_agreement(folder: Path | None, key: str) -> Agreement | None:
         return Agreement(**entry) if entry else None
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def checked(folder: Path | None, key: str, measure: Callable[[], Agreement]) -> Agreement:
+    """The stored result under ``key``, else ``measure()``'d now and stored."""
+    found = cached_agreement(folder, key)
+    if found is None:
+        found = measure()
+        log.info("checked against fp32 on this CPU: %s at %s on %s: %s", found.task, found.precision, found.backend,
+                 found.summary())
+        save_agreement(folder, key, found)
+    return found
 
 
 def save_agreement(folder: Path | None, key: str, agreement: Agreement) -> None:
@@ -222,8 +229,8 @@ def save_agreement(folder: Path | None, key: str, agreement: Agreement) -> None:
 
 
 def _stamp(task: str, precision: str, backend: str, texts: int, started: float) -> dict[str, Any]:
-    return {"task": task, "precision": precision, "backend": backend, "texts": texts,
-            "floor": FLOORS[precision][task], "cpu": cpu_identity()[0], "runtime": runtime_version(backend),
+    return {"task": task, "precision": precision, "backend": backend, "texts": texts, "cpu": cpu_model(),
+            "runtime": runtime_version(backend),
             "checked": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "seconds": round(time.perf_counter() - started, 2)}
 
@@ -280,3 +287,26 @@ def next_best(precision: str, backend: str, runs: Callable[[str, str], bool] = l
     """The next-fastest variant after ``precision``/``backend`` that ``runs`` here (ends at torch fp32)."""
     after = _BY_SPEED[_BY_SPEED.index((precision, backend)) + 1:]
     return next((v for v in after if runs(*v)), ("fp32", "torch"))
+
+
+def settle(start: Callable[[str, str], Agreement | None], precision: str, backend: str, what: str,
+           runs: Callable[[str, str], bool]) -> tuple[str, str, Agreement | None]:
+    """Start a model at ``precision``/``backend`` (``start`` sets it up and returns its agreement with fp32, or
+    ``None`` for fp32 on torch, the reference). Below the floor, fall back with a warning to the variant whose
+    vectors mix with it (:func:`fallback`), and start that; where there is none (int8), raise
+    :class:`AgreementError` with the numbers and the next-fastest variant that ``runs`` here."""
+    while True:
+        agreement = start(precision, backend)
+        if agreement is None or agreement.passed:
+            return precision, backend, agreement
+        instead = fallback(precision, backend)
+        if instead is None:
+            best = next_best(precision, backend, runs)
+            rebuild = "; an index built with it must be rebuilt" if agreement.task == "encoder" else ""
+            raise AgreementError(
+                f"{what} at {precision} on {backend} disagrees with fp32 on this CPU: {agreement.summary()}; the "
+                f"next fastest variant is {best[0]} on {best[1]} (--precision {best[0]} --backend {best[1]}{rebuild})",
+                agreement)
+        log.warning("%s at %s on %s disagrees with fp32 on this CPU (%s); using %s on %s instead, whose vectors and "
+                    "scores mix with it", what, precision, backend, agreement.summary(), *instead)
+        precision, backend = instead

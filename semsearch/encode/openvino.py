@@ -7,10 +7,11 @@
   with semsearch (``semsearch/data/calibration.json``: questions, claims, reviews and passages from many
   fields), so the quantised model depends only on the model, that file and the NNCF version, never on the
   corpus; layers left in floating point run in f32 (in bf16 they broke agreement with fp32 on CPUs with
-  AMX). On all-MiniLM-L6-v2 and the SciFact reranker this is both faster and closer to fp32 than ONNX Runtime's dynamic int8 (README).
+  AMX). On all-MiniLM-L6-v2 and the SciFact reranker this is both faster and closer to fp32 than ONNX
+  Runtime's dynamic int8 (docs/benchmarks/inference.md).
 
 Quantised models are cached next to the ONNX export (see :func:`semsearch.encode.runtime.cache_dir`) as
-OpenVINO IR files (XML + weights), and checked against the torch model whenever they are loaded.
+OpenVINO IR files (XML + weights), and checked against fp32 once per CPU (:mod:`.agreement`).
 Needs ``pip install 'semsearch[openvino]'`` (OpenVINO and NNCF).
 """
 
@@ -33,12 +34,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError
+from .precision import OPENVINO_HINT
 
 __all__ = ["OpenVinoRunner", "openvino_runner", "openvino_available", "import_openvino", "calibration_inputs"]
 
 log = logging.getLogger(__name__)
 
-OPENVINO_HINT = "install it with `pip install 'semsearch[openvino]'`"
 _CALIBRATION_BATCH = 8
 
 

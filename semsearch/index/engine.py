@@ -18,11 +18,12 @@ import dataclasses
 import logging
 import os
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ..encode.embedder import Embedder, TransformerEmbedder, check_same_embedder, embedder_from_config
+from ..encode.embedder import Embedder, check_same_embedder
+from ..encode.transformer import TransformerEmbedder, embedder_loader
 from ..errors import BadInput, IndexNotFound, ManifestMismatch
 from ..metrics import evaluate_run, judged_queries
 from ..rerank.blend import check_candidates, tune_rerank_weight
@@ -61,9 +62,10 @@ MODES = ("dense", "lexical", "hybrid")
 class SearchEngine:
     """A built index, ready to search. Make one with :meth:`build` or :meth:`open`."""
 
-    def __init__(self, path: Path, manifest: Manifest, embedder: Embedder, index: VectorIndex, store: DocStore,
-                 lexical: LexicalIndex | None = None):
-        self.path, self.manifest, self.embedder = path, manifest, embedder
+    def __init__(self, path: Path, manifest: Manifest, embedder: Embedder | Callable[[], Embedder], index: VectorIndex,
+                 store: DocStore, lexical: LexicalIndex | None = None):
+        self.path, self.manifest = path, manifest
+        self._embedder, self._load_embedder = (embedder, None) if isinstance(embedder, Embedder) else (None, embedder)
         self.index, self.store, self.lexical = index, store, lexical
         self.generation = manifest.generation  # the store generation the in-memory index reflects
 
@@ -106,17 +108,21 @@ class SearchEngine:
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, embedder: Embedder | None = None, precision: str | None = None,
-             backend: str | None = None) -> "SearchEngine":
+             backend: str | None = None, lazy: bool = False) -> "SearchEngine":
         """Open an index folder. Without ``embedder`` the one recorded in the manifest is loaded,
         at the recorded precision unless ``precision``/``backend`` say otherwise; with one, it must
         match the manifest (model weights, pooling, normalisation, dimension, a precision whose
-        vectors mix) or :class:`~semsearch.errors.ManifestMismatch` is raised."""
+        vectors mix) or :class:`~semsearch.errors.ManifestMismatch` is raised. With ``lazy``, the
+        recorded embedder loads when something first needs it (a dense search, an add): deleting,
+        compacting and lexical search then load no model."""
         path = Path(path)
         manifest = Manifest.load(path)
         if embedder is not None and (precision or backend):
             raise BadInput("give either an embedder or a precision/backend, not both")
         if embedder is None:
-            embedder = embedder_from_config(manifest.embedder, precision, backend)
+            embedder = embedder_loader(manifest.embedder, precision, backend)
+            if not lazy:
+                embedder = embedder()
         else:
             check_same_embedder(manifest.embedder, embedder.config())
         index = VectorIndex.load(path / VECTORS_FILE, manifest.factory)
@@ -162,10 +168,17 @@ class SearchEngine:
 
     def reload(self) -> None:
         """Read the index folder again (after another process wrote to it)."""
-        fresh = type(self).open(self.path, embedder=self.embedder)
+        fresh = type(self).open(self.path, embedder=self._embedder, lazy=True)
         self.store.close()
         self.manifest, self.index, self.store, self.lexical = fresh.manifest, fresh.index, fresh.store, fresh.lexical
         self.generation = fresh.generation
+
+    @property
+    def embedder(self) -> Embedder:
+        """The bi-encoder the index was built with (loaded now if the engine was opened ``lazy``)."""
+        if self._embedder is None:
+            self._embedder = self._load_embedder()
+        return self._embedder
 
     # --- changing ---------------------------------------------------------------------------
 

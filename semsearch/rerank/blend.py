@@ -64,8 +64,8 @@ def tune_rerank_weight(
 ) -> "Reranker":
     """Fit the reranker's first-stage blend weight (see :func:`blend_order`) for the first stage of
     ``engine`` (a :class:`~semsearch.SearchEngine`): the weight (0 to 0.95 in steps of 0.05 by default)
-    with the best nDCG@10 of the reranked top ``candidates``. Returns a copy of the reranker with that weight (the model is
-    shared); with ``save`` it becomes the index's default reranker.
+    with the best nDCG@10 of the reranked top ``candidates``. Returns a copy of the reranker with that
+    weight (the model is shared); with ``save`` it becomes the index's default reranker.
 
     Use queries the reranker was **not** trained on (a reranker made by :func:`semsearch.train_reranker`
     lists the ones it held out in ``validation_queries.json``): on its own training queries it is

@@ -23,9 +23,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..encode.agreement import measure_scores, settle
 from ..encode.batching import run_sorted
-from ..encode.models import load_pretrained, model_folder, model_name, weights_sha256
-from ..encode.runtime import autocast, fill_in, model_runner, resolve_precision, runnable_here
+from ..encode.models import model_folder, model_name
+from ..encode.precision import autocast, fill_in, resolve_precision, runnable_here, runs_here
+from ..encode.variant import RuntimeModel
 from ..errors import BadInput, ModelError
 from ..types import Hit
 from .blend import blend_order
@@ -63,9 +65,13 @@ class Reranker:
         activation: ``"none"`` (scores are logits) or ``"sigmoid"`` (probabilities).
         trust_remote_code: run code shipped with a hub model. Off unless you ask.
         precision: ``"fp32"``, ``"bf16"``, ``"int8"`` or ``"auto"`` (bf16 where the CPU has it, else fp32);
-            see :mod:`semsearch.encode.runtime`.
+            see :mod:`semsearch.encode.precision`.
         backend: ``"torch"``, ``"onnx"`` (ONNX Runtime), ``"openvino"`` (OpenVINO; its int8 is static, faster and
             closer to fp32) or ``"auto"`` (torch; onnx for int8).
+
+    Any variant other than fp32 on torch is checked against fp32 once per CPU and model (Pearson of the
+    scores, :mod:`semsearch.encode.agreement`; the result is ``agreement``), and falls back or is refused
+    below the floor as :class:`~semsearch.TransformerEmbedder` does.
     """
 
     def __init__(
@@ -88,16 +94,19 @@ class Reranker:
             raise BadInput(f"first-stage weight must be in [0, 1), got {first_stage_weight}")
         if batch_size < 1:
             raise BadInput(f"batch size must be at least 1, got {batch_size}")
-        self.precision, self.backend = resolve_precision(precision, backend)
+        precision, backend = resolve_precision(precision, backend)
         self.name = model_name(model)
         try:
             folder = model_folder(self.name)
         except ModelError as exc:
             raise ModelError(f"{exc}; {_TRAIN_HINT}") from None
-        self.tokenizer, self.model = _load(str(folder), self.name, trust_remote_code)
+        self._rt = RuntimeModel(folder, self.name, "classifier", "AutoModelForSequenceClassification",
+                                trust_remote_code=trust_remote_code, hint=f"; {_TRAIN_HINT}", on_load=_check_head)
+        facts = self._rt.facts(_classifier_facts)
+        if facts["num_labels"] not in (1, 2):
+            raise ModelError(f"reranker {self.name!r} has {facts['num_labels']} outputs; a reranker needs 1 (or 2)")
         trained = _trained_config(folder)
-        limit = min(getattr(self.model.config, "max_position_embeddings", 512) or 512,
-                    int(min(getattr(self.tokenizer, "model_max_length", 512) or 512, 512)))
+        limit = facts["limit"]
         self.max_length = min(int(max_length or trained.get("max_length") or DEFAULT_RERANK_MAX_LENGTH), limit)
         if max_length and max_length > limit:
             log.warning("reranker %s reads at most %d tokens; using max length %d", self.name, limit, limit)
@@ -106,13 +115,28 @@ class Reranker:
         )
         self.batch_size, self.activation = int(batch_size), activation
         self.trust_remote_code = bool(trust_remote_code)
-        self.weights_sha256 = weights_sha256(folder)
+        self.weights_sha256 = self._rt.weights_sha256
         self.tuned_on: dict[str, Any] | None = None  # set when the blend weight was tuned for an index
-        self._runner = None  # the exported model on ONNX Runtime or OpenVINO
-        if self.backend != "torch":
-            self._runner = model_runner(self.model, self.tokenizer, task="classifier", precision=self.precision,
-                                        backend=self.backend, weights_sha256=self.weights_sha256, name=self.name,
-                                        max_length=self.max_length)
+        self.precision, self.backend, self.agreement = settle(self._start, precision, backend,
+                                                              f"reranker {self.name}", runs_here)
+
+    def _start(self, precision: str, backend: str):
+        self.precision, self.backend = precision, backend
+        self._rt.start(precision, backend, max_length=self.max_length)
+        return self._rt.check(precision, backend, max_length=self.max_length, pooling=None,
+                              measure=lambda: measure_scores(lambda p: self._scores_of(p, "fp32", torch=True),
+                                                             lambda p: self._scores_of(p, precision), precision,
+                                                             backend))
+
+    @property
+    def model(self):
+        """The torch model (loaded on first use where the reranker runs exported)."""
+        return self._rt.model
+
+    @property
+    def tokenizer(self):
+        """The Hugging Face tokenizer (loaded with the model)."""
+        return self._rt.tokenizer
 
     @property
     def score_kind(self) -> str:
@@ -162,8 +186,8 @@ class Reranker:
         pairs = [(str(q), str(d)) for q, d in pairs]
         if not pairs:
             return PairScores(np.empty(0, dtype=np.float32), np.zeros(0, dtype=bool))
-        full = self.tokenizer([q for q, _ in pairs], [d for _, d in pairs], truncation=False,
-                              return_attention_mask=False, return_token_type_ids=False)
+        full = self._rt.token_counter([q for q, _ in pairs], [d for _, d in pairs], truncation=False,
+                                      return_attention_mask=False, return_token_type_ids=False)
         lengths = np.array([len(ids) for ids in full["input_ids"]])
         truncated = lengths > self.max_length
         scores = run_sorted(pairs, np.minimum(lengths, self.max_length), self.batch_size, self._batch, on_batch)
@@ -173,21 +197,32 @@ class Reranker:
         return PairScores(scores.astype(np.float32), truncated)
 
     def _batch(self, pairs: list[tuple[str, str]]) -> np.ndarray:
-        if self._runner is not None:  # numpy only: torch's threads would compete with the runtime's
-            enc = self.tokenizer([q for q, _ in pairs], [d for _, d in pairs], padding=True, truncation=True,
-                                 max_length=self.max_length, return_tensors="np")
-            logits = self._runner(enc)["logits"].astype(np.float32)
-        else:
-            import torch
-
-            enc = self.tokenizer([q for q, _ in pairs], [d for _, d in pairs], padding=True, truncation=True,
-                                 max_length=self.max_length, return_tensors="pt")
-            with torch.inference_mode(), autocast(self.precision):
-                logits = self.model(**enc).logits.float().numpy()
-        scores = logits[:, 0] if logits.shape[1] == 1 else logits[:, 1] - logits[:, 0]
+        scores = self._logit_scores(pairs, self.precision, torch=self._rt.runner is None)
         if self.activation == "sigmoid":
             scores = 0.5 * (1.0 + np.tanh(0.5 * scores))  # the logistic function, without overflow
         return scores
+
+    def _logit_scores(self, pairs: list[tuple[str, str]], precision: str, torch: bool) -> np.ndarray:
+        """The model's score of each pair before any activation: on the exported runtime, or on torch."""
+        if not torch:  # numpy only: torch's threads would compete with the runtime's
+            enc = self._rt.tokens([q for q, _ in pairs], [d for _, d in pairs], padding=True, truncation=True,
+                                  max_length=self.max_length, return_tensors="np")
+            logits = self._rt.runner(enc)["logits"].astype(np.float32)
+        else:
+            import torch as th
+
+            enc = self.tokenizer([q for q, _ in pairs], [d for _, d in pairs], padding=True, truncation=True,
+                                 max_length=self.max_length, return_tensors="pt")
+            with th.inference_mode(), autocast(precision):
+                logits = self.model(**enc).logits.float().numpy()
+        return logits[:, 0] if logits.shape[1] == 1 else logits[:, 1] - logits[:, 0]
+
+    def _scores_of(self, pairs, precision: str, torch: bool = False) -> np.ndarray:
+        """Scores of the check pairs at ``precision`` (this variant's runtime unless ``torch``), batched by length."""
+        pairs = list(pairs)
+        run_torch = torch or self._rt.runner is None
+        return run_sorted(pairs, [len(q) + len(d) for q, d in pairs], self.batch_size,
+                          lambda batch: self._logit_scores(batch, precision, run_torch))
 
     def rerank(self, queries: Sequence[str], hits: Sequence[Sequence[Hit]], k: int) -> list[list[Hit]]:
         """Reorder each query's hits (given in first-stage order) and keep the best ``k``.
@@ -221,16 +256,19 @@ def _trained_config(folder) -> dict[str, Any]:
         raise ModelError(f"{path} is not valid JSON: {exc}") from None
 
 
-def _load(folder: str, name: str, trust_remote_code: bool):
-    tokenizer, model, missing_keys = load_pretrained(
-        "AutoModelForSequenceClassification", folder, name, trust_remote_code, hint=f"; {_TRAIN_HINT}"
-    )
-    missing = sorted(k for k in missing_keys if "classifier" in k or "score" in k)
+def _check_head(rt: RuntimeModel) -> None:
+    """A freshly loaded reranker must have a trained head."""
+    missing = sorted(k for k in rt.missing if "classifier" in k or "score" in k)
     if missing:
         raise ModelError(
-            f"{name!r} is not a cross-encoder: it has no trained classification head ({missing[0]} would be "
+            f"{rt.name!r} is not a cross-encoder: it has no trained classification head ({missing[0]} would be "
             f"random); {_TRAIN_HINT}"
         )
-    if model.config.num_labels not in (1, 2):
-        raise ModelError(f"reranker {name!r} has {model.config.num_labels} outputs; a reranker needs 1 (or 2)")
-    return tokenizer, model
+
+
+def _classifier_facts(rt: RuntimeModel) -> dict[str, Any]:
+    """What an exported reranker records about its model, so that it can start without loading it."""
+    model, tokenizer = rt.model, rt.tokenizer
+    limit = min(getattr(model.config, "max_position_embeddings", 512) or 512,
+                int(min(getattr(tokenizer, "model_max_length", 512) or 512, 512)))
+    return {"limit": int(limit), "num_labels": int(model.config.num_labels)}

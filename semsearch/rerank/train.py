@@ -285,7 +285,7 @@ def _first_stage(data: TrainingData, qids: list[str], depth: int, engine, progre
         return {q: [h.id for h in hs] for q, hs in zip(qids, hits)}
     from tqdm.auto import tqdm
 
-    from ..encode.embedder import TransformerEmbedder
+    from ..encode.transformer import TransformerEmbedder
 
     embedder = TransformerEmbedder(DEFAULT_MODEL)
     doc_ids = sorted(data.corpus)

@@ -44,7 +44,8 @@ from typing import TYPE_CHECKING, Callable, Iterator
 import numpy as np
 
 from ..corpus.readers import document_from_record, json_record
-from ..encode.embedder import Embedder, TransformerEmbedder, embedder_from_config
+from ..encode.embedder import Embedder
+from ..encode.transformer import TransformerEmbedder, embedder_from_config
 from ..errors import BadInput, ModelError
 from ..files import atomic_folder
 from ..index.layout import DOCS_FILE, LEXICAL_DIR, VECTORS_FILE, check_target, storage_errors, writer_lock
