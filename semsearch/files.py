@@ -1,15 +1,62 @@
-"""Writing a folder (an index, a model) so that readers see the old one or the new one, never half of either."""
+"""Files: writing a folder (an index, a model) so that readers see the old one or the new one, never half of
+either; where semsearch keeps what it derives (:func:`cache_dir`); fingerprinting a file (:func:`file_sha256`)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
+import tempfile
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_folder", "fsync_folder"]
+__all__ = ["atomic_folder", "fsync_folder", "cache_dir", "file_sha256"]
+
+_HASHES_FILE = "file-hashes.json"
+_HASHES: dict[str, str] = {}  # "path|size|mtime_ns" -> SHA-256, for this process
+
+
+def cache_dir() -> Path:
+    """Where semsearch keeps what it derives (exported models, their checks, file hashes):
+    ``$SEMSEARCH_CACHE``, else ``$XDG_CACHE_HOME/semsearch`` (``~/.cache/semsearch``)."""
+    if os.environ.get("SEMSEARCH_CACHE"):
+        return Path(os.environ["SEMSEARCH_CACHE"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "semsearch"
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes. Remembered by path, size and modification time, in the process and in
+    ``cache_dir()/file-hashes.json``, so a 90 MB model is read once, not at every start (0.08 s)."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+    if key in _HASHES:
+        return _HASHES[key]
+    store = cache_dir() / _HASHES_FILE
+    try:
+        known = json.loads(store.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    if not isinstance(known, dict) or not isinstance(known.get(key), str):
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                h.update(block)
+        known = known if isinstance(known, dict) else {}
+        known[key] = h.hexdigest()
+        try:  # replace the file whole; a lost race only means hashing again later
+            store.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{_HASHES_FILE}.", suffix=".tmp", dir=store.parent)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(known, fh, indent=0, sort_keys=True)
+            os.replace(tmp, store)
+        except OSError:
+            pass
+    _HASHES[key] = known[key]
+    return known[key]
 
 
 def fsync_folder(folder: str | Path) -> None:

@@ -15,8 +15,8 @@ from semsearch import Reranker, SearchEngine, TransformerEmbedder, read_corpus
 from semsearch.cli import cli
 from semsearch.encode.models import bf16_supported
 from semsearch.encode.precision import resolve_precision, same_vectors
-from semsearch.encode.runtime import cache_dir
 from semsearch.errors import BadInput, ManifestMismatch, ModelError
+from semsearch.files import cache_dir
 
 needs_ort = pytest.mark.skipif(
     __import__("importlib.util").util.find_spec("onnxruntime") is None,

@@ -14,8 +14,8 @@ from conftest import SPREAD_TEXTS as TEXTS
 from semsearch import Reranker, SearchEngine, TransformerEmbedder, read_corpus
 from semsearch.cli import cli
 from semsearch.encode.models import bf16_supported
-from semsearch.encode.runtime import cache_dir
 from semsearch.errors import ManifestMismatch, ModelError
+from semsearch.files import cache_dir
 
 pytestmark = pytest.mark.skipif(
     __import__("importlib.util").util.find_spec("openvino") is None

@@ -161,7 +161,10 @@ def info(index_dir, as_json):
         click.echo(json.dumps(data, indent=2, sort_keys=True))
         return
     for key, value in data.items():
-        if isinstance(value, dict):
+        if key == "agreement":  # one line per model: how its precision agreed with fp32 on this CPU
+            for model, entry in value.items():
+                click.echo(f"agreement.{model}: {entry['precision']} on {entry['backend']}: {entry['summary']}")
+        elif isinstance(value, dict):
             for sub, v in value.items():
                 click.echo(f"{key}.{sub}: {v}")
         else:

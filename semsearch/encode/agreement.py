@@ -3,7 +3,7 @@
 A model run at any precision or backend other than torch fp32 (bf16, ONNX Runtime, OpenVINO, int8) is
 compared with torch fp32 once per machine and model, on a fixed set of texts derived from the shipped
 ``semsearch/data/calibration.json`` (the questions, every sentence of the passages on its own, the
-passages, and pairs of passages run together: 8 to 256 tokens):
+passages, and pairs of passages run together: 5 to 208 MiniLM tokens):
 
 - a bi-encoder by the cosine of each text's vector to its fp32 vector (min and mean);
 - a cross-encoder by the Pearson correlation of its scores with fp32's, over (question, text) pairs.
@@ -45,7 +45,7 @@ from .cpu import cpu_key, cpu_model
 
 __all__ = ["Agreement", "AgreementError", "FLOORS", "floor_for", "check_texts", "check_pairs", "runtime_version",
            "agreement_key", "cached_agreement", "save_agreement", "checked", "measure_vectors", "measure_scores",
-           "fallback", "next_best", "settle", "AGREEMENT_FILE"]
+           "fallback", "next_best", "settle", "report", "AGREEMENT_FILE"]
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,19 @@ class Agreement:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def report(precision: str, backend: str, found: Agreement | None) -> dict[str, Any]:
+    """What ``semsearch info`` shows of a variant's check on this CPU: its status, numbers and one line."""
+    entry: dict[str, Any] = {"precision": precision, "backend": backend}
+    if (precision, backend) == ("fp32", "torch"):
+        return {**entry, "status": "reference", "summary": "fp32 on torch is the reference; nothing to check"}
+    if found is None:
+        return {**entry, "status": "not checked", "summary": f"not checked on this CPU ({cpu_model()}) yet; it is "
+                                                            "checked when the model first loads here"}
+    status = "passed" if found.passed else "failed"
+    return {**entry, **found.to_dict(), "floor": found.floor, "status": status,
+            "summary": f"{status}: {found.summary()}, checked {found.checked}"}
 
 
 def floor_for(precision: str, task: str) -> float:
@@ -302,7 +315,8 @@ def settle(start: Callable[[str, str], Agreement | None], precision: str, backen
         instead = fallback(precision, backend)
         if instead is None:
             best = next_best(precision, backend, runs)
-            rebuild = "; an index built with it must be rebuilt" if agreement.task == "encoder" else ""
+            rebuild = f"; an index built at {precision} on {backend} must be rebuilt to switch" \
+                if agreement.task == "encoder" else ""
             raise AgreementError(
                 f"{what} at {precision} on {backend} disagrees with fp32 on this CPU: {agreement.summary()}; the "
                 f"next fastest variant is {best[0]} on {best[1]} (--precision {best[0]} --backend {best[1]}{rebuild})",

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from ..errors import ModelError
+from ..files import file_sha256
 
 __all__ = ["DEFAULT_MODEL", "model_name", "model_folder", "weights_sha256", "load_pretrained", "first_line",
            "bf16_supported"]
@@ -70,9 +71,6 @@ def _hub_snapshot(name: str) -> Path:
     return folder
 
 
-_HASH_CACHE: dict[tuple[str, int, int], str] = {}
-
-
 def weights_sha256(folder: str | Path) -> str | None:
     """SHA-256 of the model's weights file; for sharded weights, of the shards' hashes in order."""
     folder = Path(folder)
@@ -88,22 +86,10 @@ def weights_sha256(folder: str | Path) -> str | None:
             break
     if not files:
         return None
-    hashes = [_file_sha256(path) for path in files]
+    hashes = [file_sha256(path) for path in files]
     if len(hashes) == 1:
         return hashes[0]  # the plain file hash, checkable with sha256sum
     return hashlib.sha256("".join(hashes).encode()).hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _HASH_CACHE:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                h.update(block)
-        _HASH_CACHE[key] = h.hexdigest()
-    return _HASH_CACHE[key]
 
 
 def first_line(exc: BaseException) -> str:

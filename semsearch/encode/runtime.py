@@ -35,12 +35,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import ModelError
+from ..files import cache_dir
 from .cpu import has_vnni, physical_cores
 from .precision import ONNX_HINT
 from .tokenizer import FastTokenizer
 
-__all__ = ["cache_dir", "model_cache", "Export", "read_export", "export_model", "runner_for", "OnnxRunner",
-           "onnxruntime_available", "runtime_threads", "EXPORT_FILE", "FP32_FILE"]
+__all__ = ["model_cache", "Export", "read_export", "export_model", "runner_for", "OnnxRunner",
+           "onnxruntime_available", "runtime_threads", "variant_file", "EXPORT_FILE", "FP32_FILE"]
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +51,6 @@ FP32_FILE = "model-fp32.onnx"
 _RUNNERS: dict[tuple, Any] = {}
 _LOCK = threading.Lock()  # one export at a time: it switches the (shared) model's attention implementation
 _EXPORT_SAMPLE = ("a short text", "a somewhat longer text to export the model with")
-
-
-def cache_dir() -> Path:
-    """Where exported models are kept: ``$SEMSEARCH_CACHE``, else ``$XDG_CACHE_HOME/semsearch``
-    (``~/.cache/semsearch``)."""
-    if os.environ.get("SEMSEARCH_CACHE"):
-        return Path(os.environ["SEMSEARCH_CACHE"]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "semsearch"
 
 
 def model_cache(model_dir: str | os.PathLike, weights_sha256: str | None, task: str) -> Path:
@@ -136,9 +129,8 @@ def runner_for(export: Export, precision: str, backend: str, *, max_length: int,
     else:
         _import_onnxruntime()
     threads = runtime_threads()
-    path = export.folder / (f"model-{precision}.onnx" if precision == "fp32" or has_vnni() else
-                            f"model-{precision}-reduced-range.onnx")
-    key = (backend, precision, str(path if backend == "onnx" else export.fp32_path), threads, max_length)
+    path = variant_file(export.folder, precision, backend)
+    key = (backend, precision, str(path), threads, max_length)
     with _LOCK:
         if key not in _RUNNERS:
             if backend == "openvino":
@@ -149,13 +141,25 @@ def runner_for(export: Export, precision: str, backend: str, *, max_length: int,
                                          calibration=lambda names: calibration_inputs(tokenizer, task, max_length,
                                                                                       names))
             else:
-                if precision == "int8" and not path.is_file():
+                if not path.is_file():
                     _quantize(export.fp32_path, path, name)
                 runner = OnnxRunner(_session(path, threads), path)
             while len(_RUNNERS) >= 8:
                 del _RUNNERS[next(iter(_RUNNERS))]
             _RUNNERS[key] = runner
         return _RUNNERS[key]
+
+
+def variant_file(folder: Path, precision: str, backend: str) -> Path:
+    """The file a variant runs from in an export folder (it may not exist yet): the fp32 export, ONNX
+    Runtime's int8 (a reduced range without VNNI) or OpenVINO's int8 (:func:`.openvino.int8_model_path`)."""
+    if precision == "fp32" or backend == "openvino" and precision == "bf16":
+        return folder / FP32_FILE
+    if backend == "openvino":
+        from .openvino import int8_model_path
+
+        return int8_model_path(folder / FP32_FILE)
+    return folder / ("model-int8.onnx" if has_vnni() else "model-int8-reduced-range.onnx")
 
 
 class OnnxRunner:

@@ -31,14 +31,11 @@ class FastTokenizer:
 
     def __init__(self, backend_json: str, *, pad_id: int, pad_token: str, pad_type_id: int = 0,
                  padding_side: str = "right", truncation_side: str = "right"):
-        from tokenizers import Tokenizer
 
         self._json = backend_json
         self.settings = {"pad_id": int(pad_id), "pad_token": str(pad_token), "pad_type_id": int(pad_type_id),
                          "padding_side": padding_side, "truncation_side": truncation_side}
-        self._plain = Tokenizer.from_str(backend_json)  # for token counts: no truncation, no padding
-        self._plain.no_truncation()
-        self._plain.no_padding()
+        self._plain = None  # for token counts: no truncation, no padding (made when first needed)
         self._padded: dict[int, Any] = {}  # max_length -> a tokenizer configured to pad and truncate there
         self._lock = threading.Lock()
 
@@ -63,6 +60,16 @@ class FastTokenizer:
         """The tokenizer :meth:`save` wrote, with the settings it returned."""
         return cls(Path(folder, TOKENIZER_FILE).read_text(encoding="utf-8"), **settings)
 
+    def _counter(self):
+        with self._lock:
+            if self._plain is None:
+                from tokenizers import Tokenizer
+
+                self._plain = Tokenizer.from_str(self._json)
+                self._plain.no_truncation()
+                self._plain.no_padding()
+            return self._plain
+
     def _configured(self, max_length: int):
         with self._lock:
             if max_length not in self._padded:
@@ -83,7 +90,7 @@ class FastTokenizer:
         ``int64`` arrays padded to the longest and cut at ``max_length`` (``padding=True, truncation=True``)."""
         items = list(text) if text_pair is None else list(zip(text, text_pair))
         if not (padding or truncation):
-            return {"input_ids": [e.ids for e in self._plain.encode_batch(items)]}
+            return {"input_ids": [e.ids for e in self._counter().encode_batch(items)]}
         if not (padding and truncation and max_length):
             raise ValueError("FastTokenizer pads and truncates together, at a max_length")
         encodings = self._configured(int(max_length)).encode_batch(items)

@@ -18,15 +18,16 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import BadInput, ManifestMismatch, ModelError
-from .agreement import measure_vectors, settle
+from .agreement import measure_vectors, report, settle
 from .batching import run_sorted
 from .embedder import Embedder, check_same_embedder
 from .models import DEFAULT_MODEL, model_folder, model_name, weights_sha256
 from .pooling import check_pooling, pool, pool_arrays
 from .precision import autocast, fill_in, resolve_precision, runnable_here, runs_here
-from .variant import RuntimeModel
+from .variant import RuntimeModel, stored_check
 
-__all__ = ["TransformerEmbedder", "DEFAULT_MODEL", "embedder_from_config", "embedder_loader", "model_weights_sha256"]
+__all__ = ["TransformerEmbedder", "DEFAULT_MODEL", "embedder_from_config", "embedder_loader", "model_weights_sha256",
+           "stored_agreement"]
 
 log = logging.getLogger(__name__)
 
@@ -265,6 +266,22 @@ def _sentence_transformers_defaults(folder: Path, name: str) -> dict[str, Any]:
             else:
                 found["unsupported_pooling"] = [k for k, v in cfg.items() if k.startswith("pooling_mode") and v]
     return found
+
+
+def stored_agreement(config: dict[str, Any]) -> dict[str, Any] | None:
+    """The check this CPU stored for the embedder an index records (``None`` for a custom embedder);
+    loads no model (:func:`semsearch.encode.agreement.report`)."""
+    if config.get("kind") != "transformers":
+        return None
+    precision, backend = config.get("precision", "fp32"), config.get("backend", "torch")
+    try:
+        folder = model_folder(config["model"])
+    except ModelError as exc:
+        return {"precision": precision, "backend": backend, "status": "model missing", "summary": str(exc)}
+    source = _sentence_transformers_defaults(folder, config["model"]).get("transformer_path") or folder
+    found = stored_check(source, config.get("weights_sha256"), "encoder", precision, backend,
+                         pooling=config.get("pooling"), max_length=int(config.get("max_length") or 0))
+    return report(precision, backend, found)
 
 
 def model_weights_sha256(model: str | os.PathLike | None) -> str | None:

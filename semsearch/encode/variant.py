@@ -16,11 +16,11 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
-from .agreement import Agreement, agreement_key, checked
+from .agreement import Agreement, agreement_key, cached_agreement, checked
 from .models import load_pretrained, weights_sha256
-from .runtime import export_model, model_cache, read_export, runner_for
+from .runtime import export_model, model_cache, read_export, runner_for, variant_file
 
-__all__ = ["RuntimeModel"]
+__all__ = ["RuntimeModel", "stored_check"]
 
 log = logging.getLogger(__name__)
 
@@ -105,3 +105,21 @@ class RuntimeModel:
         key = agreement_key(self.task, precision, backend, pooling=pooling, max_length=max_length,
                             model_file=self.runner.path if self.runner is not None else None)
         return checked(self.cache, key, measure)
+
+
+def stored_check(source: str | Path, weights_sha256: str | None, task: str, precision: str, backend: str, *,
+                 pooling: str | None, max_length: int) -> Agreement | None:
+    """The check this CPU stored for a variant of the model in ``source``, if it ran here (loads nothing)."""
+    if not weights_sha256 or (precision, backend) == ("fp32", "torch"):
+        return None
+    folder = model_cache(source, weights_sha256, task)
+    model_file = None
+    if backend != "torch":
+        model_file = variant_file(folder, precision, backend)
+        if not model_file.is_file():
+            return None
+    try:
+        key = agreement_key(task, precision, backend, pooling=pooling, max_length=max_length, model_file=model_file)
+    except OSError:
+        return None
+    return cached_agreement(folder, key)

@@ -23,11 +23,12 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..encode.embedder import Embedder, check_same_embedder
-from ..encode.transformer import TransformerEmbedder, embedder_loader
+from ..encode.transformer import TransformerEmbedder, embedder_loader, stored_agreement
 from ..errors import BadInput, IndexNotFound, ManifestMismatch
 from ..metrics import evaluate_run, judged_queries
 from ..rerank.blend import check_candidates, tune_rerank_weight
 from ..rerank.reranker import Reranker
+from ..rerank.reranker import stored_agreement as reranker_agreement
 from ..types import Document, EvalResult, Hit
 from .build import build_index
 from .filters import Filter, parse_filters
@@ -395,17 +396,22 @@ def _load_lexical(path: Path) -> LexicalIndex | None:
 
 
 def describe(path: str | os.PathLike) -> dict:
-    """The manifest of the index at ``path`` plus counts and size on disk; loads no model."""
+    """The manifest of the index at ``path`` plus counts, size on disk, and how its embedder's and default
+    reranker's precisions agreed with fp32 on this CPU (:mod:`semsearch.encode.agreement`); loads no model."""
     path = Path(path)
     manifest = Manifest.load(path)
     with DocStore(path / DOCS_FILE) as store:
         stored = len(store)
+    checks = {"embedder": stored_agreement(manifest.embedder)}
+    if manifest.reranker:
+        checks["reranker"] = reranker_agreement(manifest.reranker)
     return {
         **manifest.to_dict(),
         "path": str(path),
         "vectors": VectorIndex.load(path / VECTORS_FILE, manifest.factory).ntotal,
         "stored_documents": stored,
         "size_bytes": folder_size(path),
+        "agreement": {k: v for k, v in checks.items() if v is not None},
     }
 
 

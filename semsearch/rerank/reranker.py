@@ -23,16 +23,16 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..encode.agreement import measure_scores, settle
+from ..encode.agreement import measure_scores, report, settle
 from ..encode.batching import run_sorted
 from ..encode.models import model_folder, model_name
 from ..encode.precision import autocast, fill_in, resolve_precision, runnable_here, runs_here
-from ..encode.variant import RuntimeModel
+from ..encode.variant import RuntimeModel, stored_check
 from ..errors import BadInput, ModelError
 from ..types import Hit
 from .blend import blend_order
 
-__all__ = ["Reranker", "PairScores", "ACTIVATIONS", "DEFAULT_RERANK_MAX_LENGTH", "RERANKER_CONFIG"]
+__all__ = ["Reranker", "PairScores", "stored_agreement", "ACTIVATIONS", "DEFAULT_RERANK_MAX_LENGTH", "RERANKER_CONFIG"]
 
 log = logging.getLogger(__name__)
 
@@ -254,6 +254,19 @@ def _trained_config(folder) -> dict[str, Any]:
         return json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:
         raise ModelError(f"{path} is not valid JSON: {exc}") from None
+
+
+def stored_agreement(config: dict[str, Any]) -> dict[str, Any]:
+    """The check this CPU stored for the reranker a manifest records; loads no model
+    (:func:`semsearch.encode.agreement.report`)."""
+    precision, backend = config.get("precision", "fp32"), config.get("backend", "torch")
+    try:
+        folder = model_folder(config["model"])
+    except ModelError as exc:
+        return {"precision": precision, "backend": backend, "status": "model missing", "summary": str(exc)}
+    found = stored_check(folder, config.get("weights_sha256"), "classifier", precision, backend, pooling=None,
+                         max_length=int(config.get("max_length") or DEFAULT_RERANK_MAX_LENGTH))
+    return report(precision, backend, found)
 
 
 def _check_head(rt: RuntimeModel) -> None:
