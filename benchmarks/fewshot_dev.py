@@ -28,7 +28,14 @@ import statistics
 import time
 from pathlib import Path
 
-from fewshot_sst import DEFAULT_DATA, SUMMARY_HEADER, machine, samples, scores, summary_cells
+from fewshot_sst import (
+    DEFAULT_DATA,
+    SUMMARY_HEADER,
+    machine,
+    samples,
+    scores,
+    summary_cells,
+)
 
 
 def parse_variant(text: str) -> dict:

@@ -169,20 +169,13 @@ def _notes(rows) -> str:
 
 
 def machine() -> dict:
-    """What the timings were measured on: CPU model, cores torch uses, native bf16."""
-    import platform
-
+    """What the timings were measured on: lscpu's model and flags (:mod:`machine`), torch's threads, bf16."""
     import torch
+    from machine import machine as cpu_machine
 
     from semsearch.encode.models import bf16_supported
 
-    cpu = platform.processor()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "torch_threads": torch.get_num_threads(), "bf16": bf16_supported()}
+    return {**cpu_machine(), "torch_threads": torch.get_num_threads(), "bf16": bf16_supported()}
 
 
 def main() -> None:

@@ -11,7 +11,11 @@ ratio), the test queries too; nDCG@10 of exact search for every (corpus precisio
 pair, which is what decides whether vectors of two precisions may share an index.
 
 OpenVINO variants (bf16; static int8, calibrated on semsearch's shipped texts, not on SciFact) need
-``pip install 'semsearch[openvino]'``.
+``pip install 'semsearch[openvino]'``. ``openvino-int8-bf16-hint`` is the static int8 model as it ran before
+issue 31 (its floating-point layers compiled with OpenVINO's bf16 hint; now f32), on CPUs with native
+bf16, so that the fix's speed cost and what it changes in agreement are measured in the same run.
+Every variant reports its min cosine to fp32 and the share of texts below 0.95 next to its speed,
+and the report starts with the CPU (``lscpu`` model and flags): agreement depends on the CPU's kernels.
 
 Reranker (a cross-encoder trained by `semsearch train-reranker`): top 20 of the fp32 dense search for
 each test query, scored query by query, interleaved: sentence-transformers ``CrossEncoder.predict`` vs
@@ -35,6 +39,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import (  # benchmarks/machine.py (the script's folder is on the path)
+    machine,
+    machine_line,
+)
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,6 +50,7 @@ DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "beir" / "scifact"
 VARIANTS = {"fp32": ("fp32", "torch"), "bf16": ("bf16", "torch"), "onnx-fp32": ("fp32", "onnx"),
             "int8": ("int8", "onnx"), "openvino-bf16": ("bf16", "openvino"), "openvino-int8": ("int8", "openvino")}
 ANCHOR = "sentence-transformers"
+OLD_HINT = "openvino-int8-bf16-hint"
 
 
 def main() -> None:
@@ -71,7 +80,7 @@ def main() -> None:
     docs = list(read_corpus(args.data / "corpus.jsonl"))[: args.max_docs]
     queries = read_queries(args.data / "queries.jsonl")
     qrels = read_qrels(args.data / "qrels" / "test.tsv")
-    result = {"machine": _machine(), "torch_threads": torch.get_num_threads()}
+    result = {"machine": machine(), "torch_threads": torch.get_num_threads()}
     encoders = _encoders()
     result["encode"] = bench_encode(encoders, _sentences(docs, args.sentences), args.rounds)
     result["scifact"], dense_top, corpus = bench_scifact(encoders, docs, queries, qrels, args.chunk)
@@ -103,7 +112,35 @@ def _encoders() -> dict:
     for name, (precision, backend) in VARIANTS.items():
         emb = TransformerEmbedder(precision=precision, backend=backend)
         out[name] = lambda texts, emb=emb: emb.encode(texts, batch_size=32)
+    old = _old_hint(TransformerEmbedder(precision="int8", backend="openvino"))
+    if old is not None:
+        out[OLD_HINT] = lambda texts, emb=old: emb.encode(texts, batch_size=32)
     return out
+
+
+def _old_hint(model):
+    """``model`` (an int8 OpenVINO embedder or reranker, freshly made) with its runner recompiled the way
+    semsearch compiled it before issue 31 (bf16 hint for the floating-point layers), where bf16 is native;
+    else None. Reaches into the model's runtime on purpose: the old setting is gone from the library."""
+    from semsearch.encode.openvino import OpenVinoRunner
+    from semsearch.encode.precision import native_bf16
+
+    if not native_bf16("openvino"):
+        return None
+    import openvino as ov
+
+    path = model._rt.runner.path
+    compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "bf16",
+                                                          "INFERENCE_NUM_THREADS": torch_threads(),
+                                                          "PERFORMANCE_HINT": "LATENCY"})
+    model._rt.runner = OpenVinoRunner(compiled, path)
+    return model
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _rerankers(folder: Path) -> dict:
@@ -114,6 +151,9 @@ def _rerankers(folder: Path) -> dict:
     out = {}
     for name, (precision, backend) in VARIANTS.items():
         out[name] = Reranker(folder, precision=precision, backend=backend)
+    old = _old_hint(Reranker(folder, precision="int8", backend="openvino"))
+    if old is not None:
+        out[OLD_HINT] = old
     import torch
 
     ce = CrossEncoder(str(folder), device="cpu", max_length=out["fp32"].max_length,
@@ -150,7 +190,7 @@ def bench_encode(encoders: dict, texts: list[str], rounds: int) -> dict:
         out["variants"][name] = {"texts_per_s": len(texts) / float(np.median(ts)), "ratio": float(np.median(ratios)),
                                  "ratio_min": float(min(ratios)), "ratio_max": float(max(ratios)),
                                  "cosine_min": float(cos.min()), "cosine_mean": float(cos.mean()),
-                                 "top10_overlap": float(overlap)}
+                                 "below_095": float((cos < 0.95).mean()), "top10_overlap": float(overlap)}
     return out
 
 
@@ -188,7 +228,7 @@ def bench_scifact(encoders: dict, docs, queries, qrels, chunk: int):
         cos = (corpus[n] * corpus["fp32"]).sum(1)
         out["variants"][n] = {"docs_per_s": len(docs) / seconds[n], "ratio": seconds[ANCHOR] / seconds[n],
                               "ndcg@10": ndcg[f"{n}|{n}"], "cosine_min": float(cos.min()),
-                              "cosine_mean": float(cos.mean())}
+                              "cosine_mean": float(cos.mean()), "below_095": float((cos < 0.95).mean())}
     return out, dense_top, corpus
 
 
@@ -248,29 +288,20 @@ def bench_end_to_end(encoders: dict, rerankers: dict, qids, queries, texts, corp
 # --- report ----------------------------------------------------------------------------------
 
 
-def _machine() -> str:
-    import platform
-
-    from semsearch.encode.models import bf16_supported
-
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor())
-    return f"{cpu}, {len(__import__('os').sched_getaffinity(0))} cores, native bf16: {bf16_supported()}"
-
-
 def _markdown(r: dict) -> str:
     e, s, k, z = r["encode"], r["scifact"], r["rerank"], r["end_to_end"]
-    lines = [f"Machine: {r['machine']}; torch threads {r['torch_threads']}.", "",
+    lines = [f"Machine: {machine_line(r['machine'])}; torch threads {r['torch_threads']}.", "",
              f"Bi-encoder: {e['texts']} SciFact sentences, {e['rounds']} interleaved rounds (ratio: median of "
              f"per-round ratios to the anchor, min-max in brackets); SciFact corpus ({s['documents']} docs) "
              f"embedded chunk by chunk in turn; nDCG@10 on {s['queries']} test queries, exact search.", "",
-             "| variant | sent/s | ratio | cosine to fp32 (min / mean) | top-10 overlap | SciFact docs/s | ratio "
-             "| SciFact nDCG@10 |", "|---|---|---|---|---|---|---|---|"]
+             "| variant | sent/s | ratio | cosine to fp32 (min / mean) | below 0.95 | top-10 overlap | SciFact docs/s "
+             "| ratio | docs: min cosine, below 0.95 | SciFact nDCG@10 |", "|---|---|---|---|---|---|---|---|---|---|"]
     for n, v in e["variants"].items():
         sv = s["variants"][n]
         lines.append(f"| {n} | {v['texts_per_s']:.0f} | {v['ratio']:.2f}x ({v['ratio_min']:.2f}-{v['ratio_max']:.2f}) "
-                     f"| {v['cosine_min']:.4f} / {v['cosine_mean']:.4f} | {v['top10_overlap']:.3f} "
-                     f"| {sv['docs_per_s']:.1f} | {sv['ratio']:.2f}x | {sv['ndcg@10']:.4f} |")
+                     f"| {v['cosine_min']:.4f} / {v['cosine_mean']:.4f} | {100 * v['below_095']:.1f}% "
+                     f"| {v['top10_overlap']:.3f} | {sv['docs_per_s']:.1f} | {sv['ratio']:.2f}x "
+                     f"| {sv['cosine_min']:.4f}, {100 * sv['below_095']:.1f}% | {sv['ndcg@10']:.4f} |")
     names = list(s["variants"])
     lines += ["", "nDCG@10 with the corpus embedded at one precision (rows) and the queries at another (columns):", "",
               "| corpus \\ queries | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]

@@ -57,6 +57,9 @@ def main() -> None:
     (work / "labels.json").write_text(json.dumps(DESCRIPTIONS, indent=2))
 
     sh("index", str(work / "corpus.jsonl"), "--index", str(work / "index"), "--overwrite", "-q")
+    from machine import machine, machine_line
+
+    print(f"machine: {machine_line(machine())}")
     for method in ("threshold", "setfit"):
         out = work / f"labels-{method}.jsonl"
         out.unlink(missing_ok=True)

@@ -71,6 +71,9 @@ def main() -> None:
         row["held_out_doc_found_by_its_text"] = hits[0].id == held[0].id
         results["factories"][factory] = row
         print(factory, json.dumps(row, indent=1))
+    from machine import machine
+
+    results["machine"] = machine()
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps({k: v for k, v in results.items() if k != "factories"}, indent=1))

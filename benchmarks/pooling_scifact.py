@@ -15,12 +15,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import time
 from pathlib import Path
 
-from semsearch import SearchEngine, TransformerEmbedder, read_corpus, read_qrels, read_queries
+from machine import machine, machine_line
+
+from semsearch import (
+    SearchEngine,
+    TransformerEmbedder,
+    read_corpus,
+    read_qrels,
+    read_queries,
+)
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "beir" / "scifact"
 
@@ -53,7 +60,7 @@ def main() -> None:
 
     print(f"\nSciFact ({args.split}, {rows[0]['queries']} queries, {len(corpus)} docs), "
           f"model {embedder.name}, max_length {embedder.max_length}, batch {args.batch_size}, "
-          f"{platform.processor() or platform.machine()}, 1 build per pooling\n")
+          f"1 build per pooling; {machine_line(machine())}\n")
     print("| pooling | nDCG@10 | MRR@10 | Recall@100 | MAP@100 | docs/s |")
     print("|---|---|---|---|---|---|")
     for r in rows:

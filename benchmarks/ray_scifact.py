@@ -59,7 +59,9 @@ def main() -> None:
     ray.init(num_cpus=3, include_dashboard=False, logging_level=logging.WARNING)
     queries = read_queries(args.data / "queries.jsonl")
     qrels = read_qrels(args.data / "qrels" / "test.tsv")
-    results = {"part1": part1(args, queries, qrels)}
+    from machine import machine
+
+    results = {"machine": machine(), "part1": part1(args, queries, qrels)}
     if not args.part1_only:
         results["part2"] = part2(args, queries, qrels)
         results["part3"] = part3(args)

@@ -54,7 +54,9 @@ def main() -> None:
         for q, hs in zip(tqdm(qids, desc=precision), hits):
             scores = reranker.score([(queries[q], h.embedding_text) for h in hs]).scores
             per_query[precision].append(ndcg_at_k(blend_order([h.id for h in hs], scores, weight)[:10], qrels[q], 10))
-    out = {"queries": len(qids), "candidates": 20, "blend_weight": weight,
+    from machine import machine
+
+    out = {"machine": machine(), "queries": len(qids), "candidates": 20, "blend_weight": weight,
            **{p: float(np.mean(v)) for p, v in per_query.items()}}
     for p in list(variants)[1:]:
         diff = np.array(per_query[p]) - np.array(per_query["fp32"])

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import machine
 
 from semsearch import SearchEngine, read_corpus, read_qrels, read_queries
 from semsearch.metrics import evaluate_run
@@ -109,7 +110,7 @@ def main() -> None:
           f"top-20 rerank of one query: p50 {np.percentile(rerank_ms, 50):.0f} ms, p95 {np.percentile(rerank_ms, 95):.0f} ms; "
           f"query + rerank top-20 end to end: p50 {np.percentile(e2e_ms, 50):.0f} ms ({len(sample)} queries, 2 threads)")
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "pairs_per_s": pairs_per_s, "rerank_ms": rerank_ms,
+        args.json.write_text(json.dumps({"machine": machine(), "rows": rows, "pairs_per_s": pairs_per_s, "rerank_ms": rerank_ms,
                                          "e2e_ms": e2e_ms, "training": trained}, indent=2))
 
 

@@ -16,7 +16,13 @@ from fakes import HashEmbedder
 
 from semsearch import Document, SearchEngine
 from semsearch.cli import cli
-from semsearch.errors import BadInput, IndexNotFound, ManifestMismatch, ModelError, StorageError
+from semsearch.errors import (
+    BadInput,
+    IndexNotFound,
+    ManifestMismatch,
+    ModelError,
+    StorageError,
+)
 
 
 def run(*args):

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 from fakes import HashEmbedder
 
-from semsearch import BadInput, Document, IndexExists, IndexNotFound, ManifestMismatch, SearchEngine
+from semsearch import (
+    BadInput,
+    Document,
+    IndexExists,
+    IndexNotFound,
+    ManifestMismatch,
+    SearchEngine,
+)
 from semsearch.metrics import evaluate_run
 
 DOCS = [

@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 
 from semsearch import BadInput, ManifestMismatch
-from semsearch.label.threshold import ABSTAIN, ThresholdLabeler, expected_calibration_error
+from semsearch.label.threshold import (
+    ABSTAIN,
+    ThresholdLabeler,
+    expected_calibration_error,
+)
 
 
 def _synthetic(n=400, seed=0, scale=1.0):

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from semsearch.label.crossfit import assemble, fit_temperature, fold_count, softmax, stratified_folds
+from semsearch.label.crossfit import (
+    assemble,
+    fit_temperature,
+    fold_count,
+    softmax,
+    stratified_folds,
+)
 from semsearch.label.threshold import expected_calibration_error
 
 

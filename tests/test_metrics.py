@@ -6,7 +6,13 @@ import math
 
 import pytest
 
-from semsearch.metrics import average_precision_at_k, evaluate_run, mrr_at_k, ndcg_at_k, recall_at_k
+from semsearch.metrics import (
+    average_precision_at_k,
+    evaluate_run,
+    mrr_at_k,
+    ndcg_at_k,
+    recall_at_k,
+)
 
 RANKING = ["d1", "d2", "d3", "d4", "d5"]
 GRADES = {"d2": 1, "d4": 2, "d9": 1}  # d9 is never retrieved

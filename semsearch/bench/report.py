@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..corpus.readers import read_corpus, read_qrels, read_queries
+from ..encode.cpu import cpu_flags, cpu_model
 from ..encode.embedder import Embedder
 from ..errors import BadInput
 from ..index.engine import SearchEngine
@@ -220,7 +221,8 @@ def run_bench(
         "reranker": reranker.config() if reranker is not None else None, "candidates": candidates,
         "embedder": engine.manifest.embedder, "factory": engine.manifest.factory,
         "build": {**build, "peak_rss_mib": build_mem.peak_mib},
-        "machine": {"cpus": os.cpu_count(), "torch_threads": _torch_threads(), "platform": platform.platform(),
+        "machine": {"cpu": cpu_model(), "cpu_flags": sorted(cpu_flags()), "cpus": os.cpu_count(),
+                    "torch_threads": _torch_threads(), "platform": platform.platform(),
                     "python": platform.python_version()},
         "semsearch_version": __version__, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "configs": rows,
@@ -247,7 +249,8 @@ def _markdown(r: dict[str, Any]) -> str:
         f"{r['documents']} documents, {r['queries']} judged queries; model {r['embedder'].get('model')} "
         f"({r['embedder'].get('pooling')} pooling), FAISS {r['factory']}; {fusion_line}."
         + (f" Reranker {r['reranker']['model']} on the top {r['candidates']}." if r["reranker"] else ""),
-        f"Machine: {r['machine']['cpus']} CPUs, {r['machine']['platform']}; semsearch {r['semsearch_version']}, "
+        f"Machine: {r['machine'].get('cpu', '?')}, {r['machine']['cpus']} CPUs, {r['machine']['platform']}; "
+        f"semsearch {r['semsearch_version']}, "
         f"{r['date']}. One run; each query searched alone and timed.",
         "",
         "| configuration | nDCG@10 | MRR@10 | Recall@100 | MAP@100 | build s | docs/s | latency p50 ms "

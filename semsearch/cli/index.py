@@ -8,7 +8,15 @@ import sys
 
 import click
 
-from .common import cli, corpus_options, engine_options, index_option, index_path, open_index, precision_options
+from .common import (
+    cli,
+    corpus_options,
+    engine_options,
+    index_option,
+    index_path,
+    open_index,
+    precision_options,
+)
 
 
 @cli.command()

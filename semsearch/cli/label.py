@@ -25,7 +25,12 @@ def label(index_dir, input_file, examples, labels_file, method, rerank, abstain_
     """Label every document of an index (or a file of texts) from a few labelled examples."""
     from ..corpus.readers import read_corpus
     from ..errors import BadInput
-    from ..label.documents import fit_labeler, label_documents, read_examples, read_label_descriptions
+    from ..label.documents import (
+        fit_labeler,
+        label_documents,
+        read_examples,
+        read_label_descriptions,
+    )
     from ..rerank.reranker import Reranker
 
     if (index_dir is None) == (input_file is None):

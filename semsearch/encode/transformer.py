@@ -24,7 +24,7 @@ from .embedder import Embedder, check_same_embedder
 from .models import DEFAULT_MODEL, model_folder, model_name, weights_sha256
 from .pooling import check_pooling, pool, pool_arrays
 from .precision import autocast, fill_in, resolve_precision, runnable_here, runs_here
-from .variant import RuntimeModel, stored_check
+from .variant import RuntimeBacked, RuntimeModel, stored_check
 
 __all__ = ["TransformerEmbedder", "DEFAULT_MODEL", "embedder_from_config", "embedder_loader", "model_weights_sha256",
            "stored_agreement"]
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 _CHARS_PER_TOKEN = 64  # texts are clipped to max_length × this many characters before tokenising
 
 
-class TransformerEmbedder(Embedder):
+class TransformerEmbedder(RuntimeBacked, Embedder):
     """Any Hugging Face encoder, loaded with ``AutoTokenizer``/``AutoModel`` (when it needs to be).
 
     Args:
@@ -106,21 +106,12 @@ class TransformerEmbedder(Embedder):
         self.precision, self.backend, self.agreement = settle(self._start, precision, backend,
                                                               f"bi-encoder {self.name}", runs_here)
 
-    def _start(self, precision: str, backend: str):
-        self.precision, self.backend = precision, backend
-        self._rt.start(precision, backend, max_length=self.max_length)
-        return self._rt.check(precision, backend, max_length=self.max_length, pooling=self.pooling,
-                              measure=lambda: measure_vectors(self._fp32_vectors, self._vectors, precision, backend))
+    def _measure(self, precision: str, backend: str):
+        return measure_vectors(self._fp32_vectors, self._vectors, precision, backend)
 
     @property
-    def model(self):
-        """The torch model (loaded on first use where the embedder runs exported)."""
-        return self._rt.model
-
-    @property
-    def tokenizer(self):
-        """The Hugging Face tokenizer (loaded with the model)."""
-        return self._rt.tokenizer
+    def _check_pooling(self) -> str:
+        return self.pooling
 
     @property
     def _runner(self):
@@ -210,16 +201,20 @@ def embedder_loader(config: dict[str, Any], precision: str | None = None,
             f"the index was built with a custom embedder of kind {config.get('kind')!r}; "
             "pass that embedder when opening it"
         )
+    recorded = (config.get("precision", "fp32"), config.get("backend", "torch"))
     if precision is None and backend is None:
-        precision, backend = runnable_here(config.get("precision", "fp32"), config.get("backend", "torch"),
-                                           "the index's embedder")
+        # an exported runtime that is missing is refused now; whether torch has native bf16 is asked only when
+        # the model loads (it needs torch imported, which a lexical search never does)
+        precision, backend = recorded if recorded[1] == "torch" else runnable_here(*recorded, "the index's embedder")
     else:
-        precision, backend = fill_in((config.get("precision", "fp32"), config.get("backend", "torch")),
-                                     precision, backend)
+        precision, backend = fill_in(recorded, precision, backend)
         resolved = resolve_precision(precision, backend)
         check_same_embedder(config, {**config, "precision": resolved[0], "backend": resolved[1]})
 
     def load() -> Embedder:
+        nonlocal precision, backend
+        if (precision, backend) == recorded and backend == "torch":
+            precision, backend = runnable_here(precision, backend, "the index's embedder")
         embedder = TransformerEmbedder(
             config["model"],
             pooling=config["pooling"],

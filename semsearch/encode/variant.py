@@ -20,7 +20,7 @@ from .agreement import Agreement, agreement_key, cached_agreement, checked
 from .models import load_pretrained, weights_sha256
 from .runtime import export_model, model_cache, read_export, runner_for, variant_file
 
-__all__ = ["RuntimeModel", "stored_check"]
+__all__ = ["RuntimeModel", "RuntimeBacked", "stored_check"]
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,37 @@ class RuntimeModel:
         key = agreement_key(self.task, precision, backend, pooling=pooling, max_length=max_length,
                             model_file=self.runner.path if self.runner is not None else None)
         return checked(self.cache, key, measure)
+
+
+class RuntimeBacked:
+    """What the bi-encoder and the cross-encoder share: a :class:`RuntimeModel` in ``_rt``, its torch model
+    loaded on first use, and starting a variant with its check (:meth:`_measure`, against fp32)."""
+
+    _rt: RuntimeModel
+    max_length: int
+    precision: str
+    backend: str
+    _check_pooling: str | None = None  # part of a check's key: the bi-encoder's pooling
+
+    @property
+    def model(self):
+        """The torch model (loaded on first use where the model runs exported)."""
+        return self._rt.model
+
+    @property
+    def tokenizer(self):
+        """The Hugging Face tokenizer (loaded with the model)."""
+        return self._rt.tokenizer
+
+    def _measure(self, precision: str, backend: str) -> Agreement:
+        raise NotImplementedError
+
+    def _start(self, precision: str, backend: str) -> Agreement | None:
+        """Set up ``precision`` on ``backend`` and return its agreement with fp32 (``None``: it is fp32 on torch)."""
+        self.precision, self.backend = precision, backend
+        self._rt.start(precision, backend, max_length=self.max_length)
+        return self._rt.check(precision, backend, max_length=self.max_length, pooling=self._check_pooling,
+                              measure=lambda: self._measure(precision, backend))
 
 
 def stored_check(source: str | Path, weights_sha256: str | None, task: str, precision: str, backend: str, *,

@@ -33,7 +33,15 @@ from ..types import Document, EvalResult, Hit
 from .build import build_index
 from .filters import Filter, parse_filters
 from .fusion import FUSION_DEPTH, Fusion
-from .layout import DOCS_FILE, LEXICAL_DIR, VECTORS_FILE, check_target, folder_size, storage_errors, writer_lock
+from .layout import (
+    DOCS_FILE,
+    LEXICAL_DIR,
+    VECTORS_FILE,
+    check_target,
+    folder_size,
+    storage_errors,
+    writer_lock,
+)
 from .lexical import LexicalIndex
 from .manifest import Manifest
 from .store import DocStore

@@ -42,7 +42,15 @@ import numpy as np
 from ..errors import BadInput
 from ..files import fsync_folder
 from ..types import Document
-from .layout import DOCS_FILE, LEXICAL_DIR, VECTORS_FILE, folder_size, remove_temporaries, storage_errors, writer_lock
+from .layout import (
+    DOCS_FILE,
+    LEXICAL_DIR,
+    VECTORS_FILE,
+    folder_size,
+    remove_temporaries,
+    storage_errors,
+    writer_lock,
+)
 from .lexical import LexicalBuilder, LexicalIndex
 from .store import DocStore, metadata_json
 from .vectors import IndexBuilder, VectorIndex

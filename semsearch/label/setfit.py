@@ -44,7 +44,15 @@ from ..encode.models import bf16_supported, model_folder, model_name
 from ..errors import BadInput, ManifestMismatch
 from ..files import atomic_folder
 from ..version import __version__
-from .crossfit import CROSSFIT_MIN_EXAMPLES, assemble, fit_temperature, fold_count, fold_jobs, softmax, stratified_folds
+from .crossfit import (
+    CROSSFIT_MIN_EXAMPLES,
+    assemble,
+    fit_temperature,
+    fold_count,
+    fold_jobs,
+    softmax,
+    stratified_folds,
+)
 from .tuning import Turns, run_alongside, tuning_epochs
 from .tuning import tune_on_descriptions as _tune_on_descriptions
 

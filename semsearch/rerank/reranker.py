@@ -26,8 +26,14 @@ import numpy as np
 from ..encode.agreement import measure_scores, report, settle
 from ..encode.batching import run_sorted
 from ..encode.models import model_folder, model_name
-from ..encode.precision import autocast, fill_in, resolve_precision, runnable_here, runs_here
-from ..encode.variant import RuntimeModel, stored_check
+from ..encode.precision import (
+    autocast,
+    fill_in,
+    resolve_precision,
+    runnable_here,
+    runs_here,
+)
+from ..encode.variant import RuntimeBacked, RuntimeModel, stored_check
 from ..errors import BadInput, ModelError
 from ..types import Hit
 from .blend import blend_order
@@ -55,7 +61,7 @@ class PairScores:
         return int(self.truncated.sum())
 
 
-class Reranker:
+class Reranker(RuntimeBacked):
     """A cross-encoder.
 
     Args:
@@ -120,23 +126,9 @@ class Reranker:
         self.precision, self.backend, self.agreement = settle(self._start, precision, backend,
                                                               f"reranker {self.name}", runs_here)
 
-    def _start(self, precision: str, backend: str):
-        self.precision, self.backend = precision, backend
-        self._rt.start(precision, backend, max_length=self.max_length)
-        return self._rt.check(precision, backend, max_length=self.max_length, pooling=None,
-                              measure=lambda: measure_scores(lambda p: self._scores_of(p, "fp32", torch=True),
-                                                             lambda p: self._scores_of(p, precision), precision,
-                                                             backend))
-
-    @property
-    def model(self):
-        """The torch model (loaded on first use where the reranker runs exported)."""
-        return self._rt.model
-
-    @property
-    def tokenizer(self):
-        """The Hugging Face tokenizer (loaded with the model)."""
-        return self._rt.tokenizer
+    def _measure(self, precision: str, backend: str):
+        return measure_scores(lambda p: self._scores_of(p, "fp32", torch=True), lambda p: self._scores_of(p, precision),
+                              precision, backend)
 
     @property
     def score_kind(self) -> str:

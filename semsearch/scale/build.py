@@ -48,7 +48,14 @@ from ..encode.embedder import Embedder
 from ..encode.transformer import TransformerEmbedder, embedder_from_config
 from ..errors import BadInput, ModelError
 from ..files import atomic_folder
-from ..index.layout import DOCS_FILE, LEXICAL_DIR, VECTORS_FILE, check_target, storage_errors, writer_lock
+from ..index.layout import (
+    DOCS_FILE,
+    LEXICAL_DIR,
+    VECTORS_FILE,
+    check_target,
+    storage_errors,
+    writer_lock,
+)
 from ..index.lexical import LexicalBuilder
 from ..index.manifest import Manifest, format_version_for
 from ..index.store import DocStore, metadata_json
