@@ -35,13 +35,14 @@ from .label.setfit import SetFitLabeler
 from .label.threshold import ThresholdLabeler
 from .rerank.reranker import PairScores, Reranker
 from .rerank.train import TrainingReport, train_reranker
-from .types import Document, EvalResult, Hit
+from .types import Document, EvalResult, Hit, Passage
 from .version import __version__
 
 __all__ = [
     "__version__",
     "Document",
     "Hit",
+    "Passage",
     "EvalResult",
     "Embedder",
     "TransformerEmbedder",

@@ -152,8 +152,11 @@ def _copy(index, tmp_path):
     (lambda p: (p / "manifest.json").write_text(json.dumps(
         {**json.loads((p / "manifest.json").read_text()), "format_version": 99})), "index format 99 is newer"),
     (lambda p: (p / "manifest.json").write_text(json.dumps(
-        {**json.loads((p / "manifest.json").read_text()), "documents": 7})), "vectors.faiss has 3"),
-], ids=["faiss-truncated", "faiss-garbage", "sqlite-truncated", "manifest-json", "manifest-newer", "count-mismatch"])
+        {**json.loads((p / "manifest.json").read_text()), "documents": 7})), "docs.sqlite has 3"),
+    (lambda p: (p / "manifest.json").write_text(json.dumps(
+        {**json.loads((p / "manifest.json").read_text()), "vectors": 7})), "vectors.faiss has 3"),
+], ids=["faiss-truncated", "faiss-garbage", "sqlite-truncated", "manifest-json", "manifest-newer", "count-mismatch",
+        "passage-count-mismatch"])
 def test_corrupt_index_files_are_named(tmp_path, index, damage, pattern):
     target = _copy(index, tmp_path)
     damage(target)
@@ -207,7 +210,7 @@ def test_a_10_mb_document_is_truncated_with_a_warning(tmp_path, tiny_bert, caplo
     huge = "cat " * 2_500_000  # 10 MB
     embedder = TransformerEmbedder(tiny_bert, precision="fp32")
     engine = SearchEngine.build([Document("huge", huge), Document("small", "a dog barked")], tmp_path / "idx",
-                                embedder=embedder, progress=False)
+                                embedder=embedder, progress=False, passages="off")  # (auto: 40k passages)
     assert "1 of 2 texts were longer than 64 tokens" in caplog.text and caplog.text.count("longer than") == 1
     np.testing.assert_allclose(embedder.encode([huge]), embedder.encode([huge[:4000]]), atol=1e-6)
     assert engine.search("cat cat cat", k=1)[0].id == "huge"

@@ -42,7 +42,7 @@ def test_query_json_puts_the_right_document_first(built):
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(rows) == 3 * len(QUESTIONS)
-    assert set(rows[0]) == {"query", "rank", "id", "score", "title", "text", "metadata"}
+    assert set(rows[0]) == {"query", "rank", "id", "score", "title", "text", "metadata", "passage", "start", "end"}
     firsts = {r["query"]: r["id"] for r in rows if r["rank"] == 1}
     assert firsts == QUESTIONS
     assert [r["rank"] for r in rows[:3]] == [1, 2, 3]

@@ -20,6 +20,7 @@ from fakes import HashEmbedder
 
 from semsearch import Document, SearchEngine, TransformerEmbedder, read_corpus
 from semsearch.errors import BadInput
+from semsearch.index.passages import document_ids
 from semsearch.scale.build import build_with_ray
 from semsearch.scale.shards import shard_slices
 
@@ -51,8 +52,10 @@ def _docs(engine: SearchEngine) -> dict[str, Document]:
 
 
 def _vectors_by_id(engine: SearchEngine) -> dict[str, np.ndarray]:
-    ids, vectors = engine.store.all_vectors()
-    return dict(zip(engine.store.string_ids(ids), vectors))
+    ids, vectors = engine.store.all_vectors()  # passage ids: one passage per document in these corpora
+    names = engine.store.string_ids(document_ids(ids, engine.store.id_bits))
+    assert None not in names and len(set(names)) == len(names)
+    return dict(zip(names, vectors))
 
 
 def test_ray_build_gives_the_local_build_s_vectors_documents_and_top10(ray_cluster, tiny_embedder, tmp_path):
@@ -104,7 +107,7 @@ def test_on_disk_inverted_lists_search_like_the_in_memory_merge_and_refuse_chang
     capfd.readouterr()
     disk = SearchEngine.open(tmp_path / "moved", embedder=embedder)
     assert capfd.readouterr().out == ""  # FAISS's notice about the moved file does not reach stdout
-    assert disk.index.on_disk and disk.manifest.format_version == 2 and disk.manifest.build["on_disk"]
+    assert disk.index.on_disk and disk.manifest.format_version == 3 and disk.manifest.build["on_disk"]
     for query in _queries(20):
         assert [h.id for h in disk.search(query, k=10)] == [h.id for h in memory.search(query, k=10)]
     with pytest.raises(BadInput, match="on disk"):

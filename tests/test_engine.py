@@ -56,7 +56,7 @@ def test_index_folder_is_plain_files_with_manifest(tmp_path):
     assert manifest["lexical"]["kind"] == "bm25s" and manifest["fusion"] is None
     assert manifest["factory"] == "HNSW32" and manifest["factory_requested"] == "HNSW32"
     assert manifest["documents"] == 4 and manifest["metric"] == "inner_product"
-    assert manifest["embedder"]["kind"] == "fake" and manifest["format_version"] == 1
+    assert manifest["embedder"]["kind"] == "fake" and manifest["format_version"] == 3
     assert _leftovers(tmp_path) == []
 
 

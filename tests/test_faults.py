@@ -17,6 +17,7 @@ from fakes import HashEmbedder
 
 from semsearch import Document, SearchEngine, read_corpus
 from semsearch.errors import IndexNotFound
+from semsearch.index.passages import Span, document_ids, passage_text
 
 TESTS = Path(__file__).resolve().parent
 WRITER = """
@@ -57,8 +58,26 @@ def _assert_consistent(index: Path, acknowledged: dict[str, str], later: dict[st
     later = later or {}
     for doc_id, text in acknowledged.items():
         assert doc_id in found and found[doc_id][2] in (text, later.get(doc_id)), doc_id
-    assert {row[0] for row in found.values()} <= set(faiss_ids.tolist())  # and searchable by its vector
+    in_index = set(document_ids(faiss_ids, engine.store.id_bits).tolist())
+    assert {row[0] for row in found.values()} <= in_index  # and searchable by its vector
     return engine
+
+
+def _passages_match_documents(engine: SearchEngine) -> None:
+    """Every document is wholly one version: its passages (ids in the vector index, offsets, vectors) are
+    those of its current text, and the vector index holds exactly the stored passages."""
+    embedder, expected_ids = HashEmbedder(), []
+    docs = {d.id: d for d in engine.store.iter_documents()}
+    found = engine.store.lookup(list(docs))
+    rows = engine.store.passages([r[0] for r in found.values()], with_vectors=True)
+    splitter = engine.splitter
+    for doc_id, doc in docs.items():
+        stored = rows[found[doc_id][0]]
+        assert [(r[1], r[2]) for r in stored] == [(s.start, s.end) for s in splitter.split(doc)], doc_id
+        texts = [passage_text(doc.title, doc.text, Span(r[1], r[2])) for r in stored]
+        assert np.allclose(np.stack([r[4] for r in stored]), embedder.encode(texts), atol=1e-6), doc_id
+        expected_ids += [r[0] for r in stored]
+    assert sorted(engine.index.ids().tolist()) == sorted(expected_ids)
 
 
 def test_sigkill_at_random_moments_loses_no_acknowledged_document(tmp_path):
@@ -113,9 +132,10 @@ def test_readers_see_the_old_or_the_new_state_while_a_writer_runs(tmp_path):
         size = len(engine)
         # one state: the vector index, the BM25 side and the store's rows as of the open all agree
         with engine.store.snapshot():
-            rows = {int(r[0]) for r in engine.store._conn.execute("SELECT int_id FROM docs")}
+            rows = {int(r[0]) for r in engine.store._conn.execute("SELECT int_id FROM passages")}
         assert set(engine.index.ids().tolist()) <= rows and len(engine.index.ids()) == size
-        assert set(engine.lexical.ids.tolist()) == set(engine.index.ids().tolist())
+        docs_in_index = set(document_ids(engine.index.ids(), engine.store.id_bits).tolist())
+        assert set(engine.lexical.ids.tolist()) == docs_in_index
         sizes.append(size)
         for mode in ("dense", "lexical", "hybrid"):
             hits = engine.search("extra red words", k=10, mode=mode)
@@ -216,7 +236,7 @@ elif point == "before_manifest":  # every derived file written, the manifest not
 engine = SearchEngine.open({index!r}, embedder=HashEmbedder())
 op = {op!r}
 if op == "add":
-    engine.add([Document("new", "red green new words"), Document("d0", "changed text for d0")], progress=False)
+    engine.add([Document("new", {new!r}), Document("d0", {changed!r})], progress=False)
 elif op == "delete":
     engine.delete(["d1", "d2"])
 else:
@@ -224,32 +244,46 @@ else:
 """
 
 
+def _long_text(seed: int, paragraphs: int = 6) -> str:
+    rng = np.random.default_rng(seed)
+    return "\n\n".join(" ".join(rng.choice(WORDS, 12)) + "." for _ in range(paragraphs))
+
+
 @pytest.mark.parametrize("factory", ["Flat", "HNSW16", "IVF4,Flat"])
 @pytest.mark.parametrize("op", ["add", "delete", "compact"])
-def test_a_writer_killed_at_each_step_of_a_write(tmp_path, factory, op):
+@pytest.mark.parametrize("long", [False, True], ids=["short", "many-passages"])
+def test_a_writer_killed_at_each_step_of_a_write(tmp_path, factory, op, long):
     """SIGKILL at each named point of a write (not at random): the index opens, shows exactly the committed
-    state (the change is in the store before any derived file is touched), and takes the next write."""
+    state (the change is in the store before any derived file is touched), and takes the next write. With
+    documents of many passages, each document is wholly old or wholly new: all its passages, or none."""
     import shutil
 
     pristine = tmp_path / "pristine"
-    docs = {f"d{i}": f"v0 {' '.join(WORDS[(i + j) % len(WORDS)] for j in range(5))}" for i in range(24)}
+    if long:  # passages of at most 16 words: every document has 6 or more
+        docs = {f"d{i}": _long_text(i) for i in range(24)}
+        new, changed = _long_text(100, 7), _long_text(101, 8)
+    else:
+        docs = {f"d{i}": f"v0 {' '.join(WORDS[(i + j) % len(WORDS)] for j in range(5))}" for i in range(24)}
+        new, changed = "red green new words", "changed text for d0"
     SearchEngine.build([Document(k, v) for k, v in docs.items()], pristine, embedder=HashEmbedder(),
-                       factory=factory, progress=False)
+                       factory=factory, progress=False, passage_tokens=16, passage_overlap=0)
+    if long:
+        assert SearchEngine.open(pristine, embedder=HashEmbedder()).index.ntotal >= 6 * len(docs)
     expected = dict(docs)
     if op == "add":
-        expected.update({"new": "red green new words", "d0": "changed text for d0"})
+        expected.update({"new": new, "d0": changed})
     elif op == "delete":
         del expected["d1"], expected["d2"]
     for point in ("after_commit", "after_vectors", "mid_lexical_swap", "before_manifest"):
         index = tmp_path / point
         shutil.copytree(pristine, index)
-        script = HOOKED.format(tests=str(TESTS), point=point, index=str(index), op=op)
+        script = HOOKED.format(tests=str(TESTS), point=point, index=str(index), op=op, new=new, changed=changed)
         proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                               env={**os.environ, "PYTHONPATH": str(TESTS.parent)}, timeout=120)
         assert proc.returncode == -signal.SIGKILL, proc.stderr
         engine = SearchEngine.open(index, embedder=HashEmbedder())
         assert {d.id: d.text for d in engine.store.iter_documents()} == expected, point
-        assert sorted(engine.index.ids().tolist()) == sorted(r[0] for r in engine.store.lookup(list(expected)).values())
+        _passages_match_documents(engine)
         for mode in ("dense", "lexical", "hybrid"):
             assert {h.id for h in engine.search("red green words", k=30, mode=mode)} <= set(expected), (point, mode)
         engine.add([Document("last", "one more")], progress=False)  # the next write goes through

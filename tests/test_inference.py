@@ -121,7 +121,7 @@ def test_precision_is_recorded_and_a_mismatch_refused(tiny_bert, corpus_file, tm
                        progress=False)
     manifest = json.loads((path / "manifest.json").read_text())
     assert (manifest["embedder"]["precision"], manifest["embedder"]["backend"]) == ("int8", "onnx")
-    assert manifest["format_version"] == 2  # semsearch versions that know only fp32 vectors refuse it
+    assert manifest["format_version"] == 3  # passage ids (3) and int8 (2): older versions refuse it
     engine = SearchEngine.open(path)
     assert engine.embedder.precision == "int8"
     assert engine.search(DOCS[0]["text"], k=1)[0].id == DOCS[0]["_id"]

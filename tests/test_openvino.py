@@ -118,7 +118,7 @@ def test_openvino_int8_index_is_recorded_and_refuses_other_int8(tiny_bert, corpu
                        embedder=TransformerEmbedder(tiny_bert, precision="int8", backend="openvino"), progress=False)
     manifest = json.loads((path / "manifest.json").read_text())
     assert (manifest["embedder"]["precision"], manifest["embedder"]["backend"]) == ("int8", "openvino")
-    assert manifest["format_version"] == 2
+    assert manifest["format_version"] == 3  # passage ids; with --passages off it would be 2
     engine = SearchEngine.open(path)
     assert (engine.embedder.precision, engine.embedder.backend) == ("int8", "openvino")
     assert engine.search(DOCS[0]["text"], k=1)[0].id == DOCS[0]["_id"]

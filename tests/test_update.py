@@ -180,6 +180,7 @@ def test_indexes_without_stored_vectors_are_refused_clearly(tmp_path):
     engine.close()
     with sqlite3.connect(path / "docs.sqlite") as conn:  # what an index from before stored vectors looks like
         conn.execute("UPDATE docs SET vector_key = NULL")
+        conn.execute("UPDATE passages SET vector_key = NULL")
     with pytest.raises(BadInput, match="older semsearch and stores no vectors; rebuild it"):
         SearchEngine.open(path, embedder=HashEmbedder()).add(_docs(1, start=4), progress=False)
 
@@ -212,9 +213,9 @@ def test_cli_add_delete_compact(tiny_bert, tmp_path):
                     + json.dumps({"_id": "d9", "text": "birds sang"}) + "\n")
     result = _cli("add", more, "--index", tmp_path / "idx", "-q")
     assert result.exit_code == 0, result.output
-    assert "1 added, 1 updated, 0 unchanged; 2 texts embedded, 0 from the cache; 4 documents in all" in result.stdout
+    assert "1 added, 1 updated, 0 unchanged; 2 passages embedded, 0 from the cache; 4 documents in all" in result.stdout
     again = _cli("add", more, "--index", tmp_path / "idx", "-q")
-    assert "0 added, 0 updated, 2 unchanged; 0 texts embedded" in again.stdout
+    assert "0 added, 0 updated, 2 unchanged; 0 passages embedded" in again.stdout
     ids = tmp_path / "ids.txt"
     ids.write_text("d0\n\nd9\n")
     result = _cli("delete", "d2", "--ids-file", ids, "--index", tmp_path / "idx")

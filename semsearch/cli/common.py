@@ -51,6 +51,9 @@ def corpus_options(command):
         click.option("--id-field", default=None, help="Id field of JSONL/CSV/TSV records. [default: _id or id]"),
         click.option("--text-field", default="text", show_default=True, help="Text field of JSONL/CSV/TSV records."),
         click.option("--title-field", default="title", show_default=True, help="Title field of JSONL/CSV/TSV records."),
+        click.option("--on-error", default="fail", show_default=True, metavar="fail|skip",
+                     help="A file of a folder corpus that cannot be read (broken or encrypted PDF, binary junk): "
+                          "stop (fail), or report it and go on (skip)."),
     ]):
         command = option(command)
     return command
@@ -128,6 +131,9 @@ def _quiet_transformers(verbose: bool) -> None:
 def rerank_options(command):
     """--rerank [MODEL], --candidates N, --max-length N and --rerank-precision/--rerank-backend, shared by
     query and eval."""
+    command = click.option("--rerank-passages", default=None, type=int, metavar="1|2",
+                           help="Passages of each hit the reranker reads; a document scores its best. "
+                                "[default: the reranker's, else 1]")(command)
     command = click.option("--rerank-backend", default=None, metavar="auto|torch|onnx|openvino",
                            help="Reranker runtime, as --backend. [default: the recorded one for the index's "
                                 "reranker, else auto]")(command)
@@ -204,18 +210,26 @@ def open_index(index_dir: str, model: str | None, pooling: str | None, precision
 
 
 def reranker_for(engine, rerank: str | None, max_length: int | None, precision: str | None = None,
-                 backend: str | None = None):
+                 backend: str | None = None, passages: int | None = None):
     """The reranker asked for: none, the index's default (``--rerank`` alone), or a model."""
     from ..errors import BadInput
-    from ..rerank.reranker import Reranker
+    from ..rerank.reranker import PASSAGES_READ, Reranker
 
     if rerank is None:
+        if passages is not None:
+            raise BadInput("--rerank-passages: only with --rerank")
         return None
+    if passages is not None and passages not in PASSAGES_READ:
+        raise BadInput(f"--rerank-passages must be 1 or 2, not {passages}")
     if rerank == "":
         if not engine.manifest.reranker:
             raise BadInput(f"index {engine.path} has no default reranker; pass --rerank MODEL or run set-reranker")
-        return engine.default_reranker(max_length, precision=precision, backend=backend)
-    return Reranker(rerank, max_length=max_length, precision=precision or "auto", backend=backend or "auto")
+        reranker = engine.default_reranker(max_length, precision=precision, backend=backend)
+    else:
+        reranker = Reranker(rerank, max_length=max_length, precision=precision or "auto", backend=backend or "auto")
+    if passages is not None:
+        reranker.passages = passages
+    return reranker
 
 
 def rerank_candidates(reranker, candidates: int | None) -> int:

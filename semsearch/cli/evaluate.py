@@ -27,13 +27,13 @@ from .common import (
 @precision_options(default_help="the index's")
 @rerank_options
 def eval_(index_dir, queries_file, qrels_file, as_json, mode, precision, backend, rerank, candidates,
-          rerank_max_length, rerank_precision, rerank_backend):
+          rerank_max_length, rerank_precision, rerank_backend, rerank_passages):
     """Evaluate the index on judged queries: nDCG@10, MRR@10, Recall@100, MAP@100."""
     from ..corpus.readers import read_qrels, read_queries
 
     queries, qrels = read_queries(queries_file), read_qrels(qrels_file)
     engine = open_index(index_dir, None, None, precision, backend)
-    reranker = reranker_for(engine, rerank, rerank_max_length, rerank_precision, rerank_backend)
+    reranker = reranker_for(engine, rerank, rerank_max_length, rerank_precision, rerank_backend, rerank_passages)
     candidates = rerank_candidates(reranker, candidates)
     result = engine.evaluate(queries, qrels, mode=mode, reranker=reranker, candidates=candidates)
     if as_json:

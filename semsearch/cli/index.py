@@ -28,18 +28,28 @@ from .common import (
 @click.option("--factory", default=None,
               help="FAISS index_factory string. [default: Flat below 200k docs, else HNSW32]")
 @click.option("--batch-size", default=32, show_default=True, type=int, help="Texts per model call.")
-@click.option("--max-length", default=None, type=int, help="Tokens per document. [default: the model's]")
+@click.option("--max-length", default=None, type=int, help="Tokens the model reads per text. [default: the model's]")
+@click.option("--passages", default="auto", show_default=True, metavar="auto|off",
+              help="auto: split documents longer than --passage-tokens into passages, each with its own vector "
+                   "(a document scores its best); off: one vector per document (the model reads its start).")
+@click.option("--passage-tokens", default=None, type=int,
+              help="Most tokens per passage, title included. [default: the model's max length]")
+@click.option("--passage-overlap", default=None, type=int, help="Tokens neighbouring passages share. [default: 32]")
 @corpus_options
 @click.option("--no-lexical", is_flag=True, help="Leave out the BM25 side (dense search only).")
+@click.option("--lexical-unit", default="document", show_default=True, metavar="document|passage",
+              help="What the BM25 side indexes: whole documents, or passages.")
 @precision_options
 @click.option("--overwrite", is_flag=True, help="Replace an existing index at --index.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow a hub model to run its own code.")
 @engine_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def index(corpus, index_dir, model, pooling, factory, batch_size, max_length, fmt, id_field, text_field,
-          title_field, no_lexical, precision, backend, overwrite, trust_remote_code, engine, ray_address, shards,
-          actors, cpus_per_actor, rows_per_batch, on_disk, quiet):
-    """Index CORPUS: a JSONL/CSV/TSV/Parquet/txt file, a folder of .txt/.md files, or builtin:python-docs.
+def index(corpus, index_dir, model, pooling, factory, batch_size, max_length, passages, passage_tokens,
+          passage_overlap, fmt, id_field, text_field, title_field, on_error, no_lexical, lexical_unit, precision,
+          backend, overwrite, trust_remote_code, engine, ray_address, shards, actors, cpus_per_actor, rows_per_batch,
+          on_disk, quiet):
+    """Index CORPUS: a JSONL/CSV/TSV/Parquet/txt file, a folder of .txt/.md/.html/.pdf files (HTML and PDF:
+    pip install 'semsearch[docs]'), or builtin:python-docs.
     With --engine ray: a JSONL/CSV/TSV/Parquet file or a folder of such files."""
     from ..corpus.readers import read_corpus
     from ..encode.transformer import TransformerEmbedder
@@ -58,12 +68,16 @@ def index(corpus, index_dir, model, pooling, factory, batch_size, max_length, fm
         from ..scale.corpus import corpus_files
 
         corpus_files(corpus, fmt)  # fail before the model loads
+        docs = None
         _quiet_ray(quiet)
     else:
-        docs = read_corpus(corpus, format=fmt, id_field=id_field, text_field=text_field, title_field=title_field)
+        docs = read_corpus(corpus, format=fmt, id_field=id_field, text_field=text_field, title_field=title_field,
+                           on_error=on_error)
     check_target(index_path(index_dir), overwrite)  # fail before the model loads
     embedder = TransformerEmbedder(model, pooling=pooling, max_length=max_length, trust_remote_code=trust_remote_code,
                                    precision=precision or "auto", backend=backend or "auto")
+    passage_options = {"passages": passages, "passage_tokens": passage_tokens, "passage_overlap": passage_overlap,
+                       "lexical_unit": lexical_unit}
     if engine == "ray":
         from ..scale.build import build_with_ray
 
@@ -72,14 +86,15 @@ def index(corpus, index_dir, model, pooling, factory, batch_size, max_length, fm
                                 batch_size=batch_size, format=fmt, id_field=id_field,
                                 rows_per_batch=1024 if rows_per_batch is None else rows_per_batch,
                                 text_field=text_field, title_field=title_field, lexical=not no_lexical, on_disk=on_disk,
-                                overwrite=overwrite, ray_address=ray_address, progress=not quiet)
+                                overwrite=overwrite, ray_address=ray_address, progress=not quiet,
+                                **passage_options)
     else:
         engine = SearchEngine.build(docs, index_path(index_dir), embedder=embedder, factory=factory, batch_size=batch_size,
-                                    lexical=not no_lexical, overwrite=overwrite, progress=not quiet)
+                                    lexical=not no_lexical, overwrite=overwrite, progress=not quiet, **passage_options)
     m = engine.manifest
-    click.echo(f"indexed {m.documents} documents into {engine.path} "
+    click.echo(f"indexed {m.documents} documents ({m.vector_count} passages) into {engine.path} "
                f"(model {m.embedder['model']}, pooling {m.embedder['pooling']}, factory {m.factory}"
-               f"{', BM25' if m.lexical else ''})")
+               f"{', BM25' if m.lexical else ''}){_skipped(docs)}")
 
 
 _RAY_FAILURE_LOGS = ("Exception occurred in user code", "An exception was raised from a task")
@@ -108,19 +123,27 @@ def _quiet_ray(quiet: bool) -> None:
 @click.option("--batch-size", default=32, show_default=True, type=int, help="Texts per model call.")
 @corpus_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def add(corpus, index_dir, batch_size, fmt, id_field, text_field, title_field, quiet):
+def add(corpus, index_dir, batch_size, fmt, id_field, text_field, title_field, on_error, quiet):
     """Add the documents of CORPUS to an index: new ids are inserted, existing ones updated.
 
     Only new or changed text is embedded. Each batch is durable once written; re-running the same
     command after an interruption finishes the job without duplicates."""
     from ..corpus.readers import read_corpus
 
-    docs = read_corpus(corpus, format=fmt, id_field=id_field, text_field=text_field, title_field=title_field)
+    docs = read_corpus(corpus, format=fmt, id_field=id_field, text_field=text_field, title_field=title_field,
+                       on_error=on_error)
     engine = open_index(index_dir, None, None)
     report = engine.add(docs, batch_size=batch_size, progress=not quiet)
     click.echo(f"{engine.path}: {report.added} added, {report.updated} updated, {report.unchanged} unchanged; "
-               f"{report.embedded} texts embedded, {report.from_cache} from the cache; "
-               f"{engine.manifest.documents} documents in all")
+               f"{report.embedded} passages embedded, {report.from_cache} from the cache; "
+               f"{engine.manifest.documents} documents in all{_skipped(docs)}")
+
+
+def _skipped(docs) -> str:
+    """``; N unreadable files skipped`` after ``--on-error skip`` skipped some (each was logged by path)."""
+    skipped = getattr(docs, "skipped", None) or []
+    return f"; {len(skipped)} unreadable file{'s' if len(skipped) != 1 else ''} skipped (see the warnings)" \
+        if skipped else ""
 
 
 @cli.command()

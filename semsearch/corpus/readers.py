@@ -1,9 +1,14 @@
 """Reading documents, queries and relevance judgements from files.
 
 Supported corpora: JSONL (BEIR style), CSV/TSV, Parquet, plain ``.txt`` (one document
-per line), a folder of ``.txt``/``.md`` files, and ``builtin:python-docs`` (the
-docstrings of the installed Python standard library, a real corpus every
-machine has).
+per line), a folder of documents, and ``builtin:python-docs`` (the docstrings of the
+installed Python standard library, a real corpus every machine has).
+
+A folder corpus reads, in every subfolder, one document per file: ``.txt``, ``.md`` /
+``.markdown`` (as they are), ``.html`` / ``.htm`` (the visible text, the ``<title>`` as title)
+and ``.pdf`` (the text of every page; metadata ``pages`` and ``page_starts``). HTML and PDF
+need the ``docs`` extra: ``pip install 'semsearch[docs]'``. A file that cannot be read stops
+the reading, or with ``on_error="skip"`` is left out and listed in :attr:`Corpus.skipped`.
 
 >>> docs = read_corpus("corpus.jsonl")        # doctest: +SKIP
 >>> len(docs), next(iter(docs)).id            # doctest: +SKIP
@@ -15,19 +20,27 @@ from __future__ import annotations
 import ast
 import csv
 import json
+import logging
 import sysconfig
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from ..errors import BadInput
 from ..types import Document
+from .extract import html_text, pdf_text
 
 __all__ = ["Corpus", "read_corpus", "document_from_record", "json_record", "read_queries", "read_qrels",
-           "read_jsonl_fields", "python_docstrings", "FORMATS", "EXTENSIONS"]
+           "read_jsonl_fields", "python_docstrings", "FORMATS", "EXTENSIONS", "ON_ERROR", "DIR_SUFFIXES"]
+
+log = logging.getLogger(__name__)
 
 FORMATS = ("jsonl", "csv", "tsv", "parquet", "txt", "dir")
 #: File extension of each single-file format.
 EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".txt": "txt"}
+#: What a folder corpus reads: file suffix (lower case) → kind of file.
+DIR_SUFFIXES = {".txt": "text", ".md": "text", ".markdown": "text", ".html": "html", ".htm": "html", ".pdf": "pdf"}
+#: Valid values of ``on_error``: stop at the first unreadable file, or leave it out and go on.
+ON_ERROR = ("fail", "skip")
 BUILTIN_PYTHON_DOCS = "builtin:python-docs"
 _ID_FIELDS = ("_id", "id")
 
@@ -37,19 +50,44 @@ class Corpus:
 
     Iterating parses the source again; ``len()`` counts documents with one pass
     (cached), so a progress bar can show a total without holding the corpus in memory.
+
+    ``on_error`` (one of :data:`ON_ERROR`) says what an unreadable file of a folder corpus does:
+    ``"fail"`` raises :class:`BadInput`, ``"skip"`` logs a warning, leaves the file out and lists it in
+    :attr:`skipped`.
     """
 
-    def __init__(self, source: str, fmt: str, id_field: str | None, text_field: str, title_field: str):
+    def __init__(self, source: str, fmt: str, id_field: str | None, text_field: str, title_field: str, *,
+                 on_error: str = "fail"):
         self.source, self.format = source, fmt
         self._fields = (id_field, text_field, title_field)
+        self.on_error = _check_on_error(on_error)
         self._len: int | None = None
+        self._skipped: list[tuple[str, str]] = []
+        self._warned: set[str] = set()
+
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        """``(path, reason)`` of each file the latest iteration left out (``on_error="skip"``).
+
+        Reset when an iteration starts; ``len()`` iterates too, the first time (and ``list(corpus)`` calls
+        ``len()``). Each file is logged as a warning once per corpus, however many times it is iterated.
+        """
+        return list(self._skipped)
 
     def __iter__(self) -> Iterator[Document]:
         if self.format == "builtin":
             return python_docstrings()
-        reader = {"jsonl": _read_jsonl, "csv": _read_csv, "tsv": _read_csv, "parquet": _read_parquet, "txt": _read_txt,
-                  "dir": _read_dir}
+        if self.format == "dir":
+            self._skipped = []
+            return _read_dir(Path(self.source), self.on_error, self._skip)
+        reader = {"jsonl": _read_jsonl, "csv": _read_csv, "tsv": _read_csv, "parquet": _read_parquet, "txt": _read_txt}
         return reader[self.format](Path(self.source), self.format, *self._fields)
+
+    def _skip(self, path: str, reason: str) -> None:
+        if path not in self._warned:
+            self._warned.add(path)
+            log.warning("skipping %s: %s", path, reason)
+        self._skipped.append((path, reason))
 
     def __len__(self) -> int:
         if self._len is None:
@@ -67,6 +105,7 @@ def read_corpus(
     id_field: str | None = None,
     text_field: str = "text",
     title_field: str = "title",
+    on_error: str = "fail",
 ) -> Corpus:
     """Open a corpus. ``format`` is guessed from the extension unless given (one of :data:`FORMATS`).
 
@@ -74,10 +113,20 @@ def read_corpus(
     other than id, title and text are kept as metadata. Errors (missing file,
     bad JSON, non-UTF-8 bytes, missing fields) raise :class:`BadInput` naming the
     file and line; they surface when the corpus is iterated.
+
+    A folder corpus (format ``dir``) reads the files of :data:`DIR_SUFFIXES`; document ids are the
+    paths relative to the folder, metadata ``{"path": ...}`` plus, for a PDF, ``pages`` (count) and
+    ``page_starts`` (offset in the text where each page starts). ``on_error`` (one of
+    :data:`ON_ERROR`) says what a file that cannot be read (binary bytes, a broken or encrypted
+    PDF, an HTML page without text) does: ``"fail"`` (default) raises :class:`BadInput` naming it,
+    ``"skip"`` logs a warning, leaves it out and records it in :attr:`Corpus.skipped`. Empty files are
+    left out silently. ``on_error`` applies to the files of a folder only: in a single-file corpus
+    (JSONL, CSV, ...) a bad line or record always raises.
     """
+    _check_on_error(on_error)
     source = str(path)
     if source == BUILTIN_PYTHON_DOCS:
-        return Corpus(source, "builtin", None, text_field, title_field)
+        return Corpus(source, "builtin", None, text_field, title_field, on_error=on_error)
     p = Path(source).expanduser()
     if not p.exists():
         raise BadInput(f"corpus {source!r} does not exist")
@@ -95,7 +144,13 @@ def read_corpus(
         raise BadInput(f"unknown corpus format {format!r}; valid values are: {', '.join(FORMATS)}")
     if (format == "dir") != p.is_dir():
         raise BadInput(f"corpus {source!r} is {'a folder' if p.is_dir() else 'a file'}, not format {format!r}")
-    return Corpus(str(p), format, id_field, text_field, title_field)
+    return Corpus(str(p), format, id_field, text_field, title_field, on_error=on_error)
+
+
+def _check_on_error(on_error: str) -> str:
+    if on_error not in ON_ERROR:
+        raise BadInput(f"unknown on_error value {on_error!r}; valid values are: {', '.join(ON_ERROR)}")
+    return on_error
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -191,13 +246,63 @@ def _read_txt(path: Path, fmt, id_field, text_field, title_field) -> Iterator[Do
             yield Document(str(number), line.strip())
 
 
-def _read_dir(path: Path, fmt, id_field, text_field, title_field) -> Iterator[Document]:
-    files = sorted(f for f in path.rglob("*") if f.suffix.lower() in (".txt", ".md") and f.is_file())
+def _read_dir(path: Path, on_error: str, skip: Callable[[str, str], None]) -> Iterator[Document]:
+    """The documents of a folder; an unreadable file raises, or with ``on_error="skip"`` goes to ``skip``."""
+    files = sorted(f for f in path.rglob("*") if f.suffix.lower() in DIR_SUFFIXES and f.is_file())
     for file in files:
-        rel = file.relative_to(path).as_posix()
-        text = "".join(line for _, line in _lines(file)).strip()
-        if text:
-            yield Document(rel, text, metadata={"path": rel})
+        try:
+            doc = _read_file(file, file.relative_to(path).as_posix())
+        except BadInput as exc:
+            if on_error == "fail":
+                raise
+            skip(str(file), _reason(str(exc), str(file)))
+            continue
+        if doc is not None:
+            yield doc
+
+
+def _read_file(file: Path, rel: str) -> Document | None:
+    """One file of a folder corpus as a document (``None`` if it is empty); :class:`BadInput` if unreadable."""
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise BadInput(f"{file}: cannot read ({exc.strerror or exc})") from None
+    if not data.strip():
+        return None
+    kind = DIR_SUFFIXES[file.suffix.lower()]
+    if kind == "pdf":
+        text, page_starts = pdf_text(data, str(file))
+        return Document(rel, text, metadata={"path": rel, "pages": len(page_starts), "page_starts": page_starts})
+    if kind == "html":
+        title, text = html_text(data, str(file))
+        return Document(rel, text, title=title, metadata={"path": rel})
+    text = _utf8_text(data, file).strip()
+    return Document(rel, text, metadata={"path": rel}) if text else None
+
+
+def _utf8_text(data: bytes, file: Path) -> str:
+    """A text file's bytes as text; :class:`BadInput` naming ``file:line`` if not UTF-8 or binary (NUL bytes)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        start = exc.start - (data.rfind(b"\n", 0, exc.start) + 1)
+        raise BadInput(f"{file}:{line}: not valid UTF-8 ({exc.reason} at byte {start})") from None
+    nul = text.find("\0")
+    if nul >= 0:
+        raise BadInput(f"{file}:{text.count(chr(10), 0, nul) + 1}: not text (NUL bytes: a binary file?)")
+    return text
+
+
+def _reason(message: str, where: str) -> str:
+    """The reason in a ``where: reason`` or ``where:line: reason`` message."""
+    if message.startswith(f"{where}: "):
+        return message[len(where) + 2:]
+    if message.startswith(f"{where}:"):
+        line, _, rest = message[len(where) + 1:].partition(": ")
+        if line.isdigit():
+            return f"line {line}: {rest}"
+    return message
 
 
 def python_docstrings() -> Iterator[Document]:

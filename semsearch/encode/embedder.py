@@ -80,6 +80,11 @@ class Embedder(ABC):
             log.warning("%d of %d texts were longer than %d tokens; the model read their first %d", cut, total,
                         getattr(self, "max_length", 0), getattr(self, "max_length", 0))
 
+    def tokenizer_json(self) -> str | None:
+        """The model's tokenizer as ``tokenizer.json`` text, used to cut long documents into passages that
+        fit; ``None`` (the default) when there is none, and passages are then counted in words."""
+        return None
+
     def lengths(self, texts: Sequence[str]) -> list[int]:
         """Cost of each text, used to group similar lengths into a batch. Default: characters."""
         return [len(t) for t in texts]

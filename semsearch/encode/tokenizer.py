@@ -39,6 +39,11 @@ class FastTokenizer:
         self._padded: dict[int, Any] = {}  # max_length -> a tokenizer configured to pad and truncate there
         self._lock = threading.Lock()
 
+    @property
+    def json(self) -> str:
+        """The tokenizer as ``tokenizer.json`` text."""
+        return self._json
+
     @classmethod
     def from_hugging_face(cls, tokenizer) -> "FastTokenizer":
         """The backend of a transformers fast tokenizer, with its padding settings."""

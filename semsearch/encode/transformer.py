@@ -24,6 +24,7 @@ from .embedder import Embedder, check_same_embedder
 from .models import DEFAULT_MODEL, model_folder, model_name, weights_sha256
 from .pooling import check_pooling, pool, pool_arrays
 from .precision import autocast, fill_in, resolve_precision, runnable_here, runs_here
+from .tokenizer import FastTokenizer
 from .variant import RuntimeBacked, RuntimeModel, stored_check
 
 __all__ = ["TransformerEmbedder", "DEFAULT_MODEL", "embedder_from_config", "embedder_loader", "model_weights_sha256",
@@ -130,6 +131,12 @@ class TransformerEmbedder(RuntimeBacked, Embedder):
             "precision": self.precision,
             "backend": self.backend,
         }
+
+    def tokenizer_json(self) -> str:
+        tokenizer = self._rt.token_counter
+        if isinstance(tokenizer, FastTokenizer):
+            return tokenizer.json
+        return tokenizer.backend_tokenizer.to_str()
 
     def lengths(self, texts: Sequence[str]) -> list[int]:
         """Token counts (at most ``max_length``): batches are formed from texts of similar token count.

@@ -24,8 +24,9 @@ from ..errors import BadInput, SemsearchError
 from ..files import atomic_folder
 from ..types import Document
 from .layout import DOCS_FILE, LEXICAL_DIR, VECTORS_FILE, check_target
-from .lexical import LexicalBuilder, LexicalIndex
+from .lexical import DEFAULT_LEXICAL, LEXICAL_UNITS, LexicalBuilder, LexicalIndex
 from .manifest import Manifest, format_version_for
+from .passages import PassageSplitter
 from .store import DocStore
 from .vectors import METRIC, IndexBuilder, VectorIndex
 
@@ -37,21 +38,25 @@ _CHUNK = 1024  # documents read, embedded and stored together (one commit; batch
 
 
 def build_index(documents: Iterable[Document], path: Path, embedder: Embedder, *, factory: str | None,
-                batch_size: int, lexical: bool, overwrite: bool, progress: bool
+                batch_size: int, lexical: bool, overwrite: bool, progress: bool,
+                splitter: PassageSplitter | None = None, lexical_unit: str = "document",
                 ) -> tuple[Manifest, VectorIndex, LexicalIndex | None]:
     """Write a new index folder at ``path`` (the caller holds its writer lock); see :meth:`SearchEngine.build`."""
     from tqdm.auto import tqdm
 
+    splitter = splitter or PassageSplitter(embedder)
+    if lexical_unit not in LEXICAL_UNITS:
+        raise BadInput(f"unknown lexical unit {lexical_unit!r}; valid values are: {', '.join(LEXICAL_UNITS)}")
     builder = IndexBuilder(embedder.dim, factory)
-    lexical_builder = LexicalBuilder() if lexical else None
+    lexical_builder = LexicalBuilder({**DEFAULT_LEXICAL, "unit": lexical_unit}) if lexical else None
     timings = {"dense_seconds": 0.0, "lexical_seconds": 0.0}
     started = time.perf_counter()
     leftovers = _interrupted_builds(path)  # a killed build's vectors: reused, not embedded again
     truncated_before = embedder.truncated
     with atomic_folder(path) as tmp:
         total = len(documents) if hasattr(documents, "__len__") else None
-        count = reused = 0
-        with DocStore(tmp / DOCS_FILE, create=True) as store, tqdm(
+        count = reused = passages = 0
+        with DocStore(tmp / DOCS_FILE, create=True, id_bits=splitter.id_bits) as store, tqdm(
             total=total, unit="doc", desc="indexing", file=sys.stderr, disable=not progress, dynamic_ncols=True
         ) as bar:
             stream = iter(documents)
@@ -60,24 +65,31 @@ def build_index(documents: Iterable[Document], path: Path, embedder: Embedder, *
                     if not isinstance(doc, Document):
                         raise BadInput(f"expected Document objects, got {type(doc).__name__}")
                 ids = np.arange(count, count + len(chunk), dtype=np.int64)
-                texts = [d.embedding_text for d in chunk]
                 t0 = time.perf_counter()
+                rows, texts = splitter.rows(chunk, ids)
                 keys = embedder.cache_keys(texts)
-                vectors, found = _embed_reusing(embedder, texts, keys, leftovers, batch_size, bar.update)
+                vectors, found = _embed_reusing(embedder, texts, keys, leftovers, batch_size,
+                                                _docs_done(bar, len(chunk), len(texts)))
                 reused += found
-                store.add(chunk, ids, vectors, keys, generation=1)
-                builder.add(vectors, ids)
+                store.add(chunk, ids, [row + (key,) for row, key in zip(rows, keys)], vectors, generation=1)
+                pids = np.array([row[0] for row in rows], dtype=np.int64)
+                builder.add(vectors, pids)
                 t1 = time.perf_counter()
                 if lexical_builder is not None:
-                    lexical_builder.add(texts, ids)
+                    if lexical_unit == "passage":
+                        lexical_builder.add(texts, pids)
+                    else:
+                        lexical_builder.add([d.embedding_text for d in chunk], ids)
                 timings["dense_seconds"] += t1 - t0
                 timings["lexical_seconds"] += time.perf_counter() - t1
                 count += len(chunk)
+                passages += len(rows)
+                bar.set_postfix(passages=passages, refresh=False)
         if count == 0:
             raise BadInput("the corpus is empty: no documents to index")
         if reused:
-            log.info("%d of %d vectors came from an interrupted build of %s", reused, count, path)
-        embedder.report_truncated(truncated_before, count)
+            log.info("%d of %d vectors came from an interrupted build of %s", reused, passages, path)
+        embedder.report_truncated(truncated_before, passages)
         t0 = time.perf_counter()
         index = builder.finish()
         index.save(tmp / VECTORS_FILE)
@@ -92,22 +104,38 @@ def build_index(documents: Iterable[Document], path: Path, embedder: Embedder, *
         timings["seconds"] = time.perf_counter() - started
         manifest = Manifest(
             embedder=embedder.config(),
-            format_version=format_version_for(embedder.config()),
+            format_version=format_version_for(embedder.config(), id_bits=splitter.id_bits),
             factory=index.factory,
             factory_requested=factory or "auto",
             metric=METRIC,
             documents=count,
+            vectors=passages,
+            passages=splitter.config(),
             lexical=lexical_index.config if lexical_index is not None else None,
             build={k: round(v, 3) for k, v in timings.items()},
             generation=1,
         )
         manifest.save(tmp)
         check_target(path, overwrite)  # nothing appeared there meanwhile
-    log.info("indexed %d documents into %s (%s%s)", count, path, index.factory, " + BM25" if lexical else "")
+    log.info("indexed %d documents (%d passages) into %s (%s%s)", count, passages, path, index.factory,
+             " + BM25" if lexical else "")
     for store in leftovers:
         store.close()
         shutil.rmtree(Path(store.path).parent, ignore_errors=True)
     return manifest, index, lexical_index
+
+
+def _docs_done(bar, docs: int, texts: int):
+    """A progress callback counting embedded passages as the share of a chunk's documents they stand for."""
+    state = {"texts": 0, "shown": 0}
+
+    def update(n: int) -> None:
+        state["texts"] += n
+        now = docs * state["texts"] // max(texts, 1)
+        bar.update(now - state["shown"])
+        state["shown"] = now
+
+    return update
 
 
 def _interrupted_builds(path: Path) -> list[DocStore]:

@@ -44,6 +44,8 @@ from .layout import (
 )
 from .lexical import LexicalIndex
 from .manifest import Manifest
+from .maxp import best_passages, max_by_document, maxp_search
+from .passages import PassageSplitter
 from .store import DocStore
 from .tune import tune_fusion
 from .update import (
@@ -92,6 +94,10 @@ class SearchEngine:
         lexical: bool = True,
         overwrite: bool = False,
         progress: bool = True,
+        passages: str = "auto",
+        passage_tokens: int | None = None,
+        passage_overlap: int | None = None,
+        lexical_unit: str = "document",
     ) -> "SearchEngine":
         """Embed ``documents`` and write a new index folder at ``path``.
 
@@ -100,17 +106,27 @@ class SearchEngine:
         ``Flat`` up to 200k documents and ``HNSW32`` above. An existing index at
         ``path`` is replaced only with ``overwrite=True``; a folder that is not an
         index is never replaced. ``lexical=False`` leaves out the BM25 side (dense search only).
+
+        ``passages="auto"`` splits documents longer than ``passage_tokens`` (default: the embedder's max
+        length) into passages of at most that many tokens, title included, ``passage_overlap`` tokens
+        shared by neighbours (default 32); each passage gets its own vector and a document is scored
+        by its best one. ``"off"``: one vector per document (the model reads its start).
+        ``lexical_unit``: BM25 over whole documents (``"document"``) or over passages (``"passage"``).
+
+        >>> SearchEngine.build(read_corpus("notes/"), "indexes/notes", passage_tokens=128)  # doctest: +SKIP
         """
         path = Path(path)
         check_target(path, overwrite)
         if batch_size < 1:
             raise BadInput(f"batch size must be at least 1, got {batch_size}")
         embedder = embedder or TransformerEmbedder()
+        splitter = PassageSplitter(embedder, mode=passages, tokens=passage_tokens, overlap=passage_overlap)
         with storage_errors(path, "nothing was written there (the previous index, if any, is unchanged)"), \
                 writer_lock(path):
             manifest, index, lexical_index = build_index(documents, path, embedder, factory=factory,
                                                          batch_size=batch_size, lexical=lexical, overwrite=overwrite,
-                                                         progress=progress)
+                                                         progress=progress, splitter=splitter,
+                                                         lexical_unit=lexical_unit)
         return cls(path, manifest, embedder, index, DocStore(path / DOCS_FILE), lexical_index)
 
     # --- opening ---------------------------------------------------------------------------
@@ -139,29 +155,38 @@ class SearchEngine:
         if index.dim != manifest.dim:
             raise ManifestMismatch(f"vector file has dimension {index.dim}, manifest says {manifest.dim}")
         lexical = _load_lexical(path) if manifest.lexical else None
+        if store.id_bits != int((manifest.passages or {}).get("id_bits", 0)):
+            raise ManifestMismatch(f"index at {path} is inconsistent: its manifest and document store disagree on "
+                                   "passage ids")
         changes = texts = None
+        unit = (manifest.lexical or {}).get("unit", "document")
         with store.snapshot():  # one consistent state of the store; only reads here, so writers wait briefly
-            generation, stored = store.generation, len(store)
+            generation, stored, passages = store.generation, len(store), store.passage_count()
             if generation != manifest.generation:  # a write is under way, or one was interrupted
                 changes = read_changes(index, store, manifest.generation)
             if manifest.lexical and (lexical is None or lexical.generation != generation):
-                texts = store.texts()
+                texts = store.texts(unit)
         if changes is not None:
             log.warning("index %s: the document store is at generation %d, its files at %d (a write is under way "
                         "or was interrupted); applying the difference in memory", path, generation,
                         manifest.generation)
             index = apply_changes(index, changes)
-            manifest = dataclasses.replace(manifest, documents=stored)  # in memory; the file keeps its state
-        elif index.ntotal != manifest.documents:
+            manifest = dataclasses.replace(manifest, documents=stored,  # in memory; the file keeps its state
+                                           vectors=passages if manifest.vectors is not None else None)
+        elif stored != manifest.documents:
             raise ManifestMismatch(f"index at {path} is inconsistent: manifest lists {manifest.documents} "
-                                   f"documents, vector file {path / VECTORS_FILE} has {index.ntotal}")
-        if stored != index.ntotal:
+                                   f"documents, document store {path / DOCS_FILE} has {stored}")
+        elif index.ntotal != manifest.vector_count:
+            raise ManifestMismatch(f"index at {path} is inconsistent: manifest lists {manifest.vector_count} "
+                                   f"passages, vector file {path / VECTORS_FILE} has {index.ntotal}")
+        if passages != index.ntotal:
             raise ManifestMismatch(f"index at {path} is inconsistent: document store {path / DOCS_FILE} has "
-                                   f"{stored} documents, vector file {path / VECTORS_FILE} has {index.ntotal}")
+                                   f"{passages} passages, vector file {path / VECTORS_FILE} has {index.ntotal}")
         if texts is not None:
             lexical = lexical_from_texts(*texts, lexical.config if lexical else manifest.lexical, generation)
-        if lexical is not None and len(lexical) != stored:
-            raise ManifestMismatch(f"index at {path} is inconsistent: document store has {stored} documents, "
+        entries = passages if unit == "passage" else stored
+        if lexical is not None and len(lexical) != entries:
+            raise ManifestMismatch(f"index at {path} is inconsistent: document store has {entries} {unit}s, "
                                    f"lexical index {path / LEXICAL_DIR} has {len(lexical)}")
         engine = cls(path, manifest, embedder, index, store, lexical)
         engine.generation = generation
@@ -188,6 +213,13 @@ class SearchEngine:
         if self._embedder is None:
             self._embedder = self._load_embedder()
         return self._embedder
+
+    @property
+    def splitter(self) -> PassageSplitter:
+        """How this index cuts documents into passages (as it was built; documents added later are cut alike)."""
+        if getattr(self, "_splitter", None) is None or self._splitter[0] != self.manifest.passages:
+            self._splitter = (self.manifest.passages, PassageSplitter.from_config(self.embedder, self.manifest.passages))
+        return self._splitter[1]
 
     # --- changing ---------------------------------------------------------------------------
 
@@ -254,7 +286,7 @@ class SearchEngine:
         mode = self.check_mode(mode)
         if reranker is not None:
             check_candidates(k, candidates)
-        allowed = self._in_index(self.store.select(parse_filters(filters))) if filters else None
+        allowed = self.store.select(parse_filters(filters)) if filters else None
         if not queries:
             return []
         first = self.first_stage(queries, candidates if reranker is not None else k, mode, allowed, batch_size)
@@ -271,42 +303,74 @@ class SearchEngine:
 
     def first_stage(self, queries: list[str], k: int, mode: str, allowed: np.ndarray | None = None,
                     batch_size: int = 32) -> list[list[Hit]]:
-        """Top ``k`` hits per query from the dense, lexical or hybrid first stage (no reranking)."""
+        """Top ``k`` documents per query from the dense, lexical or hybrid first stage (no reranking), each
+        hit with its best passages. ``allowed``: the document int ids to search among (a filter)."""
         _check_queries(queries, k)
         mode = self.check_mode(mode)
-        return self._hits(self._rankings(queries, k, mode, allowed, batch_size), k)
-
-    def _rankings(self, queries: list[str], k: int, mode: str, allowed: np.ndarray | None,
-                  batch_size: int = 32) -> list[tuple[np.ndarray, np.ndarray]]:
+        vectors = self.embedder.encode(queries, batch_size) if mode != "lexical" else None
         depth = max(k, FUSION_DEPTH) if mode == "hybrid" else k
-        dense = self.dense_rankings(queries, depth, allowed, batch_size) if mode != "lexical" else None
-        lexical = self.lexical.search(queries, depth, allowed) if mode != "dense" else None
-        if mode == "dense":
-            return dense
-        if mode == "lexical":
-            return lexical
-        fusion = self.fusion
-        return [fusion.fuse(d, lx) for d, lx in zip(dense, lexical)]
+        dense = self._dense(vectors, depth, allowed) if vectors is not None else None
+        lexical = self.lexical_rankings(queries, depth, allowed) if mode != "dense" else None
+        if mode == "hybrid":
+            fusion = self.fusion
+            rankings = [fusion.fuse(d, lx) for d, lx in zip(dense, lexical)]
+        else:
+            rankings = dense if mode == "dense" else lexical
+        return self._hits(rankings, k, queries, vectors)
 
     def dense_rankings(self, queries: list[str], k: int, allowed: np.ndarray | None,
-                        batch_size: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        vectors = self.embedder.encode(queries, batch_size)
-        scores, ids = self.index.search(vectors, min(k, self.index.ntotal), allowed)
-        return [(row_ids[row_ids >= 0], row_scores[row_ids >= 0]) for row_scores, row_ids in zip(scores, ids)]
+                       batch_size: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The bi-encoder's top ``k`` documents per query (MaxP over passages) as ``(int ids, scores)``."""
+        return self._dense(self.embedder.encode(queries, batch_size), k, allowed)
 
-    def _hits(self, rankings: list[tuple[np.ndarray, np.ndarray]], k: int) -> list[list[Hit]]:
+    def lexical_rankings(self, queries: list[str], k: int, allowed: np.ndarray | None
+                         ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """BM25's top ``k`` documents per query as ``(int ids, scores)`` (a document indexed by passages
+        scores its best passage's)."""
+        if self.lexical.unit != "passage":
+            return self.lexical.search(queries, k, allowed)
+        bits = self.store.id_bits
+        allowed_passages = self._passages_of(allowed)
+        out = []
+        for q in queries:  # deepen per query until k documents (the BM25 side scores every passage anyway)
+            depth = k * 4
+            while True:
+                ids, scores = self.lexical.search([q], depth, allowed_passages)[0]
+                docs, best = max_by_document(ids, scores, bits)
+                if len(docs) >= k or len(ids) < depth:
+                    out.append((docs[:k], best[:k]))
+                    break
+                depth *= 4
+        return out
+
+    def _dense(self, vectors: np.ndarray, k: int, allowed: np.ndarray | None) -> list[tuple[np.ndarray, np.ndarray]]:
+        documents = len(self.store) if allowed is None else len(allowed)
+        return maxp_search(self.index, vectors, k, self._passages_of(allowed, in_index=True), self.store.id_bits,
+                           documents)
+
+    def _passages_of(self, allowed: np.ndarray | None, in_index: bool = False) -> np.ndarray | None:
+        """The passage ids of the ``allowed`` documents (those the in-memory vector index holds)."""
+        if allowed is None:
+            return None
+        ids = allowed if self.store.id_bits == 0 else np.sort(np.array(self.store.passage_ids(allowed), np.int64))
+        return self._in_index(ids) if in_index else ids
+
+    def _hits(self, rankings: list[tuple[np.ndarray, np.ndarray]], k: int, queries: list[str],
+              vectors: np.ndarray | None) -> list[list[Hit]]:
         rankings = [(ids[:k], scores[:k]) for ids, scores in rankings]
         flat = [int(i) for ids, _ in rankings for i in ids]
         docs = self.store.get(flat)
+        best = best_passages(self.store, [ids for ids, _ in rankings], queries, vectors)
         results, taken = [], 0
-        for ids, scores in rankings:
+        for (ids, scores), chosen in zip(rankings, best):
             hits = []
-            for score in scores:
+            for int_id, score in zip(ids, scores):
                 doc = docs[taken]
                 taken += 1
                 if doc is None:  # deleted by a writer since this engine was opened
                     continue
-                hits.append(Hit(doc.id, float(score), len(hits) + 1, doc.text, doc.title, doc.metadata))
+                hits.append(Hit(doc.id, float(score), len(hits) + 1, doc.text, doc.title, doc.metadata,
+                                passages=chosen.get(int(int_id), ())))
             results.append(hits)
         return results
 
@@ -374,7 +438,8 @@ class SearchEngine:
     # --- housekeeping ----------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return self.index.ntotal
+        """Documents in the index."""
+        return self.manifest.documents
 
     def info(self) -> dict:
         """The manifest plus what is on disk now: counts and size in bytes."""

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import BadInput, IndexNotFound, ManifestMismatch
 
-__all__ = ["LexicalIndex", "LexicalBuilder", "DEFAULT_LEXICAL"]
+__all__ = ["LexicalIndex", "LexicalBuilder", "DEFAULT_LEXICAL", "LEXICAL_UNITS"]
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,10 @@ _CONFIG = "lexical.json"
 _FORMAT = "semsearch-bm25s/1"
 #: How the lexical side is built; recorded in the manifest and in ``lexical/lexical.json``.
 DEFAULT_LEXICAL = {"kind": "bm25s", "method": "lucene", "k1": 1.5, "b": 0.75,
-                   "stopwords": "en", "stemmer": "english"}
+                   "stopwords": "en", "stemmer": "english", "unit": "document"}
+#: What the BM25 side indexes: whole documents (title + text; ids are document ids) or passages
+#: (title + passage; ids are passage ids, a document scored by its best passage).
+LEXICAL_UNITS = ("document", "passage")
 
 
 def _import_bm25s():
@@ -62,7 +65,8 @@ class _Tokenizer:
 
 
 class LexicalIndex:
-    """A BM25 index over the documents' ``embedding_text`` (title + text), keyed by int64 ids."""
+    """A BM25 index over the documents' ``embedding_text`` (title + text), or over their passages
+    (``config["unit"]``), keyed by int64 ids."""
 
     def __init__(self, retriever, ids: np.ndarray, config: dict, generation: int = 0):
         self.retriever, self.ids, self.config = retriever, np.asarray(ids, dtype=np.int64), dict(config)
@@ -71,6 +75,11 @@ class LexicalIndex:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def unit(self) -> str:
+        """``"document"`` or ``"passage"``: what one entry is (indexes from before passages: documents)."""
+        return self.config.get("unit", "document")
 
     def search(self, queries: Sequence[str], k: int, allowed: np.ndarray | None = None
                ) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -26,14 +26,18 @@ from .layout import MANIFEST_FILE
 
 __all__ = ["Manifest", "FORMAT_VERSION", "format_version_for"]
 
-#: The newest format this version reads. 2: int8 vectors, an OpenVINO embedder, or inverted lists in a separate
-#: ``vectors.ivfdata`` file (older readers know neither, so they must refuse them); everything else is
-#: still written as 1, so older readers keep working.
-FORMAT_VERSION = 2
+#: The newest format this version reads. 3: vectors are passages, with ids that encode their document
+#: (``passages.id_bits`` > 0; an older reader would take passage ids for document ids). 2: int8 vectors, an
+#: OpenVINO embedder, or inverted lists in a separate ``vectors.ivfdata`` file (older readers know neither,
+#: so they must refuse them); everything else is still written as 1, so older readers keep working.
+FORMAT_VERSION = 3
 
 
-def format_version_for(embedder: dict[str, Any], on_disk: bool = False) -> int:
-    """The oldest format that describes an index with this embedder (and on-disk lists or not) correctly."""
+def format_version_for(embedder: dict[str, Any], on_disk: bool = False, id_bits: int = 0) -> int:
+    """The oldest format that describes an index with this embedder (on-disk lists or not, passage ids
+    with ``id_bits``) correctly."""
+    if id_bits:
+        return 3
     return 2 if on_disk or embedder.get("precision") == "int8" or embedder.get("backend") == "openvino" else 1
 
 
@@ -53,6 +57,9 @@ class Manifest:
     (``None``: dense only); ``fusion`` is the hybrid fusion (:class:`semsearch.index.fusion.Fusion`
     as a dict; ``None``: plain RRF); ``build`` holds build timings (seconds per side); ``generation``
     is the document store's generation the vector and BM25 files reflect (see :mod:`semsearch.index.update`).
+    ``passages`` says how documents were split (:meth:`semsearch.index.passages.PassageSplitter.config`;
+    ``None``: an index from before passages, one per document) and ``vectors`` how many passages the
+    vector file holds (``None``: as many as documents).
     """
 
     embedder: dict[str, Any]
@@ -64,6 +71,8 @@ class Manifest:
     fusion: dict[str, Any] | None = None
     build: dict[str, Any] | None = None
     generation: int = 0
+    passages: dict[str, Any] | None = None
+    vectors: int | None = None
     metric: str = "inner_product"
     format_version: int = FORMAT_VERSION
     semsearch_version: str = __version__
@@ -72,6 +81,11 @@ class Manifest:
     @property
     def dim(self) -> int:
         return int(self.embedder["dim"])
+
+    @property
+    def vector_count(self) -> int:
+        """Vectors (passages) the index holds."""
+        return self.documents if self.vectors is None else int(self.vectors)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -48,7 +48,7 @@ def tune_fusion(
     weights = [round(float(w), 4) for w in (np.linspace(0, 1, 21) if weights is None else weights)]
     grid = [Fusion(method, w) for method in methods for w in weights]  # validates both
     dense = engine.dense_rankings(texts, FUSION_DEPTH, None, 32)
-    lexical = engine.lexical.search(texts, FUSION_DEPTH, None)
+    lexical = engine.lexical_rankings(texts, FUSION_DEPTH, None)
     all_ids = sorted({int(i) for d, lx in zip(dense, lexical) for i in np.concatenate([d[0], lx[0]])})
     names = dict(zip(all_ids, engine.store.string_ids(all_ids)))
 

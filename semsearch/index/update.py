@@ -139,29 +139,33 @@ def add_documents(engine: "SearchEngine", documents: Iterable[Document], *, batc
 def _add_batch(engine: "SearchEngine", store: DocStore, chunk: list[Document], batch_size: int,
                counts: dict[str, int]) -> None:
     existing = store.lookup([d.id for d in chunk])
-    keys = engine.embedder.cache_keys([d.embedding_text for d in chunk])
     new, updated = [], []
     next_id = store.next_int_id()
-    for doc, key in zip(chunk, keys):
+    for doc in chunk:
         row = existing.get(doc.id)
         if row is None:
-            new.append((next_id, doc, key))
+            new.append((next_id, doc))
             next_id += 1
-        elif (row[1], row[2], row[3], row[4]) != (doc.title, doc.text, metadata_json(doc), key):
-            updated.append((row[0], doc, key))
+        elif (row[1], row[2], row[3]) != (doc.title, doc.text, metadata_json(doc)):
+            updated.append((row[0], doc))
         else:
             counts["unchanged"] += 1
-    wanted = {key: doc.embedding_text for _, doc, key in new + updated}
-    cached = store.cached_vectors(list(wanted))
+    changed = new + updated
+    rows, texts = engine.splitter.rows([d for _, d in changed], [i for i, _ in changed])
+    keys = engine.embedder.cache_keys(texts)
+    wanted = dict(zip(keys, texts))
+    cached = store.cached_vectors(list(wanted))  # passages whose text did not change keep their vector
     missing = [k for k in wanted if k not in cached]
-    vectors = dict(cached)
+    vectors = {}
     if missing:
-        encoded = engine.embedder.encode([wanted[k] for k in missing], batch_size)
-        vectors.update(zip(missing, encoded))
+        vectors = dict(zip(missing, engine.embedder.encode([wanted[k] for k in missing], batch_size)))
     counts["embedded"] += len(missing)
     counts["from_cache"] += len(wanted) - len(missing)
-    if new or updated:
-        store.upsert(new, updated, {k: vectors[k] for k in missing})
+    by_doc: dict[int, list] = {}
+    for row, key in zip(rows, keys):
+        by_doc.setdefault(row[1], []).append(row + (key,))
+    if changed:
+        store.upsert([(i, d, by_doc[i]) for i, d in new], [(i, d, by_doc[i]) for i, d in updated], vectors)
     counts["added"] += len(new)
     counts["updated"] += len(updated)
 
@@ -259,21 +263,23 @@ def _sync(engine: "SearchEngine", store: DocStore, rebuilt: bool = False) -> Non
             return
         engine.index = catch_up(engine.index, store, engine.generation)
     engine.generation = generation
-    if engine.index.ntotal != len(store):
-        raise AssertionError(f"vector index holds {engine.index.ntotal} vectors for {len(store)} documents")
+    passages = store.passage_count()
+    if engine.index.ntotal != passages:
+        raise AssertionError(f"vector index holds {engine.index.ntotal} vectors for {passages} passages")
     _write_vectors(engine.index, engine.path / VECTORS_FILE)
     if engine.manifest.lexical is not None:
         if engine.lexical is None or engine.lexical.generation != generation or rebuilt:
             engine.lexical = rebuild_lexical(store, engine.lexical.config if engine.lexical else
                                              _lexical_config(engine.manifest.lexical), generation)
         _swap_folder(engine.lexical.save, engine.path / LEXICAL_DIR)
-    engine.manifest = dataclasses.replace(engine.manifest, documents=len(store), generation=generation)
+    engine.manifest = dataclasses.replace(engine.manifest, documents=len(store), generation=generation,
+                                          vectors=passages if engine.manifest.vectors is not None else None)
     engine.manifest.save(engine.path)
 
 
 def rebuild_lexical(store: DocStore, config: dict, generation: int) -> LexicalIndex:
-    """The BM25 side of every stored document (about 1 s per 5,000 SciFact abstracts on one core)."""
-    return lexical_from_texts(*store.texts(), config, generation)
+    """The BM25 side of every stored document or passage (about 1 s per 5,000 SciFact abstracts on one core)."""
+    return lexical_from_texts(*store.texts(config.get("unit", "document")), config, generation)
 
 
 def lexical_from_texts(ids: np.ndarray, texts: list[str], config: dict, generation: int) -> LexicalIndex:

@@ -61,6 +61,10 @@ class PairScores:
         return int(self.truncated.sum())
 
 
+#: How many passages per document a reranker can read.
+PASSAGES_READ = (1, 2)
+
+
 class Reranker(RuntimeBacked):
     """A cross-encoder.
 
@@ -74,6 +78,7 @@ class Reranker(RuntimeBacked):
             see :mod:`semsearch.encode.precision`.
         backend: ``"torch"``, ``"onnx"`` (ONNX Runtime), ``"openvino"`` (OpenVINO; its int8 is static, faster and
             closer to fp32) or ``"auto"`` (torch; onnx for int8).
+        passages: how many of a hit's best passages it reads (1 or 2); a document scores its best pair.
 
     Any variant other than fp32 on torch is checked against fp32 once per CPU and model (Pearson of the
     scores, :mod:`semsearch.encode.agreement`; the result is ``agreement``), and falls back or is refused
@@ -91,7 +96,10 @@ class Reranker(RuntimeBacked):
         trust_remote_code: bool = False,
         precision: str = "auto",
         backend: str = "auto",
+        passages: int = 1,
     ):
+        if passages not in PASSAGES_READ:
+            raise BadInput(f"a reranker reads 1 or 2 passages per document, not {passages!r}")
         if activation not in ACTIVATIONS:
             raise BadInput(f"unknown activation {activation!r}; valid values are: {', '.join(ACTIVATIONS)}")
         if max_length is not None and max_length < 8:
@@ -119,7 +127,7 @@ class Reranker(RuntimeBacked):
         self.first_stage_weight = float(
             first_stage_weight if first_stage_weight is not None else trained.get("first_stage_weight", 0.0)
         )
-        self.batch_size, self.activation = int(batch_size), activation
+        self.batch_size, self.activation, self.passages = int(batch_size), activation, int(passages)
         self.trust_remote_code = bool(trust_remote_code)
         self.weights_sha256 = self._rt.weights_sha256
         self.tuned_on: dict[str, Any] | None = None  # set when the blend weight was tuned for an index
@@ -146,6 +154,7 @@ class Reranker(RuntimeBacked):
             "trust_remote_code": self.trust_remote_code,
             "precision": self.precision,
             "backend": self.backend,
+            "passages": self.passages,
             **({"first_stage_weight_tuned_on": self.tuned_on} if self.tuned_on else {}),
         }
 
@@ -167,6 +176,7 @@ class Reranker(RuntimeBacked):
             trust_remote_code=config.get("trust_remote_code", False),
             precision=precision,
             backend=backend,
+            passages=int(config.get("passages", 1)),
         )
         reranker.tuned_on = config.get("first_stage_weight_tuned_on")
         return reranker
@@ -219,17 +229,22 @@ class Reranker(RuntimeBacked):
     def rerank(self, queries: Sequence[str], hits: Sequence[Sequence[Hit]], k: int) -> list[list[Hit]]:
         """Reorder each query's hits (given in first-stage order) and keep the best ``k``.
 
-        Pairs of all queries are scored in one call. Hits keep their first-stage
-        ``score`` and gain ``rerank_score`` (and ``truncated`` when their pair was cut).
-        The order is by cross-encoder score, blended with the first-stage rank when
-        ``first_stage_weight`` > 0 (see :func:`blend_order`).
+        The cross-encoder reads (query, title and best passage) pairs, or the best ``passages`` of each
+        hit with the document's score the best of them. Pairs of all queries are scored in one call.
+        Hits keep their first-stage ``score`` and gain ``rerank_score`` (and ``truncated`` when the pair
+        that scored was cut). The order is by cross-encoder score, blended with the first-stage rank
+        when ``first_stage_weight`` > 0 (see :func:`blend_order`).
         """
-        pairs = [(q, h.embedding_text) for q, hs in zip(queries, hits) for h in hs]
+        texts = [[h.passage_texts(self.passages) for h in hs] for hs in hits]
+        pairs = [(q, t) for q, ts in zip(queries, texts) for per_hit in ts for t in per_hit]
         result = self.score(pairs)
         out, at = [], 0
-        for hs in hits:
-            scores, cut = result.scores[at : at + len(hs)], result.truncated[at : at + len(hs)]
-            at += len(hs)
+        for hs, ts in zip(hits, texts):
+            scores, cut = np.empty(len(hs), np.float32), np.zeros(len(hs), bool)
+            for i, per_hit in enumerate(ts):
+                best = at + int(np.argmax(result.scores[at : at + len(per_hit)]))
+                scores[i], cut[i] = result.scores[best], result.truncated[best]
+                at += len(per_hit)
             order = blend_order(list(range(len(hs))), scores, self.first_stage_weight)[:k]
             out.append([
                 dataclasses.replace(hs[i], rank=r, rerank_score=float(scores[i]), truncated=bool(cut[i]))

@@ -56,13 +56,21 @@ from ..index.layout import (
     storage_errors,
     writer_lock,
 )
-from ..index.lexical import LexicalBuilder
+from ..index.lexical import DEFAULT_LEXICAL, LEXICAL_UNITS, LexicalBuilder
 from ..index.manifest import Manifest, format_version_for
+from ..index.passages import PassageSplitter
 from ..index.store import DocStore, metadata_json
 from ..index.vectors import AUTO_HNSW_THRESHOLD, METRIC, VectorIndex
 from ..types import Document
 from .corpus import RAY_FORMATS, check_columns, corpus_files, read_dataset
-from .shards import build_sharded, ondisk_capable, parquet_vectors, ray_call, train_size
+from .shards import (
+    IDS_SUFFIX,
+    build_sharded,
+    ondisk_capable,
+    parquet_vectors,
+    ray_call,
+    train_size,
+)
 
 if TYPE_CHECKING:
     from ..index.engine import SearchEngine
@@ -97,6 +105,10 @@ def build_with_ray(
     ray_address: str | None = None,
     progress: bool = True,
     seed: int = 0,
+    passages: str = "auto",
+    passage_tokens: int | None = None,
+    passage_overlap: int | None = None,
+    lexical_unit: str = "document",
 ) -> "SearchEngine":
     """Embed ``source`` on Ray and write an index folder at ``path``; see the module docstring.
 
@@ -119,6 +131,9 @@ def build_with_ray(
         if value is not None and (not isinstance(value, int) or value < 1):
             raise BadInput(f"{name} must be a positive integer, got {value!r}")
     embedder = embedder or TransformerEmbedder()
+    splitter = PassageSplitter(embedder, mode=passages, tokens=passage_tokens, overlap=passage_overlap)
+    if lexical_unit not in LEXICAL_UNITS:
+        raise BadInput(f"unknown lexical unit {lexical_unit!r}; valid values are: {', '.join(LEXICAL_UNITS)}")
     if factory is not None:
         VectorIndex.create(embedder.dim, factory)  # a bad factory string fails before any work
     if on_disk and (factory is None or not ondisk_capable(VectorIndex.create(embedder.dim, factory))):
@@ -137,20 +152,21 @@ def build_with_ray(
         started = time.perf_counter()
         with atomic_folder(path) as tmp:
             stage = tmp / SHARDS_DIR
-            ray_call(_embed, ray, files, fmt, fields, stage, embedder, actors, cpus_per_actor, batch_size,
-                      rows_per_batch)
+            ray_call(_embed, ray, files, fmt, fields, stage, embedder, splitter.config(), actors, cpus_per_actor,
+                     batch_size, rows_per_batch)
             timings["embed_seconds"] = time.perf_counter() - started
             parts = sorted(stage.glob("*.parquet"))  # names follow the dataset's (preserved) order
             t0 = time.perf_counter()
             total = sum(_rows(parts))
             chosen = factory or ("Flat" if total <= AUTO_HNSW_THRESHOLD else "HNSW32")
             count, sample, cut, rows, lexical_config = _store(parts, tmp, embedder.dim, lexical, progress, seed,
-                                                              train_size(VectorIndex.create(embedder.dim, chosen)))
+                                                              train_size(VectorIndex.create(embedder.dim, chosen)),
+                                                              splitter.id_bits, lexical_unit)
             timings["store_seconds"] = time.perf_counter() - t0
             if count == 0:
                 raise BadInput("the corpus is empty: no documents to index")
             if cut:
-                log.warning("%d of %d texts were longer than %d tokens; the model read their first %d", cut, count,
+                log.warning("%d of %d texts were longer than %d tokens; the model read their first %d", cut, total,
                             getattr(embedder, "max_length", 0), getattr(embedder, "max_length", 0))
             t0 = time.perf_counter()
             index, merged = build_sharded(ray, parts, rows, chosen, embedder.dim, sample, min(shards, count),
@@ -164,11 +180,13 @@ def build_with_ray(
             build.update(engine="ray", actors=actors, cpus_per_actor=cpus_per_actor, shards=merged, on_disk=on_disk)
             Manifest(
                 embedder=embedder.config(),
-                format_version=format_version_for(embedder.config(), on_disk),
+                format_version=format_version_for(embedder.config(), on_disk, splitter.id_bits),
                 factory=chosen,
                 factory_requested=factory or "auto",
                 metric=METRIC,
                 documents=count,
+                vectors=total,
+                passages=splitter.config(),
                 lexical=lexical_config,
                 build=build,
                 generation=1,
@@ -197,8 +215,8 @@ def _same(embedder: Embedder) -> Embedder:
 class _EmbedActor:
     """A Ray Data actor: loads the embedder once, then turns batches of records into embedded documents."""
 
-    def __init__(self, make_embedder: Callable[[], Embedder], expected: dict, fmt: str, fields: tuple,
-                 batch_size: int, threads: int):
+    def __init__(self, make_embedder: Callable[[], Embedder], expected: dict, passages: dict, fmt: str,
+                 fields: tuple, batch_size: int, threads: int):
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # a worker's load report would reach the driver
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -210,24 +228,33 @@ class _EmbedActor:
         if self.embedder.config() != expected:
             raise ModelError(f"a Ray worker loaded embedder {self.embedder.config()}, but the index is being built "
                              f"with {expected} (are the same model files on every node?)")
+        self.splitter = PassageSplitter.from_config(self.embedder, passages)
         self.fmt, self.fields, self.batch_size = fmt, fields, batch_size
 
     def __call__(self, batch):
+        """One row per passage; a document's fields ride on its first passage's row (``passage`` 0)."""
         import pyarrow as pa
 
         docs = self._documents(batch)
-        texts = [d.embedding_text for d in docs]
+        rows, texts = self.splitter.rows(docs, range(len(docs)))  # the same passages as a local build
         before = self.embedder.truncated
         vectors = self.embedder.encode(texts, self.batch_size)
-        cut = np.zeros(len(docs), dtype=np.int32)
-        if len(docs):
+        cut = np.zeros(len(rows), dtype=np.int32)
+        if len(rows):
             cut[0] = self.embedder.truncated - before  # the batch's count, carried by its first row
+        mask = (1 << self.splitter.id_bits) - 1
+        number = [row[0] & mask for row in rows]
+        first = [docs[row[1]] if j == 0 else None for row, j in zip(rows, number)]
         dim = self.embedder.dim
         return pa.table({
-            "id": [d.id for d in docs],
-            "title": [d.title for d in docs],
-            "text": [d.text for d in docs],
-            "metadata": [metadata_json(d) for d in docs],
+            "id": [d.id if d else "" for d in first],
+            "title": [d.title if d else "" for d in first],
+            "text": [d.text if d else "" for d in first],
+            "metadata": [metadata_json(d) if d else "" for d in first],
+            "passage": pa.array(number, pa.int32()),
+            "start": pa.array([row[2] for row in rows], pa.int64()),
+            "end": pa.array([row[3] for row in rows], pa.int64()),
+            "page": pa.array([row[4] for row in rows], pa.int32()),
             "key": self.embedder.cache_keys(texts),
             "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), dim),
             "truncated": cut,
@@ -248,11 +275,12 @@ class _EmbedActor:
             yield json_record(line, f"{path}:{number}"), f"{path}:{number}"
 
 
-def _embed(ray, files, fmt, fields, stage: Path, embedder: Embedder, actors: int, cpus_per_actor: int,
-           batch_size: int, rows_per_batch: int) -> None:
+def _embed(ray, files, fmt, fields, stage: Path, embedder: Embedder, passages: dict, actors: int,
+           cpus_per_actor: int, batch_size: int, rows_per_batch: int) -> None:
     dataset = read_dataset(ray, files, fmt, fields, rows_per_batch).map_batches(
         _EmbedActor,
-        fn_constructor_args=(_worker_embedder(embedder), embedder.config(), fmt, fields, batch_size, cpus_per_actor),
+        fn_constructor_args=(_worker_embedder(embedder), embedder.config(), passages, fmt, fields, batch_size,
+                             cpus_per_actor),
         batch_size=rows_per_batch,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=actors),
@@ -270,11 +298,12 @@ def _rows(parts: list[Path]) -> list[int]:
     return [pq.ParquetFile(p).metadata.num_rows for p in parts]
 
 
-def _store(parts: list[Path], tmp: Path, dim: int, lexical: bool, progress: bool, seed: int, sample_size: int
-           ) -> tuple[int, np.ndarray, int, list[int], dict | None]:
-    """Read the shards in order into the store (int ids 0, 1, … in that order) and the BM25 side;
-    return the count, a seeded random sample of up to ``sample_size`` vectors, the number of
-    truncated texts, each shard's row count and the BM25 side's config (``None``: no BM25 side)."""
+def _store(parts: list[Path], tmp: Path, dim: int, lexical: bool, progress: bool, seed: int, sample_size: int,
+           id_bits: int, lexical_unit: str) -> tuple[int, np.ndarray, int, list[int], dict | None]:
+    """Read the shards in order into the store (document int ids 0, 1, … in that order, passage ids from
+    them) and the BM25 side; write each shard's passage ids beside it (for the vector index); return the
+    document count, a seeded random sample of up to ``sample_size`` vectors, the number of truncated
+    texts, each shard's row (passage) count and the BM25 side's config (``None``: no BM25 side)."""
     import pyarrow.parquet as pq
     from tqdm.auto import tqdm
 
@@ -282,26 +311,46 @@ def _store(parts: list[Path], tmp: Path, dim: int, lexical: bool, progress: bool
     total = sum(rows)
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(total, size=min(sample_size, total), replace=False)) if total else np.empty(0, int)
-    sample, count, cut = [], 0, 0
-    builder = LexicalBuilder() if lexical else None
-    with DocStore(tmp / DOCS_FILE, create=True) as store, tqdm(
-        total=total, unit="doc", desc="storing", file=sys.stderr, disable=not progress, dynamic_ncols=True
+    sample, count, cut, seen = [], 0, 0, 0
+    builder = LexicalBuilder({**DEFAULT_LEXICAL, "unit": lexical_unit}) if lexical else None
+    current: Document | None = None  # the document whose passages are being read (they may span batches)
+    columns = ["id", "title", "text", "metadata", "passage", "start", "end", "page", "key", "truncated"]
+    with DocStore(tmp / DOCS_FILE, create=True, id_bits=id_bits) as store, tqdm(
+        total=total, unit="passage", desc="storing", file=sys.stderr, disable=not progress, dynamic_ncols=True
     ) as bar:
         for part in parts:
+            part_ids = []
             for batch in pq.ParquetFile(part).iter_batches(batch_size=_STORE_BATCH):
-                table = batch.select(["id", "title", "text", "metadata", "key", "truncated"]).to_pydict()
-                docs = [Document(i, text, title, json.loads(meta)) for i, text, title, meta
-                        in zip(table["id"], table["text"], table["title"], table["metadata"])]
-                ids = np.arange(count, count + len(docs), dtype=np.int64)
+                table = batch.select(columns).to_pydict()
+                docs, doc_ids, passages, texts = [], [], [], []
+                for at, j in enumerate(table["passage"]):
+                    if j == 0:
+                        current = Document(table["id"][at], table["text"][at], table["title"][at],
+                                           json.loads(table["metadata"][at]))
+                        docs.append(current)
+                        doc_ids.append(count)
+                        count += 1
+                    span = (table["start"][at], table["end"][at])
+                    passages.append(((count - 1) << id_bits | j, count - 1, *span, table["page"][at],
+                                     table["key"][at]))
+                    texts.append(f"{current.title} {current.text[span[0]:span[1]]}".strip() if current.title
+                                 else current.text[span[0]:span[1]])
                 vectors = parquet_vectors(batch.column("vector"), dim)
-                store.add(docs, ids, vectors, table["key"], generation=1)
+                store.add(docs, doc_ids, passages, vectors, generation=1)
+                pids = np.array([p[0] for p in passages], dtype=np.int64)
+                part_ids.append(pids)
                 if builder is not None:
-                    builder.add([d.embedding_text for d in docs], ids)
-                picked = chosen[(chosen >= count) & (chosen < count + len(docs))] - count
+                    if lexical_unit == "passage":
+                        builder.add(texts, pids)
+                    else:
+                        builder.add([d.embedding_text for d in docs], np.array(doc_ids, dtype=np.int64))
+                picked = chosen[(chosen >= seen) & (chosen < seen + len(passages))] - seen
                 sample.append(vectors[picked])
                 cut += int(sum(table["truncated"]))
-                count += len(docs)
-                bar.update(len(docs))
+                seen += len(passages)
+                bar.update(len(passages))
+            ids = np.concatenate(part_ids) if part_ids else np.empty(0, np.int64)
+            np.save(str(part) + IDS_SUFFIX, ids, allow_pickle=False)
     config = None
     if builder is not None and count:
         lexical_index = builder.finish()

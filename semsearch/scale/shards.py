@@ -26,7 +26,7 @@ from ..errors import BadInput, SemsearchError
 from ..index.layout import IVFDATA_FILE, VECTORS_FILE
 from ..index.vectors import VectorIndex, c_stdout_silenced
 
-__all__ = ["build_sharded", "shard_slices", "train_size", "ondisk_capable", "ray_call", "parquet_vectors",
+__all__ = ["build_sharded", "shard_slices", "IDS_SUFFIX", "train_size", "ondisk_capable", "ray_call", "parquet_vectors",
            "TRAIN_SIZE", "RETRIES"]
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,10 @@ def _mergeable(index: VectorIndex) -> bool:
     except RuntimeError:
         return False
     return True
+
+
+#: Beside a Parquet part, the int64 vector-index id of each of its rows (``<part>.ids.npy``).
+IDS_SUFFIX = ".ids.npy"
 
 
 def shard_slices(rows: list[int], shards: int) -> list[tuple[int, list[tuple[int, int, int]]]]:
@@ -217,5 +221,9 @@ def _sliceparquet_vectors(parts: list[str], pieces, first_id: int, dim: int) -> 
     for part, start, stop in pieces:
         table = pq.read_table(parts[part], columns=["vector"]).slice(start, stop - start)
         vectors = parquet_vectors(table.column("vector"), dim)
-        yield vectors, np.arange(next_id, next_id + len(vectors), dtype=np.int64)
+        ids_file = Path(parts[part] + IDS_SUFFIX)  # passage ids, when the driver wrote them
+        if ids_file.is_file():
+            yield vectors, np.load(ids_file, allow_pickle=False)[start:stop]
+        else:
+            yield vectors, np.arange(next_id, next_id + len(vectors), dtype=np.int64)
         next_id += len(vectors)
