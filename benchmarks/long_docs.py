@@ -32,7 +32,14 @@ from pathlib import Path
 
 from machine import machine
 
-from semsearch import Document, Reranker, SearchEngine, read_corpus, read_qrels, read_queries
+from semsearch import (
+    Document,
+    Reranker,
+    SearchEngine,
+    read_corpus,
+    read_qrels,
+    read_queries,
+)
 from semsearch.index.layout import folder_size
 from semsearch.index.update import lexical_from_texts
 

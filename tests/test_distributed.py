@@ -78,6 +78,36 @@ def test_ray_build_gives_the_local_build_s_vectors_documents_and_top10(ray_clust
             assert [h.id for h in reopened.search(query, k=10, mode=mode)] == expected, (query, mode)
 
 
+def _passages(engine: SearchEngine) -> dict[tuple[str, int], tuple]:
+    """``{(document id, passage id): (start, end, vector)}`` of every passage."""
+    found = engine.store.lookup([d.id for d in engine.store.iter_documents()])
+    rows = engine.store.passages([r[0] for r in found.values()], with_vectors=True)
+    return {(doc_id, r[0]): (r[1], r[2], r[4]) for doc_id, f in found.items() for r in rows[f[0]]}
+
+
+def test_ray_build_makes_the_same_passages_with_the_same_ids(ray_cluster, tiny_embedder, tmp_path):
+    rng = np.random.default_rng(5)
+    records = [{"_id": f"d{i}", "title": str(rng.choice(WORDS)),
+                "text": "\n\n".join(" ".join(rng.choice(WORDS, size=rng.integers(5, 30))) + "."
+                                     for _ in range(rng.integers(1, 9)))} for i in range(120)]
+    corpus = _jsonl(tmp_path / "corpus.jsonl", records)
+    options = {"embedder": tiny_embedder, "factory": "Flat", "lexical_unit": "passage", "passage_tokens": 48,
+               "passage_overlap": 8}
+    local = SearchEngine.build(read_corpus(corpus), tmp_path / "local", progress=False, **options)
+    dist = build_with_ray(corpus, tmp_path / "ray", rows_per_batch=25, batch_size=8, progress=False, **options)
+    assert local.index.ntotal > 2 * len(records)  # most documents have several passages
+    assert dist.manifest.passages == local.manifest.passages and dist.manifest.vectors == local.index.ntotal
+    a, b = _passages(local), _passages(dist)
+    assert a.keys() == b.keys()  # the same passage ids for the same documents
+    assert all(a[k][:2] == b[k][:2] and np.abs(a[k][2] - b[k][2]).max() <= 1e-5 for k in a)
+    assert sorted(dist.index.ids().tolist()) == sorted(local.index.ids().tolist())
+    assert np.array_equal(np.sort(dist.lexical.ids), np.sort(local.lexical.ids))
+    for query in _queries(10):
+        for mode in ("dense", "lexical", "hybrid"):
+            expected = [(h.id, h.start) for h in local.search(query, k=10, mode=mode)]
+            assert [(h.id, h.start) for h in dist.search(query, k=10, mode=mode)] == expected, (query, mode)
+
+
 @pytest.mark.parametrize("factory", ["IVF16,Flat", "IVF16,SQ8", "IVF16,PQ8"])
 def test_merged_ivf_shards_match_a_single_process_build(ray_cluster, factory, tmp_path):
     embedder = HashEmbedder(dim=32)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import random
 
@@ -197,3 +198,39 @@ def test_skip_does_not_apply_to_single_file_corpora(tmp_path):
     f.write_bytes(b'{"_id": "1", "text": "ok"}\n{"_id": \n')
     with pytest.raises(BadInput, match="c.jsonl:2: invalid JSON"):
         list(read_corpus(f, on_error="skip"))
+
+
+# --- end to end: a folder of documents people have, indexed and searched ----------------------------
+
+
+def _cli(*args):
+    from click.testing import CliRunner
+
+    from semsearch.cli import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def test_pdf_hits_name_the_page_of_their_passage_and_skip_counts_broken_files(tmp_path, tiny_bert):
+    pytest.importorskip("pypdf")
+    pytest.importorskip("selectolax")
+    from conftest import one_line_error
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    pages = ["the cat sat on the mat " * 8, "a dog barked at the moon " * 8, "rivers flow to the sea " * 8]
+    (folder / "manual.pdf").write_bytes(_pdf(pages))
+    (folder / "page.html").write_bytes(b"<title>Birds</title><p>birds sang in tall green trees</p>")
+    (folder / "broken.pdf").write_bytes(b"%PDF-1.4 broken")
+    index = tmp_path / "idx"
+    one_line_error(_cli("index", folder, "--index", index, "--model", tiny_bert, "-q"), "broken.pdf")
+    assert not index.exists()  # --on-error fail (the default) wrote nothing
+    result = _cli("index", folder, "--index", index, "--model", tiny_bert, "-q", "--on-error", "skip",
+                  "--passage-tokens", 32, "--passage-overlap", 0)
+    assert result.exit_code == 0, result.output
+    assert "2 documents" in result.stdout and "1 unreadable file skipped" in result.stdout
+    rows = [json.loads(line) for line in _cli("query", "rivers flow to the sea", "--index", index, "--json",
+                                              "--mode", "lexical", "-k", 1).stdout.splitlines()]
+    assert rows[0]["id"] == "manual.pdf" and rows[0]["page"] == 3 and "rivers" in rows[0]["passage"]
+    table = _cli("query", "birds trees", "--index", index, "--mode", "lexical", "-k", 1).stdout
+    assert "Birds" in table and "birds sang" in table

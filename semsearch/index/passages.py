@@ -21,13 +21,13 @@ array([5])
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from ..corpus.extract import page_of as pdf_page_of
 from ..errors import BadInput
 from ..types import Document
 
@@ -105,14 +105,31 @@ class PassageSplitter:
         return self.split_many([doc])[0]
 
     def split_many(self, docs: Sequence[Document]) -> list[list[Span]]:
-        """The passages of each document; documents are token-counted together (fast)."""
-        whole = [[Span(0, len(d.text), page_of(d, 0))] for d in docs]
+        """The passages of each document. Documents are token-counted together, and those to cut are cut
+        together (in parallel, by the splitter's own threads), grouped by their token budget."""
+        out = [[Span(0, len(d.text), page_of(d, 0))] for d in docs]
         if self.mode == "off":
-            return whole
+            return out
         counts = self._counter.count([d.embedding_text for d in docs])
-        out = []
-        for doc, count, one in zip(docs, counts, whole):
-            out.append(one if count <= self.tokens else self._cut(doc))
+        long = [i for i, count in enumerate(counts) if count > self.tokens]
+        titles = self._counter.count([docs[i].title for i in long]) if long else []
+        groups: dict[tuple[bool, int, int], list[int]] = {}
+        for i, title in zip(long, titles):
+            doc = docs[i]
+            title = title - self._counter.specials if doc.title else 0
+            budget = max(_MIN_BUDGET, self.tokens - self._counter.specials - title - (1 if doc.title else 0))
+            markdown = str(doc.metadata.get("path", "")).lower().endswith(_MARKDOWN)
+            groups.setdefault((markdown, budget, min(self.overlap, budget // 2)), []).append(i)
+        for key, members in groups.items():
+            chunks = self._splitter(*key).chunk_all_indices([docs[i].text for i in members])
+            for i, found in zip(members, chunks):
+                doc = docs[i]
+                spans = [Span(start, start + len(chunk), page_of(doc, start)) for start, chunk in found]
+                if len(spans) > 1 << self.id_bits:
+                    raise BadInput(f"document {doc.id!r} splits into {len(spans)} passages, more than an index holds "
+                                   f"per document ({1 << self.id_bits}); split it into several documents or use "
+                                   "longer passages")
+                out[i] = spans or out[i]
         return out
 
     def rows(self, docs: Sequence[Document], doc_int_ids: Sequence[int]) -> tuple[list[tuple], list[str]]:
@@ -126,19 +143,6 @@ class PassageSplitter:
                 rows.append((base + j, int(doc_id), span.start, span.end, span.page))
                 texts.append(passage_text(doc.title, doc.text, span))
         return rows, texts
-
-    def _cut(self, doc: Document) -> list[Span]:
-        title = self._counter.count([doc.title])[0] - self._counter.specials if doc.title else 0
-        budget = max(_MIN_BUDGET, self.tokens - self._counter.specials - title - (1 if doc.title else 0))
-        overlap = min(self.overlap, budget // 2)
-        markdown = str(doc.metadata.get("path", "")).lower().endswith(_MARKDOWN)
-        splitter = self._splitter(markdown, budget, overlap)
-        spans = [Span(start, start + len(chunk), page_of(doc, start))
-                 for start, chunk in splitter.chunk_indices(doc.text)]
-        if len(spans) > 1 << self.id_bits:
-            raise BadInput(f"document {doc.id!r} splits into {len(spans)} passages, more than an index holds per "
-                           f"document ({1 << self.id_bits}); split it into several documents or use longer passages")
-        return spans or [Span(0, len(doc.text), page_of(doc, 0))]
 
     def _splitter(self, markdown: bool, budget: int, overlap: int):
         key = (markdown, budget, overlap)
@@ -199,9 +203,7 @@ def passage_text(title: str, text: str, span: Span) -> str:
 def page_of(doc: Document, offset: int) -> int | None:
     """The page (from 1) holding character ``offset``, for documents whose reader recorded ``page_starts``."""
     starts = doc.metadata.get("page_starts") if hasattr(doc.metadata, "get") else None
-    if not starts:
-        return None
-    return max(1, bisect_right(starts, offset))
+    return pdf_page_of(offset, starts) if starts else None
 
 
 def query_terms(query: str) -> set[str]:
