@@ -78,9 +78,7 @@ def tune_rerank_weight(
     if not weights or not all(0 <= w < 1 for w in weights):
         raise BadInput(f"blend weights must be in [0, 1), got {weights}")
     hits = engine.first_stage(texts, candidates, mode)
-    scores = reranker.score([(t, h.embedding_text) for t, hs in zip(texts, hits) for h in hs]).scores
-    bounds = np.cumsum([0] + [len(hs) for hs in hits])
-    per_query = [scores[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    per_query = [scores for scores, _ in reranker.score_hits(texts, hits)]  # the pairs rerank reads
 
     def run_of(w: float) -> dict[str, list[str]]:
         return {q: blend_order([h.id for h in hs], sc, w) for q, hs, sc in zip(qids, hits, per_query)}

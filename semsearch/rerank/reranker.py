@@ -226,6 +226,22 @@ class Reranker(RuntimeBacked):
         return run_sorted(pairs, [len(q) + len(d) for q, d in pairs], self.batch_size,
                           lambda batch: self._logit_scores(batch, precision, run_torch))
 
+    def score_hits(self, queries: Sequence[str], hits: Sequence[Sequence[Hit]]
+                   ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each query's hits scored, ``(scores, truncated)`` per query: the pair (query, title and best
+        passage), or with ``passages`` 2 the better of the best two passages. One scoring call for all."""
+        texts = [[h.passage_texts(self.passages) for h in hs] for hs in hits]
+        result = self.score([(q, t) for q, ts in zip(queries, texts) for per_hit in ts for t in per_hit])
+        out, at = [], 0
+        for hs, ts in zip(hits, texts):
+            scores, cut = np.empty(len(hs), np.float32), np.zeros(len(hs), bool)
+            for i, per_hit in enumerate(ts):
+                best = at + int(np.argmax(result.scores[at : at + len(per_hit)]))
+                scores[i], cut[i] = result.scores[best], result.truncated[best]
+                at += len(per_hit)
+            out.append((scores, cut))
+        return out
+
     def rerank(self, queries: Sequence[str], hits: Sequence[Sequence[Hit]], k: int) -> list[list[Hit]]:
         """Reorder each query's hits (given in first-stage order) and keep the best ``k``.
 
@@ -235,16 +251,8 @@ class Reranker(RuntimeBacked):
         that scored was cut). The order is by cross-encoder score, blended with the first-stage rank
         when ``first_stage_weight`` > 0 (see :func:`blend_order`).
         """
-        texts = [[h.passage_texts(self.passages) for h in hs] for hs in hits]
-        pairs = [(q, t) for q, ts in zip(queries, texts) for per_hit in ts for t in per_hit]
-        result = self.score(pairs)
-        out, at = [], 0
-        for hs, ts in zip(hits, texts):
-            scores, cut = np.empty(len(hs), np.float32), np.zeros(len(hs), bool)
-            for i, per_hit in enumerate(ts):
-                best = at + int(np.argmax(result.scores[at : at + len(per_hit)]))
-                scores[i], cut[i] = result.scores[best], result.truncated[best]
-                at += len(per_hit)
+        out = []
+        for hs, (scores, cut) in zip(hits, self.score_hits(queries, hits)):
             order = blend_order(list(range(len(hs))), scores, self.first_stage_weight)[:k]
             out.append([
                 dataclasses.replace(hs[i], rank=r, rerank_score=float(scores[i]), truncated=bool(cut[i]))
