@@ -75,7 +75,7 @@ def long_scifact(docs: list[Document], qrels: dict[str, dict[str, dict[str, int]
 
 def build(docs, path: Path, options: dict, reuse: bool = False) -> tuple[SearchEngine, float]:
     if reuse:
-        return SearchEngine.open(path), float("nan")
+        return SearchEngine.open(path), None
     started = time.perf_counter()
     engine = SearchEngine.build(docs, path, overwrite=True, progress=False, **options)
     return engine, time.perf_counter() - started
@@ -130,7 +130,8 @@ def table(name: str, results: dict) -> str:
         hyb = " / ".join(f"{e[k]['ndcg@10']:.4f}" for k in ("hybrid[document]", "hybrid[passage]") if k in e)
         rr = " / ".join(f"{e[k]['ndcg@10']:.4f}" for k in e if k.startswith("hybrid+rerank"))
         unit = e["lexical_unit_chosen_on_train"]
-        lines.append(f"| {variant} | {r['passages']} | {r['size_bytes'] / 1e6:.1f} | {r['build_seconds_median']:.0f} "
+        built = "-" if r["build_seconds_median"] is None else f"{r['build_seconds_median']:.0f}"
+        lines.append(f"| {variant} | {r['passages']} | {r['size_bytes'] / 1e6:.1f} | {built} "
                      f"| {e['dense']['ndcg@10']:.4f} | {lex} | {hyb} | {rr} ({unit}) | "
                      f"{e['dense']['recall@100']:.4f} / {e[f'hybrid[{unit}]']['recall@100']:.4f} |")
     return "\n".join(lines)
@@ -179,15 +180,15 @@ def main() -> None:
                     continue  # no build-time goal for 128; one build is enough for its quality
                 engine, seconds = build(docs, args.work / f"plain-{variant}", options, args.reuse)
                 times[variant].append(seconds)
-                print(f"plain {variant} round {round_}: {seconds:.1f} s, {engine.manifest.vector_count} passages",
+                print(f"plain {variant} round {round_}: {seconds or 0:.1f} s, {engine.manifest.vector_count} passages",
                       file=sys.stderr, flush=True)
                 engines[variant] = engine
         report["plain"] = {}
         for variant, engine in engines.items():
             report["plain"][variant] = {
                 "passages": engine.manifest.vector_count, "documents": len(engine),
-                "build_seconds": [round(t, 1) for t in times[variant]],
-                "build_seconds_median": sorted(times[variant])[len(times[variant]) // 2],
+                "build_seconds": [None if t is None else round(t, 1) for t in times[variant]],
+                "build_seconds_median": None if args.reuse else sorted(times[variant])[len(times[variant]) // 2],
                 "size_bytes": folder_size(engine.path),
                 "eval": evaluate(engine, queries, qrels["train"], qrels["test"], reranker, args.candidates,
                                  args.best2 == "all" and variant != "truncation")}
@@ -201,10 +202,11 @@ def main() -> None:
         report["long"] = {"documents": len(grouped), "judged_test_queries": len(mapped["test"])}
         for variant, options in VARIANTS.items():
             engine, seconds = build(grouped, args.work / f"long-{variant}", options, args.reuse)
-            print(f"long {variant}: {seconds:.1f} s, {engine.manifest.vector_count} passages", file=sys.stderr,
+            print(f"long {variant}: {seconds or 0:.1f} s, {engine.manifest.vector_count} passages", file=sys.stderr,
                   flush=True)
             report["long"][variant] = {
-                "passages": engine.manifest.vector_count, "documents": len(engine), "build_seconds": [round(seconds, 1)],
+                "passages": engine.manifest.vector_count, "documents": len(engine),
+                "build_seconds": [None if seconds is None else round(seconds, 1)],
                 "build_seconds_median": seconds, "size_bytes": folder_size(engine.path),
                 "eval": evaluate(engine, queries, mapped["train"], mapped["test"], reranker, args.candidates,
                                  args.best2 != "none" and variant != "truncation")}
