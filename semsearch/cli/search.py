@@ -83,7 +83,9 @@ _STOP = frozenset("a an and are as at be by do does for from how in is it of on 
 
 def words_of(query: str) -> set[str]:
     """The query's words worth highlighting (lower case, stop words left out)."""
-    return {w for w in re.findall(r"\w+", query.lower()) if len(w) > 1 and w not in _STOP}
+    from ..index.passages import query_terms
+
+    return query_terms(query) - _STOP
 
 
 def excerpt(passage: str, terms: set[str], size: int) -> str:

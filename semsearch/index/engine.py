@@ -44,7 +44,7 @@ from .layout import (
 )
 from .lexical import LexicalIndex
 from .manifest import Manifest
-from .maxp import best_passages, max_by_document, maxp_search
+from .maxp import best_passages, maxp_lexical, maxp_search
 from .passages import PassageSplitter
 from .store import DocStore
 from .tune import tune_fusion
@@ -329,19 +329,7 @@ class SearchEngine:
         scores its best passage's)."""
         if self.lexical.unit != "passage":
             return self.lexical.search(queries, k, allowed)
-        bits = self.store.id_bits
-        allowed_passages = self._passages_of(allowed)
-        out = []
-        for q in queries:  # deepen per query until k documents (the BM25 side scores every passage anyway)
-            depth = k * 4
-            while True:
-                ids, scores = self.lexical.search([q], depth, allowed_passages)[0]
-                docs, best = max_by_document(ids, scores, bits)
-                if len(docs) >= k or len(ids) < depth:
-                    out.append((docs[:k], best[:k]))
-                    break
-                depth *= 4
-        return out
+        return maxp_lexical(self.lexical, queries, k, self._passages_of(allowed), self.store.id_bits)
 
     def _dense(self, vectors: np.ndarray, k: int, allowed: np.ndarray | None) -> list[tuple[np.ndarray, np.ndarray]]:
         documents = len(self.store) if allowed is None else len(allowed)

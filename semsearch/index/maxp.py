@@ -21,10 +21,11 @@ from ..types import Passage
 from .passages import query_terms
 
 if TYPE_CHECKING:
+    from .lexical import LexicalIndex
     from .store import DocStore
     from .vectors import VectorIndex
 
-__all__ = ["max_by_document", "maxp_search", "best_passages", "PASSAGES_PER_HIT"]
+__all__ = ["max_by_document", "maxp_search", "maxp_lexical", "best_passages", "PASSAGES_PER_HIT"]
 
 #: Passages a hit carries, best first (the reranker can read the best two).
 PASSAGES_PER_HIT = 2
@@ -73,6 +74,23 @@ def maxp_search(index: "VectorIndex", vectors: np.ndarray, k: int, allowed: np.n
         pending = np.array(still, dtype=np.int64)
         depth = min(total, depth * 2)
     return out  # type: ignore[return-value]
+
+
+def maxp_lexical(lexical: "LexicalIndex", queries: Sequence[str], k: int, allowed: np.ndarray | None,
+                 id_bits: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """BM25 over passages as the top ``k`` documents per query by their best passage, deepening per query
+    until ``k`` documents are found or no more passages share a word with the query."""
+    out = []
+    for query in queries:
+        depth = k * 4
+        while True:
+            ids, scores = lexical.search([query], depth, allowed)[0]
+            docs, best = max_by_document(ids, scores, id_bits)
+            if len(docs) >= k or len(ids) < depth:
+                out.append((docs[:k], best[:k]))
+                break
+            depth *= 4
+    return out
 
 
 def best_passages(store: "DocStore", rankings: Sequence[np.ndarray], queries: Sequence[str],

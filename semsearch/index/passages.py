@@ -34,7 +34,7 @@ from ..types import Document
 if TYPE_CHECKING:
     from ..encode.embedder import Embedder
 
-__all__ = ["PassageSplitter", "Span", "PASSAGE_MODES", "ID_BITS", "DEFAULT_OVERLAP", "passage_ids", "document_ids",
+__all__ = ["PassageSplitter", "Span", "PASSAGE_MODES", "ID_BITS", "DEFAULT_OVERLAP", "document_ids",
            "passage_text", "page_of", "query_terms"]
 
 #: ``auto``: split documents longer than the passage budget; ``off``: one passage per document (cut to fit).
@@ -182,11 +182,6 @@ class _TokenCounter:
         if self._tokenizer is not None:
             return kind.from_huggingface_tokenizer(self._tokenizer, budget, overlap=overlap)
         return kind.from_callback(lambda text: len(text.split()), budget, overlap=overlap)
-
-
-def passage_ids(doc_int_id: int, count: int, id_bits: int) -> np.ndarray:
-    """The vector-index ids of a document's ``count`` passages."""
-    return (np.int64(doc_int_id) << np.int64(id_bits)) + np.arange(count, dtype=np.int64)
 
 
 def document_ids(ids: np.ndarray, id_bits: int) -> np.ndarray:

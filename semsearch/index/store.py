@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import BadInput, IndexNotFound
 from ..types import Document
+from .passages import Span, passage_text
 
 if TYPE_CHECKING:
     from .filters import Filter
@@ -295,7 +296,7 @@ class DocStore:
             "SELECT p.int_id, d.title, d.text, p.start_char, p.end_char FROM passages p "
             "JOIN docs d ON d.int_id = p.doc_int_id ORDER BY p.int_id").fetchall()
         ids = np.array([r[0] for r in rows], dtype=np.int64)
-        return ids, [f"{title} {text[a:b]}".strip() if title else text[a:b] for _, title, text, a, b in rows]
+        return ids, [passage_text(title, text, Span(a, b)) for _, title, text, a, b in rows]
 
     def passages(self, doc_int_ids: Iterable[int], with_vectors: bool = False) -> dict[int, list[tuple]]:
         """``{document int id: [(passage id, start, end, page[, vector]), …]}`` in passage order."""

@@ -58,7 +58,7 @@ from ..index.layout import (
 )
 from ..index.lexical import DEFAULT_LEXICAL, LEXICAL_UNITS, LexicalBuilder
 from ..index.manifest import Manifest, format_version_for
-from ..index.passages import PassageSplitter
+from ..index.passages import PassageSplitter, Span, passage_text
 from ..index.store import DocStore, metadata_json
 from ..index.vectors import AUTO_HNSW_THRESHOLD, METRIC, VectorIndex
 from ..types import Document
@@ -333,8 +333,7 @@ def _store(parts: list[Path], tmp: Path, dim: int, lexical: bool, progress: bool
                     span = (table["start"][at], table["end"][at])
                     passages.append(((count - 1) << id_bits | j, count - 1, *span, table["page"][at],
                                      table["key"][at]))
-                    texts.append(f"{current.title} {current.text[span[0]:span[1]]}".strip() if current.title
-                                 else current.text[span[0]:span[1]])
+                    texts.append(passage_text(current.title, current.text, Span(*span)))
                 vectors = parquet_vectors(batch.column("vector"), dim)
                 store.add(docs, doc_ids, passages, vectors, generation=1)
                 pids = np.array([p[0] for p in passages], dtype=np.int64)
