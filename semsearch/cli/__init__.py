@@ -5,13 +5,14 @@
 - :mod:`.evaluate`: eval, tune, bench
 - :mod:`.models`: set-reranker, train-reranker
 - :mod:`.label`: label
+- :mod:`.serve`: serve (the HTTP API and search page)
 
 Every command imports what it needs when it runs, so ``semsearch --help`` loads no model library.
 """
 
 from __future__ import annotations
 
-from . import evaluate, index, label, models, search  # noqa: F401  (each registers its commands on the group)
+from . import evaluate, index, label, models, search, serve  # noqa: F401  (each registers its commands on the group)
 from .common import cli
 
 __all__ = ["cli", "main"]

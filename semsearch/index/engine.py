@@ -269,6 +269,7 @@ class SearchEngine:
         reranker: Reranker | None = None,
         candidates: int = 50,
         batch_size: int = 32,
+        vectors: np.ndarray | None = None,
     ) -> list[list[Hit]]:
         """Search several queries at once (encoded together); one hit list per query.
 
@@ -278,6 +279,9 @@ class SearchEngine:
         ``k`` documents match (in lexical mode: at least ``k`` that share a word with the query).
         With a ``reranker``, the first stage's top ``candidates`` hits of every query are scored
         together by the cross-encoder and the best ``k`` are returned.
+
+        ``vectors``: the queries' vectors when the caller encoded them already (a server that encodes
+        the queries of many requests in one batch); rows in query order, from this index's embedder.
 
         >>> engine.search_many(["cell division"], k=3, mode="hybrid", filters=["year>=2020"])  # doctest: +SKIP
         """
@@ -289,7 +293,8 @@ class SearchEngine:
         allowed = self.store.select(parse_filters(filters)) if filters else None
         if not queries:
             return []
-        first = self.first_stage(queries, candidates if reranker is not None else k, mode, allowed, batch_size)
+        first = self.first_stage(queries, candidates if reranker is not None else k, mode, allowed, batch_size,
+                                 vectors)
         return reranker.rerank(queries, first, k) if reranker is not None else first
 
     def check_mode(self, mode: str | None) -> str:
@@ -302,12 +307,18 @@ class SearchEngine:
         return mode
 
     def first_stage(self, queries: list[str], k: int, mode: str, allowed: np.ndarray | None = None,
-                    batch_size: int = 32) -> list[list[Hit]]:
+                    batch_size: int = 32, vectors: np.ndarray | None = None) -> list[list[Hit]]:
         """Top ``k`` documents per query from the dense, lexical or hybrid first stage (no reranking), each
-        hit with its best passages. ``allowed``: the document int ids to search among (a filter)."""
+        hit with its best passages. ``allowed``: the document int ids to search among (a filter);
+        ``vectors``: the queries' vectors, if already encoded."""
         _check_queries(queries, k)
         mode = self.check_mode(mode)
-        vectors = self.embedder.encode(queries, batch_size) if mode != "lexical" else None
+        if mode == "lexical":
+            vectors = None
+        elif vectors is None:
+            vectors = self.embedder.encode(queries, batch_size)
+        elif vectors.shape != (len(queries), self.manifest.dim):
+            raise BadInput(f"expected query vectors of shape {(len(queries), self.manifest.dim)}, got {vectors.shape}")
         depth = max(k, FUSION_DEPTH) if mode == "hybrid" else k
         dense = self._dense(vectors, depth, allowed) if vectors is not None else None
         lexical = self.lexical_rankings(queries, depth, allowed) if mode != "dense" else None

@@ -123,7 +123,10 @@ class DocStore:
             self._conn.execute(f"CREATE TEMP VIEW passages AS {select}")
 
     def _connect(self, mode: str) -> sqlite3.Connection:
-        conn = sqlite3.connect(f"file:{Path(self.path).resolve()}?mode={mode}", uri=True, timeout=30)
+        # check_same_thread=False: a server opens a store in one thread and searches it in another; a store
+        # is still used by one thread at a time (SQLite is built serialized, so this only lifts Python's check)
+        conn = sqlite3.connect(f"file:{Path(self.path).resolve()}?mode={mode}", uri=True, timeout=30,
+                               check_same_thread=False)
         try:
             conn.execute("SELECT COUNT(*) FROM docs").fetchone()
         except sqlite3.DatabaseError:
