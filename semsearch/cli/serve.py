@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import signal
 import socket
+import sys
 
 import click
 
@@ -69,6 +71,9 @@ def serve(indexes, labelers, host, port, api_key, api_key_reads, cors_origins, i
     verbose = logging.getLogger().isEnabledFor(logging.INFO)
     config = uvicorn.Config(app, log_level="info" if verbose else "warning", access_log=verbose,
                             timeout_graceful_shutdown=60)
+    # uvicorn finishes the requests in flight on SIGTERM, restores the handler it found and raises the signal
+    # again; the handler it finds here makes that a clean exit 0 (Ctrl-C keeps Python's: "interrupted", 130)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.Server(config).run(sockets=[sock])
 
 
