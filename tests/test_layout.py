@@ -22,6 +22,7 @@ LAYERS = [
     {"label"},
     {"scale"},
     {"bench"},
+    {"serve"},
     {"cli"},
     {"__init__", "__main__"},
 ]

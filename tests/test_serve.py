@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 pytest.importorskip("fastapi", reason="the server needs the serve extra: pip install -e '.[serve]'")
+from fakes import HashEmbedder  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
-from fakes import HashEmbedder  # noqa: E402
 from semsearch import Document, Reranker, SearchEngine, ThresholdLabeler  # noqa: E402
 from semsearch.serve.app import create_app  # noqa: E402
 from semsearch.serve.schemas import MAX_DOCUMENTS, MAX_K, MAX_QUERIES  # noqa: E402

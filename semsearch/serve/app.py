@@ -32,7 +32,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from ..encode.embedder import Embedder
-from ..errors import BadInput, IndexLocked, IndexNotFound, ManifestMismatch, SemsearchError
+from ..errors import (
+    BadInput,
+    IndexLocked,
+    IndexNotFound,
+    ManifestMismatch,
+    SemsearchError,
+)
 from ..types import Document
 from ..version import __version__
 from .labelers import ServedLabeler

@@ -2,10 +2,10 @@
 
 The worker thread owns the reader :class:`~semsearch.SearchEngine`: every search of the index runs
 there, so no two threads touch the reader's FAISS index, BM25 side or SQLite connection at once.
-With micro-batching on, the worker takes every request queued while it was busy (and waits up to
-``batch_wait`` for more, up to ``max_batch`` queries), encodes all their queries in one call of the
-bi-encoder, then searches each group of requests that share their options together. Off, it takes
-one request at a time.
+With micro-batching on, the worker takes every request queued while it was busy (and, when the last
+batch held several requests, waits up to ``batch_wait`` for more; up to ``max_batch`` queries),
+encodes all their queries in one call of the bi-encoder, then searches each group of requests that
+share their options together. Off, it takes one request at a time.
 
 A write (add, delete) runs in the caller's thread on a separate writer engine, under a lock (one
 writer at a time). Readers keep answering from the engine they have. Once the store commit and the
@@ -82,8 +82,9 @@ class BatchStats:
 
 class ServedIndex:
     """An index served by name. ``micro_batch``: encode queries of concurrent requests together;
-    ``batch_wait``: seconds to wait for more requests once the queue is empty (0: take only what
-    queued while busy); ``max_batch``: queries per model call."""
+    ``batch_wait``: seconds to wait for more requests once the queue is empty, when the last batch held
+    several requests (0: take only what queued while busy); ``max_batch``: queries per model call.
+    ``embedder``: instead of the one the manifest records (which is loaded at ``precision``/``backend``)."""
 
     def __init__(self, name: str, path: str | os.PathLike, *, embedder: Embedder | None = None,
                  precision: str | None = None, backend: str | None = None, micro_batch: bool = True,
@@ -106,6 +107,7 @@ class ServedIndex:
         self._refreshing = threading.Lock()
         self._handover = threading.Lock()  # guards _fresh between a writer and the worker
         self._thread: threading.Thread | None = None
+        self._last_batch = 1  # requests in the last batch
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -174,7 +176,8 @@ class ServedIndex:
     def _gather(self, batch: list[SearchJob]) -> bool:
         """Add queued jobs to ``batch`` up to ``max_batch`` queries; wait up to ``batch_wait`` for more."""
         size = len(batch[0].queries)
-        deadline = time.monotonic() + self.batch_wait
+        # wait only where requests come concurrently (the last batch held several): one client alone pays nothing
+        deadline = time.monotonic() + (self.batch_wait if self._last_batch > 1 else 0.0)
         while size < self.max_batch:
             try:
                 job = self._jobs.get_nowait()
@@ -187,9 +190,11 @@ class ServedIndex:
                 except queue.Empty:
                     break
             if job is _STOP:
+                self._last_batch = len(batch)
                 return True
             batch.append(job)
             size += len(job.queries)
+        self._last_batch = len(batch)
         return False
 
     def _search_batch(self, batch: list[SearchJob]) -> None:
