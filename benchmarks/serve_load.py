@@ -183,8 +183,8 @@ def main() -> None:
                         help="Built here from --data if missing (passages auto, hybrid), else reused.")
     parser.add_argument("--concurrency", default="1,4,16,64")
     parser.add_argument("--modes", default="dense,hybrid")
-    parser.add_argument("--rw-seconds", type=float, default=20.0)
-    parser.add_argument("--add-every", type=float, default=0.25, help="Seconds between adds during reads.")
+    parser.add_argument("--rw-seconds", type=float, default=30.0)
+    parser.add_argument("--add-every", type=float, default=1.0, help="Seconds between adds during reads.")
     parser.add_argument("--cold-runs", type=int, default=3)
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks" / "runs" /
                         f"serve_load-{date.today().isoformat()}.json")

@@ -65,6 +65,9 @@ def corpus() -> list[Document]:
                                  title=f"{title}: {kind}",
                                  metadata={"year": 2015 + (i * 3 + j) % 10, "lang": "de" if j == 1 else "en",
                                            "topic": title.lower()}))
+    long = " ".join(f"Line {n} of the weather log notes wind and cloud." for n in range(40))
+    docs.append(Document("long", f"{long} Then an aurora glowed green over the hills. {long}", title="A long log",
+                         metadata={"year": 2016, "lang": "en"}))
     docs.append(Document("markup", 'River markup: <script>window.pwned = 1</script> and <i>tags</i> stay text.',
                          title=MARKUP_TITLE, metadata={"year": 2024, "lang": "en", "note": "<u>x</u>"}))
     return docs
@@ -254,6 +257,24 @@ def test_html_in_documents_is_shown_as_text(page, server):
     assert hit.locator("mark").all_inner_texts() == ["markup"]
 
 
+def test_a_long_passage_is_cut_around_the_query_and_opens_in_full(page, server):
+    _open(page, server)
+    page.fill("#q", "aurora")
+    page.select_option("#mode", "lexical")
+    page.press("#q", "Enter")
+    passage = page.locator('.hit[data-id="long"] .passage')
+    expect(passage).to_have_count(1)
+    short = passage.inner_text()
+    assert short.startswith("… ") and "aurora" in short and len(short) < 700, short
+    assert passage.locator("mark").all_inner_texts() == ["aurora"]
+    passage.get_by_role("button", name="more").click()
+    expect(passage.get_by_role("button", name="less")).to_be_visible()
+    full = passage.inner_text()  # the whole best passage (a part of the document: "…" on both sides)
+    assert len(full) > len(short) + 100 and full.startswith("… ") and full.endswith(" …less"), full
+    passage.get_by_role("button", name="less").click()
+    assert passage.inner_text() == short
+
+
 # --- the URL --------------------------------------------------------------------------------------
 
 def test_a_shared_url_fills_the_form_and_searches(page, server):
@@ -282,6 +303,9 @@ def test_back_button_returns_to_the_previous_search(page, server):
     assert request.value.post_data_json["query"] == "bread"
     expect(page.locator("#q")).to_have_value("bread")
     expect(page.locator(".hit").first).to_have_attribute("data-id", re.compile("^bread-"))
+    page.go_back()  # the page as it was opened: an empty form, no hits
+    expect(page.locator("#q")).to_have_value("")
+    expect(page.locator(".hit")).to_have_count(0)
 
 
 # --- indexes --------------------------------------------------------------------------------------
@@ -342,6 +366,8 @@ def test_loading_models_are_shown_and_retried(page, server):
     page.goto(f"{server}/?q=river&k=4")
     status = page.locator("#status")
     expect(status).to_contain_text("models are loading")
+    expect(page.locator("#search")).to_be_disabled()
+    expect(page.locator("#q")).to_have_value("river")  # the shared search is shown while it waits
     expect(page.locator(".hit")).to_have_count(4, timeout=8_000)
     expect(status).to_be_hidden()
     assert len(calls) == 3

@@ -192,3 +192,32 @@ def test_serve_refuses_bad_setups(index_dir, tmp_path):
     finally:
         taken.close()
     assert Path(index_dir, "manifest.json").is_file()
+
+
+def test_accepted_connections_have_tcp_nodelay():
+    """The listening socket says it is TCP, so asyncio sets TCP_NODELAY on every connection it accepts
+    (without it a keep-alive client waited ~40 ms for each answer: Nagle against delayed ACK)."""
+    import asyncio
+    import socket
+
+    from semsearch.cli.serve import _bind
+
+    sock = _bind("127.0.0.1", 0)
+    seen = []
+
+    async def main():
+        async def handle(reader, writer):
+            seen.append(writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(handle, sock=sock)
+        _, writer = await asyncio.open_connection(*sock.getsockname())
+        for _ in range(100):
+            if seen:
+                break
+            await asyncio.sleep(0.01)
+        writer.close()
+        server.close()
+
+    asyncio.run(main())
+    assert seen and seen[0] != 0
