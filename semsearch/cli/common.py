@@ -156,7 +156,8 @@ mode_option = click.option("--mode", default=None, metavar="dense|lexical|hybrid
                            help="First stage. [default: hybrid when the index has a lexical side, else dense]")
 
 
-_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+#: What an index (or served labeller) name may be: letters, digits, ".", "_", "-"; no slash
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
 
 
 def index_path(index_dir: str):
@@ -173,7 +174,7 @@ def index_path(index_dir: str):
         if ".." in path.parts:
             raise BadInput(f"index path {index_dir!r} climbs out of its folder with '..'; give a plain path")
         return path
-    if not re.fullmatch(_NAME, index_dir):
+    if not re.fullmatch(NAME_PATTERN, index_dir):
         raise BadInput(f"invalid index name {index_dir!r}: use letters, digits, '.', '_' and '-' (or give a path "
                        "with a '/')")
     return Path(os.environ.get("SEMSEARCH_INDEX_ROOT") or "indexes").expanduser() / index_dir

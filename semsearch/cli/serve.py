@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from .common import cli, index_path, precision_options
+from .common import NAME_PATTERN, cli, index_path, precision_options
 
 
 @cli.command()
@@ -94,7 +94,7 @@ def _named(values, option: str, to_path) -> dict:
             name = path.resolve().name
         else:
             raise BadInput(f"{option} {value!r}: give NAME=PATH")
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", name):
+        if not re.fullmatch(NAME_PATTERN, name):
             raise BadInput(f"{option} {value!r}: invalid name {name!r} (letters, digits, '.', '_', '-')")
         if name in out:
             raise BadInput(f"{option}: the name {name!r} is given twice")
