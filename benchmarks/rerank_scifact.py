@@ -27,7 +27,8 @@ from semsearch import SearchEngine, read_corpus, read_qrels, read_queries
 from semsearch.metrics import evaluate_run
 from semsearch.rerank.blend import blend_order
 from semsearch.rerank.reranker import RERANKER_CONFIG, Reranker
-from semsearch.rerank.train import read_beir, train_reranker
+from semsearch.rerank.train import train_reranker
+from semsearch.rerank.training_data import read_beir
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "beir" / "scifact"

@@ -322,16 +322,23 @@ def test_tune_rerank_weight_fits_the_blend_for_this_first_stage(tmp_path, tiny_c
     grid = [0.0, 0.3, 0.6, 0.9]
     tuned = engine.tune_rerank_weight(queries, qrels, reranker, candidates=6, mode="hybrid", weights=grid)
     by_weight = {}
-    for w in grid:  # the same thing through the public reranking path
+    for w in grid + [1.0]:  # the same thing through the public reranking path; 1 (first-stage order) is always tried
         r = copy.copy(reranker)
         r.first_stage_weight = w
         by_weight[w] = engine.evaluate(queries, qrels, mode="hybrid", reranker=r, candidates=6).ndcg_at_10
+    check = tuned.check
+    assert check.queries == 5 and check.source == "tuning queries"
+    assert check.first_stage_ndcg10 == pytest.approx(by_weight[1.0])
+    assert check.reranked_ndcg10 == pytest.approx(by_weight[0.0])
     best = max(by_weight.values())
-    assert tuned.first_stage_weight == next(w for w in grid if by_weight[w] == pytest.approx(best))
-    assert tuned.tuned_on["ndcg_at_10"] == pytest.approx(best, abs=1e-4)
+    if check.useful:  # the largest of the best weights
+        assert tuned.first_stage_weight == max(w for w in by_weight if by_weight[w] == pytest.approx(best))
+    else:
+        assert tuned.first_stage_weight == 1.0
+    assert tuned.tuned_on["ndcg_at_10"] == pytest.approx(by_weight[tuned.first_stage_weight], abs=1e-4)
     assert reranker.first_stage_weight == 0.0  # the caller's object is left alone
-    with pytest.raises(BadInput, match=r"\[0, 1\)"):
-        engine.tune_rerank_weight(queries, qrels, reranker, weights=[0.5, 1.0], save=False)
+    with pytest.raises(BadInput, match=r"\[0, 1\]"):
+        engine.tune_rerank_weight(queries, qrels, reranker, weights=[0.5, 1.5], save=False)
     again = SearchEngine.open(tmp_path / "idx", embedder=HashEmbedder())
     assert again.manifest.reranker["first_stage_weight"] == tuned.first_stage_weight
     assert again.manifest.reranker["first_stage_weight_tuned_on"]["queries"] == 5

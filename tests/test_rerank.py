@@ -12,7 +12,8 @@ from fakes import HashEmbedder
 from semsearch import BadInput, Document, ModelError, SearchEngine
 from semsearch.rerank.blend import blend_order
 from semsearch.rerank.reranker import Reranker
-from semsearch.rerank.train import TrainingData, read_pairs, train_reranker
+from semsearch.rerank.train import train_reranker
+from semsearch.rerank.training_data import TrainingData, read_pairs
 
 PAIRS = [
     ("the cat sat", "the cat sat on the mat while a dog barked"),

@@ -16,7 +16,7 @@ import click
 from ..errors import SemsearchError
 
 __all__ = ["cli", "index_option", "precision_options", "corpus_options", "engine_options", "rerank_options",
-           "mode_option", "index_path", "open_index", "reranker_for", "rerank_candidates"]
+           "mode_option", "index_path", "open_index", "reranker_for", "rerank_candidates", "say_check"]
 
 DEFAULT_INDEX = os.path.join("indexes", "default")
 
@@ -243,3 +243,15 @@ def rerank_candidates(reranker, candidates: int | None) -> int:
             "the reranker's blend weight was tuned for %d candidates, not %d", tuned["candidates"], candidates)
     return candidates
 
+
+
+def say_check(check) -> None:
+    """A reranker's usefulness check (:class:`~semsearch.rerank.blend.BlendCheck`) in one line: on stdout
+    when it helps, as a warning on stderr when it does not or was never checked."""
+    if check is None:
+        click.echo("note: this reranker has not been checked against a first stage; it is blended at the weight it "
+                   "came with. Run `semsearch tune --rerank` with judged queries it was not trained on.", err=True)
+    elif check.useful:
+        click.echo(f"check: {check.summary()}")
+    else:
+        click.echo(f"warning: {check.summary()}", err=True)

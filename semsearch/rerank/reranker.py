@@ -36,7 +36,7 @@ from ..encode.precision import (
 from ..encode.variant import RuntimeBacked, RuntimeModel, stored_check
 from ..errors import BadInput, ModelError
 from ..types import Hit
-from .blend import blend_order
+from .blend import BlendCheck, blend_order
 
 __all__ = ["Reranker", "PairScores", "stored_agreement", "ACTIVATIONS", "DEFAULT_RERANK_MAX_LENGTH", "RERANKER_CONFIG"]
 
@@ -104,8 +104,8 @@ class Reranker(RuntimeBacked):
             raise BadInput(f"unknown activation {activation!r}; valid values are: {', '.join(ACTIVATIONS)}")
         if max_length is not None and max_length < 8:
             raise BadInput(f"reranker max length must be at least 8, got {max_length}")
-        if first_stage_weight is not None and not 0 <= first_stage_weight < 1:
-            raise BadInput(f"first-stage weight must be in [0, 1), got {first_stage_weight}")
+        if first_stage_weight is not None and not 0 <= first_stage_weight <= 1:
+            raise BadInput(f"first-stage weight must be in [0, 1] (1: the first stage's order), got {first_stage_weight}")
         if batch_size < 1:
             raise BadInput(f"batch size must be at least 1, got {batch_size}")
         precision, backend = resolve_precision(precision, backend)
@@ -131,12 +131,20 @@ class Reranker(RuntimeBacked):
         self.trust_remote_code = bool(trust_remote_code)
         self.weights_sha256 = self._rt.weights_sha256
         self.tuned_on: dict[str, Any] | None = None  # set when the blend weight was tuned for an index
+        self._trained_check = trained.get("check")
         self.precision, self.backend, self.agreement = settle(self._start, precision, backend,
                                                               f"reranker {self.name}", runs_here)
 
     def _measure(self, precision: str, backend: str):
         return measure_scores(lambda p: self._scores_of(p, "fp32", torch=True), lambda p: self._scores_of(p, precision),
                               precision, backend)
+
+    @property
+    def check(self) -> BlendCheck | None:
+        """What the reranker gains over a first stage on judged queries it was not trained on: the check
+        of ``semsearch tune --rerank`` for an index if there was one, else the one made while training."""
+        found = (self.tuned_on or {}).get("check") or self._trained_check
+        return BlendCheck.from_dict(found) if found else None
 
     @property
     def score_kind(self) -> str:

@@ -5,12 +5,20 @@ pairs: the positive, ``hard_negatives`` documents the bi-encoder ranks high for
 the query but that are not judged relevant, and random documents. The model
 (default: the embedded all-MiniLM-L6-v2 body with a fresh one-logit head) is
 trained with a softmax cross-entropy over each group (the positive must win).
-Negatives are re-drawn every epoch. A seeded slice of the training queries is
-held out: it picks the best epoch and fits the weight with which the
-first-stage score is blended into the reranker's order.
+Negatives are re-drawn every epoch. With an index over the corpus, a document
+is read as the index's best passage for the query, as the reranker reads hits.
+
+Every trained reranker carries a check of its own usefulness (:func:`~.blend.check_blend`):
+the blend weight with the first stage and the nDCG@10 it gains over the first stage
+on judged queries it was not trained on. With fewer than :data:`CROSS_FIT_BELOW`
+queries the check is **cross-fitted**: models trained on all but one fold score that
+fold, and the shipped model is trained on every query; with more, a seeded slice is
+held out (it also picks the best epoch). A reranker whose held-out gain is not
+positive is blended at weight 1: rankings keep the first stage's order.
 
 >>> report = train_reranker("../shared/datasets/beir/scifact", "models/scifact-reranker")   # doctest: +SKIP
->>> report.validation_ndcg10_first_stage, report.validation_ndcg10_blended                # doctest: +SKIP
+>>> report.useful, report.first_stage_weight                                              # doctest: +SKIP
+(True, 0.4)
 """
 
 from __future__ import annotations
@@ -22,41 +30,34 @@ import os
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..corpus.readers import read_corpus, read_jsonl_fields, read_qrels, read_queries
 from ..encode.models import DEFAULT_MODEL, bf16_supported, model_folder, model_name
 from ..errors import BadInput
 from ..files import atomic_folder
-from ..metrics import ndcg_at_k
-from ..types import Document
 from ..version import __version__
-from .blend import blend_order
+from .blend import BlendCheck, check_blend
 from .reranker import RERANKER_CONFIG
+from .training_data import TrainingData, read_training_data
 
-__all__ = ["TrainingData", "TrainingReport", "read_beir", "read_pairs", "train_reranker", "RERANKER_CONFIG"]
+__all__ = ["TrainingReport", "train_reranker", "CROSS_FIT_BELOW", "VALIDATION_QUERIES"]
 
 log = logging.getLogger(__name__)
 
-_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
-
-
-@dataclass(frozen=True)
-class TrainingData:
-    """Documents, queries and which documents are relevant to which query."""
-
-    corpus: Mapping[str, Document]
-    queries: Mapping[str, str]
-    qrels: Mapping[str, Mapping[str, int]]
-    source: str
+#: Below this many judged queries the usefulness check is cross-fitted instead of held out.
+CROSS_FIT_BELOW = 300
+#: Written next to the model: the ids of the training queries the shipped model never saw.
+VALIDATION_QUERIES = "validation_queries.json"
 
 
 @dataclass(frozen=True)
 class TrainingReport:
+    """What :func:`train_reranker` did and what its check found (``check``: :meth:`BlendCheck.to_dict`)."""
+
     output: str
     base: str
     source: str
@@ -76,40 +77,46 @@ class TrainingReport:
     max_length: int
     seed: int
     seconds: float
+    check: dict[str, Any] | None = None
+    check_method: str = "none"
+
+    @property
+    def blend_check(self) -> BlendCheck | None:
+        """The check as a :class:`BlendCheck`."""
+        return BlendCheck.from_dict(self.check) if self.check else None
+
+    @property
+    def useful(self) -> bool:
+        """True when the reranker gained nDCG@10 over the first stage on queries it was not trained on."""
+        return bool(self.check and self.check["useful"])
+
+    def summary(self) -> str:
+        """One sentence on the check (what the blend weight is and why)."""
+        if self.check is None:
+            return ("the reranker could not be checked (fewer than 2 judged queries to hold out); it is blended at "
+                    "weight 1, i.e. results keep the first stage's order, until `semsearch tune --rerank` checks it")
+        return BlendCheck.from_dict(self.check).summary()
 
 
-def read_beir(folder: str | os.PathLike, split: str = "train") -> TrainingData:
-    """A BEIR folder: ``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv``."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise BadInput(f"training data folder {str(folder)!r} does not exist")
-    corpus = {d.id: d for d in read_corpus(folder / "corpus.jsonl")}
-    qrels = read_qrels(folder / "qrels" / f"{split}.tsv")
-    queries = read_queries(folder / "queries.jsonl")
-    missing = [q for q in qrels if q not in queries]
-    if missing:
-        raise BadInput(f"{len(missing)} judged queries are not in queries.jsonl (first: {missing[0]!r})")
-    return TrainingData(corpus, {q: queries[q] for q in qrels}, qrels, f"{folder} ({split})")
+@dataclass(frozen=True)
+class _Recipe:
+    max_length: int
+    group_size: int
+    hard_negatives: int
+    mine_depth: int
+    groups_per_step: int
+    lr: float
+    head_lr: float
+    epochs: int
+    min_steps: int
+    max_steps: int | None
+    bf16: bool
 
-
-def read_pairs(path: str | os.PathLike) -> TrainingData:
-    """A JSONL file of ``{"query": …, "positive": …}`` lines; the positives form the corpus."""
-    corpus: dict[str, Document] = {}
-    queries: dict[str, str] = {}
-    qrels: dict[str, dict[str, int]] = {}
-    by_text: dict[str, str] = {}
-    qid_of: dict[str, str] = {}
-    for number, (query, positive) in read_jsonl_fields(path, ("query", "positive"), "pairs"):
-        if not str(query).strip() or not str(positive).strip():
-            raise BadInput(f"{path}:{number}: empty query or positive")
-        doc_id = by_text.setdefault(positive, f"p{len(by_text)}")
-        corpus[doc_id] = Document(doc_id, positive)
-        qid = qid_of.setdefault(query, f"q{len(qid_of)}")
-        queries[qid] = query
-        qrels.setdefault(qid, {})[doc_id] = 1
-    if len(corpus) < 2:
-        raise BadInput(f"{path}: need at least 2 distinct positives to draw negatives from")
-    return TrainingData(corpus, queries, qrels, str(path))
+    def steps(self, groups: int) -> tuple[int, int]:
+        """(epochs, steps) for ``groups`` (query, positive) groups per epoch."""
+        per_epoch = max(1, math.ceil(groups / self.groups_per_step))
+        epochs = max(self.epochs, math.ceil(self.min_steps / per_epoch))
+        return epochs, min(per_epoch * epochs, self.max_steps or sys.maxsize)
 
 
 def train_reranker(
@@ -119,9 +126,10 @@ def train_reranker(
     split: str = "train",
     base: str | None = None,
     epochs: int = 2,
+    min_steps: int = 0,
     max_steps: int | None = None,
     seed: int = 0,
-    max_length: int = 192,
+    max_length: int = 256,
     group_size: int = 8,
     hard_negatives: int = 5,
     mine_depth: int = 30,
@@ -129,6 +137,7 @@ def train_reranker(
     lr: float = 5e-5,
     head_lr: float = 1e-3,
     validation_fraction: float = 0.1,
+    cross_fit: int | None = None,
     candidates: int = 20,
     bf16: bool | None = None,
     first_stage=None,
@@ -138,121 +147,111 @@ def train_reranker(
     """Train a cross-encoder on ``data`` and write it to ``output`` (a folder :class:`Reranker` loads).
 
     ``data`` is a BEIR folder (its ``split`` qrels are used), a JSONL file of
-    ``{"query", "positive"}`` pairs, or :class:`TrainingData`.
+    ``{"query", "positive"}`` pairs, or :class:`~.training_data.TrainingData`. ``base`` is the
+    starting model: a bi-encoder body gets a new head, a cross-encoder (one semsearch trained, say)
+    is trained further.
 
-    ``first_stage`` is a :class:`~semsearch.SearchEngine` over the same corpus used to mine hard
-    negatives; without it the corpus is embedded in memory with the default bi-encoder.
-    ``bf16`` (default: when the CPU supports it) runs forward and backward passes under bfloat16
-    autocast with float32 weights. ``max_steps`` stops early (for smoke tests).
+    ``first_stage`` is a :class:`~semsearch.SearchEngine` over the same corpus: hard negatives are mined
+    from its dense side, documents are read as its best passage for the query, and the check reranks its
+    default first stage (hybrid when tuned). Without it the corpus is embedded in memory with the default
+    bi-encoder and the check reranks that dense ranking. ``cross_fit`` is the number of folds of the
+    check (default: 2 below :data:`CROSS_FIT_BELOW` queries, else a held-out ``validation_fraction``;
+    0 forces the held-out slice). Training runs ``epochs`` epochs, more if needed to reach ``min_steps``,
+    at most ``max_steps``. ``bf16`` (default: when the CPU supports it) runs forward and backward passes
+    under bfloat16 autocast with float32 weights.
     """
-    import torch
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
-    if not isinstance(data, TrainingData):
-        data = read_beir(data, split) if Path(data).is_dir() else read_pairs(data)
-    _check_options(epochs, max_steps, group_size, hard_negatives, groups_per_step, validation_fraction)
+    data = read_training_data(data, split)
+    _check_options(epochs, min_steps, max_steps, group_size, hard_negatives, groups_per_step, validation_fraction,
+                   candidates)
     output = Path(output)
     if output.exists() and (any(output.iterdir()) if output.is_dir() else True):
         if not overwrite or not (output / RERANKER_CONFIG).is_file():
             raise BadInput(f"{output} exists; pass overwrite=True (CLI: --overwrite) to replace a trained reranker")
-    bf16 = bf16_supported() if bf16 is None else bf16
-    rng = random.Random(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    recipe = _Recipe(max_length, group_size, hard_negatives, mine_depth, groups_per_step, lr, head_lr, epochs,
+                     min_steps, max_steps, bf16_supported() if bf16 is None else bf16)
 
-    qids = sorted(q for q, rel in data.qrels.items() if any(g >= 1 and d in data.corpus for d, g in rel.items()))
+    qids = data.usable_queries()
     if not qids:
         raise BadInput("no query has a relevant document in the corpus")
-    rng.shuffle(qids)
-    n_val = int(round(len(qids) * validation_fraction)) if len(qids) >= 20 else 0
+    random.Random(seed).shuffle(qids)
+    folds = _folds(len(qids), cross_fit)
+    n_val = 0 if folds or len(qids) < 20 else int(round(len(qids) * validation_fraction))
+    n_val = n_val if n_val >= 2 else 0  # a check needs 2 queries at least
     val_qids, train_qids = sorted(qids[:n_val]), sorted(qids[n_val:])
-    ranked = _first_stage(data, train_qids + val_qids, max(mine_depth, candidates), first_stage, progress)
+    mined = _Mined(data, qids, max(mine_depth, candidates), candidates, first_stage, progress)
 
     base_name = model_name(base)
-    folder = model_folder(base_name)
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    trainer = _Trainer(data, mined, recipe, model_folder(base_name))
+    fold_sets = [sorted(qids[f::folds]) for f in range(folds)]
+    total = sum(recipe.steps(len(mined.positives(set(qids) - set(held))))[1] for held in fold_sets)
+    total += recipe.steps(len(mined.positives(train_qids)))[1]
+    bar = tqdm(total=total, desc="training reranker", unit="step", file=sys.stderr, disable=not progress)
 
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    model = AutoModelForSequenceClassification.from_pretrained(str(folder), num_labels=1)
-    head = [p for n, p in model.named_parameters() if n.startswith(("classifier", "score"))]
-    body = [p for n, p in model.named_parameters() if not n.startswith(("classifier", "score"))]
-    optimizer = torch.optim.AdamW([{"params": body, "lr": lr}, {"params": head, "lr": head_lr}], weight_decay=0.01)
+    check, history, method = None, [], "none"
+    if folds:  # cross-fitted: each fold scored by a model that never saw it
+        method = f"cross-fitted, {folds} folds"
+        scores: dict[str, np.ndarray] = {}
+        for f, held in enumerate(fold_sets):
+            bar.set_description(f"training reranker (check fold {f + 1}/{folds})")
+            model = trainer.new_model(seed + 1 + f)
+            trainer.fit(model, sorted(set(qids) - set(held)), seed + 1 + f, bar)
+            scores.update(trainer.score(model, held))
+        check = mined.check(qids, scores, seed, "queries, each scored by a model trained without it")
+        bar.set_description("training reranker (final model)")
+    model = trainer.new_model(seed)
 
-    doc_ids = sorted(data.corpus)
-    positives = [(q, d) for q in train_qids for d, g in sorted(data.qrels[q].items()) if g >= 1 and d in data.corpus]
-    steps_per_epoch = math.ceil(len(positives) / groups_per_step)
-    total_steps = min(steps_per_epoch * epochs, max_steps or sys.maxsize)
-    warmup = max(1, int(0.1 * total_steps))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
-    )
+    def on_epoch(epoch: int, step: int, loss: float) -> dict | None:
+        if not val_qids:
+            return None
+        epoch_check = mined.check(val_qids, trainer.score(model, val_qids), seed, "held-out training queries")
+        history.append({"epoch": epoch, "step": step, "loss": loss, **epoch_check.to_dict()})
+        log.info("epoch %d: %s", epoch, epoch_check.summary())
+        return {"score": epoch_check.first_stage_ndcg10 + epoch_check.gain, "check": epoch_check}
 
-    def text(doc_id: str) -> str:
-        return data.corpus[doc_id].embedding_text
-
-    losses: list[float] = []
-    history: list[dict] = []
-    best: tuple[float, int, dict | None, dict] = (-1.0, 0, None, {})
-    step = 0
-    bar = tqdm(total=total_steps, desc="training reranker", unit="step", file=sys.stderr, disable=not progress)
-    for epoch in range(1, epochs + 1):
-        if step >= total_steps:
-            break
-        model.train()
-        order = positives[:]
-        rng.shuffle(order)
-        for start in range(0, len(order), groups_per_step):
-            if step >= total_steps:
-                break
-            pairs = []
-            for qid, pos in order[start : start + groups_per_step]:
-                negatives = _negatives(rng, data.qrels[qid], ranked[qid][:mine_depth], doc_ids,
-                                       hard_negatives, group_size - 1)
-                pairs += [(data.queries[qid], text(d)) for d in [pos] + negatives]
-            enc = tokenizer([q for q, _ in pairs], [d for _, d in pairs], padding=True, truncation=True,
-                            max_length=max_length, return_tensors="pt")
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                logits = model(**enc).logits.float().view(-1, group_size)
-            loss = torch.nn.functional.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long))
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-            losses.append(loss.item())
-            step += 1
-            bar.update(1)
-            bar.set_postfix(epoch=epoch, loss=f"{np.mean(losses[-50:]):.3f}")
-        scores = _validate(model, tokenizer, data, val_qids, ranked, candidates, max_length, bf16)
-        history.append({"epoch": epoch, "step": step, "loss": float(np.mean(losses[-steps_per_epoch:])), **scores})
-        log.info("epoch %d: %s", epoch, history[-1])
-        if not val_qids or scores["blended"] > best[0]:
-            state = {k: v.detach().clone() for k, v in model.state_dict().items()} if val_qids else None
-            best = (scores.get("blended", 0.0), epoch, state, scores)
+    fit = trainer.fit(model, train_qids, seed, bar, on_epoch)
     bar.close()
-    if best[2] is not None:
-        model.load_state_dict(best[2])
-
+    if val_qids:
+        method = f"held out, {len(val_qids)} queries"
+        check = fit.best["check"]
+    elif check is not None:
+        history.append({"epoch": fit.epochs, "step": fit.steps, "loss": fit.last_epoch_loss, **check.to_dict()})
+    weight = check.weight if check is not None else 1.0
     report = TrainingReport(
-        output=str(output), base=base_name, source=data.source, epochs=epochs, steps=step,
-        groups_per_epoch=len(positives), group_size=group_size, train_queries=len(train_qids),
-        validation_queries=len(val_qids), best_epoch=best[1],
-        loss_first=float(np.mean(losses[:20])) if losses else float("nan"),
-        loss_last=float(np.mean(losses[-20:])) if losses else float("nan"),
-        validation_ndcg10_first_stage=best[3].get("first_stage", float("nan")),
-        validation_ndcg10_reranked=best[3].get("reranked", float("nan")),
-        validation_ndcg10_blended=best[3].get("blended", float("nan")),
-        first_stage_weight=best[3].get("weight", 0.0), max_length=max_length, seed=seed,
-        seconds=time.perf_counter() - started,
+        output=str(output), base=base_name, source=data.source, epochs=fit.epochs, steps=fit.steps,
+        groups_per_epoch=len(mined.positives(train_qids)), group_size=group_size, train_queries=len(train_qids),
+        validation_queries=check.queries if check else 0, best_epoch=fit.best_epoch,
+        loss_first=float(np.mean(fit.losses[:20])) if fit.losses else float("nan"),
+        loss_last=float(np.mean(fit.losses[-20:])) if fit.losses else float("nan"),
+        validation_ndcg10_first_stage=check.first_stage_ndcg10 if check else float("nan"),
+        validation_ndcg10_reranked=check.reranked_ndcg10 if check else float("nan"),
+        validation_ndcg10_blended=check.first_stage_ndcg10 + check.gain if check else float("nan"),
+        first_stage_weight=weight, max_length=max_length, seed=seed, seconds=time.perf_counter() - started,
+        check=check.to_dict() if check else None, check_method=method,
     )
-    _save(model, tokenizer, output, report, history, val_qids)
+    (log.info if report.useful else log.warning)("reranker %s: %s", output, report.summary())
+    _save(model, trainer.tokenizer, output, report, history, val_qids)
     return report
 
 
-def _check_options(epochs, max_steps, group_size, hard_negatives, groups_per_step, validation_fraction) -> None:
+def _folds(n: int, cross_fit: int | None) -> int:
+    if cross_fit is None:
+        return 2 if 2 <= n < CROSS_FIT_BELOW else 0
+    if cross_fit == 0:
+        return 0
+    if not 2 <= cross_fit <= n:
+        raise BadInput(f"cross-fitting needs 2 to {n} folds (one query each at least), got {cross_fit}")
+    return int(cross_fit)
+
+
+def _check_options(epochs, min_steps, max_steps, group_size, hard_negatives, groups_per_step, validation_fraction,
+                   candidates) -> None:
     if epochs < 1:
         raise BadInput(f"epochs must be at least 1, got {epochs}")
+    if min_steps < 0:
+        raise BadInput(f"min steps must be at least 0, got {min_steps}")
     if max_steps is not None and max_steps < 1:
         raise BadInput(f"max steps must be at least 1, got {max_steps}")
     if group_size < 2 or not 0 <= hard_negatives <= group_size - 1:
@@ -261,6 +260,151 @@ def _check_options(epochs, max_steps, group_size, hard_negatives, groups_per_ste
         raise BadInput(f"groups per step must be at least 1, got {groups_per_step}")
     if not 0 <= validation_fraction < 0.5:
         raise BadInput(f"validation fraction must be in [0, 0.5), got {validation_fraction}")
+    if candidates < 2:
+        raise BadInput(f"the check reranks at least 2 candidates per query, got {candidates}")
+
+
+class _Mined:
+    """Each query's first-stage results: its dense ranking (hard negatives), the candidates the check
+    reranks, and each (query, document)'s text as the reranker reads it (the best passage, when known)."""
+
+    def __init__(self, data: TrainingData, qids: list[str], depth: int, candidates: int, engine, progress: bool):
+        self.data = data
+        texts = [data.queries[q] for q in qids]
+        self.passage: dict[tuple[str, str], str] = {}
+        if engine is not None:
+            dense = engine.first_stage(texts, depth, "dense")
+            checked = engine.first_stage(texts, candidates, None)
+            for q, hits in zip(qids, dense + checked):
+                self.passage.update({(q, h.id): h.passage_texts(1)[0] for h in hits})
+            self.ranked = {q: [h.id for h in hs] for q, hs in zip(qids, dense)}
+            self.candidates = {q: [h.id for h in hs] for q, hs in zip(qids, checked)}
+        else:
+            self.ranked = _embed_and_rank(data, qids, texts, depth, progress)
+            self.candidates = {q: ids[:candidates] for q, ids in self.ranked.items()}
+
+    def text(self, qid: str, doc_id: str) -> str:
+        return self.passage.get((qid, doc_id)) or self.data.corpus[doc_id].embedding_text
+
+    def positives(self, qids) -> list[tuple[str, str]]:
+        return [(q, d) for q in sorted(qids) for d, g in sorted(self.data.qrels[q].items())
+                if g >= 1 and d in self.data.corpus]
+
+    def check(self, qids: Sequence[str], scores: Mapping[str, np.ndarray], seed: int, source: str) -> BlendCheck | None:
+        if len(qids) < 2:
+            return None
+        return check_blend([self.candidates[q] for q in qids], [scores[q] for q in qids],
+                           [self.data.qrels[q] for q in qids], seed=seed, source=source)
+
+
+@dataclass
+class _Fit:
+    epochs: int = 0
+    steps: int = 0
+    losses: list[float] = field(default_factory=list)
+    best: dict | None = None
+    best_epoch: int = 0
+    last_epoch_loss: float = float("nan")
+
+
+class _Trainer:
+    """One recipe, one tokenizer; trains fresh models on sets of queries and scores check candidates."""
+
+    def __init__(self, data: TrainingData, mined: _Mined, recipe: _Recipe, folder: Path):
+        from transformers import AutoTokenizer
+
+        self.data, self.mined, self.recipe, self.folder = data, mined, recipe, folder
+        self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        self.doc_ids = sorted(data.corpus)
+
+    def new_model(self, seed: int):
+        import torch
+        from transformers import AutoModelForSequenceClassification
+
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        loading = logging.getLogger("transformers.modeling_utils")
+        level = loading.level
+        loading.setLevel(logging.ERROR)  # a new head is "newly initialized" by design: no load report
+        try:
+            return AutoModelForSequenceClassification.from_pretrained(str(self.folder), num_labels=1)
+        finally:
+            loading.setLevel(level)
+
+    def _encode(self, pairs):
+        return self.tokenizer([q for q, _ in pairs], [d for _, d in pairs], padding=True, truncation=True,
+                              max_length=self.recipe.max_length, return_tensors="pt")
+
+    def fit(self, model, qids: list[str], seed: int, bar, on_epoch: Callable | None = None) -> _Fit:
+        """Train ``model`` on the positives of ``qids``; ``on_epoch`` may score each epoch and the best is kept."""
+        import torch
+
+        r, data, rng = self.recipe, self.data, random.Random(seed)
+        positives = self.mined.positives(qids)
+        epochs, total = r.steps(len(positives))
+        head = [p for n, p in model.named_parameters() if n.startswith(("classifier", "score"))]
+        body = [p for n, p in model.named_parameters() if not n.startswith(("classifier", "score"))]
+        optimizer = torch.optim.AdamW([{"params": body, "lr": r.lr}, {"params": head, "lr": r.head_lr}],
+                                      weight_decay=0.01)
+        warmup = max(1, int(0.1 * total))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
+        fit = _Fit()
+        model.train()
+        for epoch in range(1, epochs + 1):
+            if fit.steps >= total:
+                break
+            order = positives[:]
+            rng.shuffle(order)
+            at = len(fit.losses)
+            for start in range(0, len(order), r.groups_per_step):
+                if fit.steps >= total:
+                    break
+                pairs = []
+                for qid, pos in order[start : start + r.groups_per_step]:
+                    negatives = _negatives(rng, data.qrels[qid], self.mined.ranked[qid][: r.mine_depth],
+                                           self.doc_ids, r.hard_negatives, r.group_size - 1)
+                    pairs += [(data.queries[qid], self.mined.text(qid, d)) for d in [pos] + negatives]
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=r.bf16):
+                    logits = model(**self._encode(pairs)).logits.float().view(-1, r.group_size)
+                loss = torch.nn.functional.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long))
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+                fit.losses.append(loss.item())
+                fit.steps += 1
+                bar.update(1)
+                bar.set_postfix(epoch=epoch, loss=f"{np.mean(fit.losses[-50:]):.3f}")
+            fit.epochs, fit.last_epoch_loss = epoch, float(np.mean(fit.losses[at:]))
+            scored = on_epoch(epoch, fit.steps, fit.last_epoch_loss) if on_epoch else None
+            if scored is None:
+                fit.best_epoch = epoch
+            elif fit.best is None or scored["score"] > fit.best["score"]:
+                state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                fit.best, fit.best_epoch = {**scored, "state": state}, epoch
+            model.train()
+        if fit.best is not None:
+            model.load_state_dict(fit.best["state"])
+        return fit
+
+    def score(self, model, qids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The model's scores of each query's check candidates (the pairs the reranker would read)."""
+        import torch
+
+        model.eval()
+        pairs = [(self.data.queries[q], self.mined.text(q, d)) for q in qids for d in self.mined.candidates[q]]
+        out = []
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.recipe.bf16):
+            for start in range(0, len(pairs), 32):
+                out.append(model(**self._encode(pairs[start : start + 32])).logits.float()[:, 0].numpy())
+        flat = np.concatenate(out) if out else np.empty(0)
+        result, at = {}, 0
+        for q in qids:
+            n = len(self.mined.candidates[q])
+            result[q], at = flat[at : at + n], at + n
+        return result
 
 
 def _negatives(rng: random.Random, relevant: Mapping[str, int], ranked: Sequence[str], doc_ids: Sequence[str],
@@ -277,12 +421,9 @@ def _negatives(rng: random.Random, relevant: Mapping[str, int], ranked: Sequence
     return chosen
 
 
-def _first_stage(data: TrainingData, qids: list[str], depth: int, engine, progress: bool) -> dict[str, list[str]]:
-    """Each query's top ``depth`` document ids from the bi-encoder."""
-    texts = [data.queries[q] for q in qids]
-    if engine is not None:
-        hits = engine.search_many(texts, k=depth, mode="dense")
-        return {q: [h.id for h in hs] for q, hs in zip(qids, hits)}
+def _embed_and_rank(data: TrainingData, qids: list[str], texts: list[str], depth: int,
+                    progress: bool) -> dict[str, list[str]]:
+    """Each query's top ``depth`` document ids from the default bi-encoder, the corpus embedded in memory."""
     from tqdm.auto import tqdm
 
     from ..encode.transformer import TransformerEmbedder
@@ -296,41 +437,6 @@ def _first_stage(data: TrainingData, qids: list[str], depth: int, engine, progre
     return {q: [doc_ids[i] for i in row] for q, row in zip(qids, top)}
 
 
-def _validate(model, tokenizer, data, qids, ranked, candidates, max_length, bf16) -> dict[str, float]:
-    """nDCG@10 on held-out queries: first stage, reranked, and blended at the best weight."""
-    if not qids:
-        return {}
-    import torch
-
-    model.eval()
-    pairs = [(data.queries[q], data.corpus[d].embedding_text) for q in qids for d in ranked[q][:candidates]]
-    scores = []
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        for start in range(0, len(pairs), 32):
-            chunk = pairs[start : start + 32]
-            enc = tokenizer([q for q, _ in chunk], [d for _, d in chunk], padding=True, truncation=True,
-                            max_length=max_length, return_tensors="pt")
-            scores.append(model(**enc).logits.float()[:, 0].numpy())
-    flat = np.concatenate(scores)
-    per_query, at = {}, 0
-    for q in qids:
-        n = len(ranked[q][:candidates])
-        per_query[q] = flat[at : at + n]
-        at += n
-    results = {"first_stage": float(np.mean([ndcg_at_k(ranked[q], data.qrels[q], 10) for q in qids]))}
-    blended = {w: float(np.mean([ndcg_at_k(blend_order(ranked[q][:candidates], per_query[q], w), data.qrels[q], 10)
-                                 for q in qids])) for w in _WEIGHTS}
-    results["reranked"] = blended[0.0]
-    best_w = max(_WEIGHTS, key=lambda w: (blended[w], -w))
-    results["blended"], results["weight"] = blended[best_w], best_w
-    model.train()
-    return results
-
-
-#: Written next to the model: the ids of the training queries held out for validation.
-VALIDATION_QUERIES = "validation_queries.json"
-
-
 def _save(model, tokenizer, output: Path, report: TrainingReport, history: list[dict], val_qids: list[str]) -> None:
     with atomic_folder(output) as tmp:
         (tmp / VALIDATION_QUERIES).write_text(json.dumps(val_qids) + "\n", encoding="utf-8")
@@ -341,6 +447,7 @@ def _save(model, tokenizer, output: Path, report: TrainingReport, history: list[
             "score_kind": "logit",
             "max_length": report.max_length,
             "first_stage_weight": report.first_stage_weight,
+            "check": report.check,
             "training": asdict(report),
             "history": history,
         }
@@ -350,27 +457,33 @@ def _save(model, tokenizer, output: Path, report: TrainingReport, history: list[
 
 def _model_card(r: TrainingReport, history: list[dict]) -> str:
     rows = "\n".join(
-        f"| {h['epoch']} | {h['step']} | {h['loss']:.3f} | {h.get('first_stage', float('nan')):.4f} "
-        f"| {h.get('reranked', float('nan')):.4f} | {h.get('blended', float('nan')):.4f} | {h.get('weight', 0)} |"
+        f"| {h['epoch']} | {h['step']} | {h['loss']:.3f} | {h['first_stage_ndcg10']:.4f} | {h['reranked_ndcg10']:.4f} "
+        f"| {h['gain']:+.4f} ± {h['gain_se']:.4f} | {h['weight']:.2f} |"
         for h in history
     )
+    verdict = ("**Worth using:** " if r.useful else "**Not better than the first stage:** ") + r.summary() + "."
+    table = f"""
+Check per epoch ({r.check_method}; the blend weight is chosen on other folds than the one it is judged on):
+
+| epoch | step | mean loss | first stage | reranked | gain over first stage | weight |
+|---|---|---|---|---|---|---|
+{rows}
+""" if rows else ""
     return f"""# Cross-encoder reranker trained with semsearch {__version__}
 
-- Base model: `{r.base}` with a fresh one-logit classification head
-- Data: {r.source}; {r.train_queries} training queries, {r.groups_per_epoch} (query, positive) groups per epoch,
-  {r.validation_queries} queries held out for validation
+{verdict}
+
+- Base model: `{r.base}`{" with a fresh one-logit classification head" if r.base == DEFAULT_MODEL else ""}
+- Data: {r.source}; {r.train_queries} training queries, {r.groups_per_epoch} (query, positive) groups per epoch
 - Groups of {r.group_size}: the positive, hard negatives from the bi-encoder's top results that are not
   judged relevant, and random documents; softmax cross-entropy over each group
 - {r.epochs} epoch(s), {r.steps} steps, max length {r.max_length} tokens, seed {r.seed}, {r.seconds / 60:.1f} minutes
+  (checks included)
 - Loss: {r.loss_first:.3f} (first 20 steps) → {r.loss_last:.3f} (last 20 steps)
 - Kept: epoch {r.best_epoch}. Scores are raw logits (`score_kind: logit`).
-- First-stage weight fitted on the validation queries: {r.first_stage_weight}
-
-Validation nDCG@10 (held-out training queries, reranking the bi-encoder's top candidates):
-
-| epoch | step | mean loss | first stage | reranked | blended | weight |
-|---|---|---|---|---|---|---|
-{rows}
-
-Load it with `semsearch query … --rerank {r.output}` or `semsearch.Reranker({r.output!r})`.
+- Usefulness check: {r.check_method}; first-stage blend weight {r.first_stage_weight:.2f}
+{table}
+Load it with `semsearch query … --rerank {r.output}` or `semsearch.Reranker({r.output!r})`; fit its blend weight
+for an index with `semsearch tune --rerank {r.output}` on judged queries it was not trained on.
 """
+
