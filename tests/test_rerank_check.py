@@ -186,3 +186,50 @@ def test_cli_warns_when_the_reranker_does_not_help(tmp_path, tiny_bert, tiny_cro
     assert out.stderr.startswith("warning: the reranker did not beat the first stage")
     out = runner.invoke(cli, ["set-reranker", str(tiny_cross_encoder), "--index", str(tmp_path / "idx")])
     assert out.exit_code == 0 and "has not been checked" in out.stderr
+
+
+def test_inverse_cloze_pseudo_queries_are_deterministic_for_a_seed():
+    from semsearch.rerank.training_data import inverse_cloze
+
+    rng = random.Random(3)
+    docs = [Document(f"d{i}", " ".join(" ".join(rng.choice(WORDS) for _ in range(7)).capitalize() + "."
+                                       for _ in range(4)), f"title {i}") for i in range(30)]
+    data = inverse_cloze(docs, count=20, seed=5)
+    assert data == inverse_cloze(docs, count=20, seed=5)
+    assert data.queries != inverse_cloze(docs, count=20, seed=6).queries
+    assert len(data.queries) == 20 and not data.judged
+    for qid, query in data.queries.items():
+        (positive,) = data.qrels[qid]
+        source = positive.removesuffix("~ict")
+        assert query in data.corpus[source].text and query not in data.corpus[positive].text
+        assert data.corpus[positive].title == data.corpus[source].title
+        assert data.exclude[qid] == {source, positive}
+    with pytest.raises(BadInput, match="no document has"):
+        inverse_cloze([Document("x", "One sentence only.")])
+
+
+def test_pseudo_queries_never_draw_their_own_document_as_a_negative():
+    from semsearch.rerank.train import _negatives
+
+    rng = random.Random(0)
+    ids = [f"d{i}" for i in range(6)]
+    for _ in range(50):
+        chosen = _negatives(rng, {"d0~ict": 1}, ["d0", "d1", "d2"], ids, hard=2, total=4, exclude=frozenset({"d0"}))
+        assert "d0" not in chosen and len(chosen) == 4
+
+
+def test_a_reranker_trained_on_pseudo_queries_is_not_checked_and_says_so(tmp_path, tiny_bert):
+    from semsearch.rerank.training_data import inverse_cloze
+
+    rng = random.Random(1)
+    docs = [Document(f"d{i}", " ".join(" ".join(rng.choice(WORDS) for _ in range(6)).capitalize() + "."
+                                       for _ in range(3))) for i in range(30)]
+    pseudo = inverse_cloze(docs, count=12, seed=0, min_words=2)
+    first = _FakeFirstStage(dict(pseudo.corpus), {q: next(iter(pseudo.qrels[qid])).removesuffix("~ict")
+                                                  for qid, q in pseudo.queries.items()})
+    report = train_reranker(pseudo, tmp_path / "r", base=str(tiny_bert), epochs=1, seed=0, first_stage=first,
+                            unchecked_weight=0.5, **_TINY)
+    assert report.check is None and report.first_stage_weight == 0.5 and report.validation_queries == 0
+    assert report.train_queries == 12 and "pseudo-queries, which cannot check it" in report.summary()
+    assert "**Not checked:**" in (tmp_path / "r" / "README.md").read_text()
+    assert Reranker(tmp_path / "r").first_stage_weight == 0.5

@@ -73,6 +73,8 @@ class Reranker(RuntimeBacked):
         max_length: tokens per (query, document) pair; longer pairs are cut and counted.
         batch_size: pairs per model call (pairs are sorted by token count first).
         activation: ``"none"`` (scores are logits) or ``"sigmoid"`` (probabilities).
+        first_stage_weight: the blend of its order with the first stage's, 0 (its own order) to 1 (the first
+            stage's; what a reranker gets when its check finds no gain). Default: the trained one, else 0.
         trust_remote_code: run code shipped with a hub model. Off unless you ask.
         precision: ``"fp32"``, ``"bf16"``, ``"int8"`` or ``"auto"`` (bf16 where the CPU has it, else fp32);
             see :mod:`semsearch.encode.precision`.

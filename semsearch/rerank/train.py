@@ -93,8 +93,10 @@ class TrainingReport:
     def summary(self) -> str:
         """One sentence on the check (what the blend weight is and why)."""
         if self.check is None:
-            return ("the reranker could not be checked (fewer than 2 judged queries to hold out); it is blended at "
-                    "weight 1, i.e. results keep the first stage's order, until `semsearch tune --rerank` checks it")
+            why = ("it was trained on pseudo-queries, which cannot check it" if self.check_method.startswith("none:")
+                   else "there were fewer than 2 judged queries to hold out")
+            return (f"the reranker was not checked on judged queries ({why}); it is blended at weight "
+                    f"{self.first_stage_weight:.2f} until `semsearch tune --rerank` checks it")
         return BlendCheck.from_dict(self.check).summary()
 
 
@@ -138,6 +140,7 @@ def train_reranker(
     head_lr: float = 1e-3,
     validation_fraction: float = 0.1,
     cross_fit: int | None = None,
+    unchecked_weight: float = 1.0,
     candidates: int = 20,
     bf16: bool | None = None,
     first_stage=None,
@@ -156,7 +159,9 @@ def train_reranker(
     default first stage (hybrid when tuned). Without it the corpus is embedded in memory with the default
     bi-encoder and the check reranks that dense ranking. ``cross_fit`` is the number of folds of the
     check (default: 2 below :data:`CROSS_FIT_BELOW` queries, else a held-out ``validation_fraction``;
-    0 forces the held-out slice). Training runs ``epochs`` epochs, more if needed to reach ``min_steps``,
+    0 forces the held-out slice). Pseudo-queries (``data.judged`` false, e.g. :func:`~.training_data.inverse_cloze`)
+    cannot check a reranker: all of them train it, and it ships at ``unchecked_weight`` (default 1, the
+    first stage's order) until ``semsearch tune --rerank`` checks it on judged queries. Training runs ``epochs`` epochs, more if needed to reach ``min_steps``,
     at most ``max_steps``. ``bf16`` (default: when the CPU supports it) runs forward and backward passes
     under bfloat16 autocast with float32 weights.
     """
@@ -177,11 +182,13 @@ def train_reranker(
     if not qids:
         raise BadInput("no query has a relevant document in the corpus")
     random.Random(seed).shuffle(qids)
-    folds = _folds(len(qids), cross_fit)
-    n_val = 0 if folds or len(qids) < 20 else int(round(len(qids) * validation_fraction))
+    if not 0 <= unchecked_weight <= 1:
+        raise BadInput(f"the unchecked blend weight must be in [0, 1], got {unchecked_weight}")
+    folds = _folds(len(qids), cross_fit) if data.judged else 0
+    n_val = 0 if folds or len(qids) < 20 or not data.judged else int(round(len(qids) * validation_fraction))
     n_val = n_val if n_val >= 2 else 0  # a check needs 2 queries at least
     val_qids, train_qids = sorted(qids[:n_val]), sorted(qids[n_val:])
-    mined = _Mined(data, qids, max(mine_depth, candidates), candidates, first_stage, progress)
+    mined = _Mined(data, qids, max(mine_depth, candidates), candidates if data.judged else 0, first_stage, progress)
 
     base_name = model_name(base)
     trainer = _Trainer(data, mined, recipe, model_folder(base_name))
@@ -218,7 +225,9 @@ def train_reranker(
         check = fit.best["check"]
     elif check is not None:
         history.append({"epoch": fit.epochs, "step": fit.steps, "loss": fit.last_epoch_loss, **check.to_dict()})
-    weight = check.weight if check is not None else 1.0
+    weight = check.weight if check is not None else (1.0 if data.judged else unchecked_weight)
+    if not data.judged:
+        method = "none: pseudo-queries cannot check a reranker"
     report = TrainingReport(
         output=str(output), base=base_name, source=data.source, epochs=fit.epochs, steps=fit.steps,
         groups_per_epoch=len(mined.positives(train_qids)), group_size=group_size, train_queries=len(train_qids),
@@ -274,7 +283,7 @@ class _Mined:
         self.passage: dict[tuple[str, str], str] = {}
         if engine is not None:
             dense = engine.first_stage(texts, depth, "dense")
-            checked = engine.first_stage(texts, candidates, None)
+            checked = engine.first_stage(texts, candidates, None) if candidates else [[] for _ in texts]
             for q, hits in zip(qids, dense + checked):
                 self.passage.update({(q, h.id): h.passage_texts(1)[0] for h in hits})
             self.ranked = {q: [h.id for h in hs] for q, hs in zip(qids, dense)}
@@ -363,7 +372,8 @@ class _Trainer:
                 pairs = []
                 for qid, pos in order[start : start + r.groups_per_step]:
                     negatives = _negatives(rng, data.qrels[qid], self.mined.ranked[qid][: r.mine_depth],
-                                           self.doc_ids, r.hard_negatives, r.group_size - 1)
+                                           self.doc_ids, r.hard_negatives, r.group_size - 1,
+                                           data.exclude.get(qid, frozenset()))
                     pairs += [(data.queries[qid], self.mined.text(qid, d)) for d in [pos] + negatives]
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=r.bf16):
                     logits = model(**self._encode(pairs)).logits.float().view(-1, r.group_size)
@@ -408,13 +418,14 @@ class _Trainer:
 
 
 def _negatives(rng: random.Random, relevant: Mapping[str, int], ranked: Sequence[str], doc_ids: Sequence[str],
-               hard: int, total: int) -> list[str]:
-    """``hard`` documents from the first-stage ranking that are not judged relevant, then random ones."""
-    pool = [d for d in ranked if relevant.get(d, 0) < 1]
+               hard: int, total: int, exclude: frozenset[str] = frozenset()) -> list[str]:
+    """``hard`` documents from the first-stage ranking that are not judged relevant (nor excluded), then
+    random ones."""
+    pool = [d for d in ranked if relevant.get(d, 0) < 1 and d not in exclude]
     chosen = rng.sample(pool, min(hard, len(pool)))
     while len(chosen) < total:
         d = doc_ids[rng.randrange(len(doc_ids))]
-        if relevant.get(d, 0) < 1 and d not in chosen:
+        if relevant.get(d, 0) < 1 and d not in chosen and d not in exclude:
             chosen.append(d)
         elif len(doc_ids) <= len(relevant) + len(chosen):  # tiny corpus: allow repeats
             chosen.append(d)
@@ -461,7 +472,8 @@ def _model_card(r: TrainingReport, history: list[dict]) -> str:
         f"| {h['gain']:+.4f} ± {h['gain_se']:.4f} | {h['weight']:.2f} |"
         for h in history
     )
-    verdict = ("**Worth using:** " if r.useful else "**Not better than the first stage:** ") + r.summary() + "."
+    verdict = ("**Not checked:** " if r.check is None else "**Worth using:** " if r.useful
+               else "**Not better than the first stage:** ") + r.summary() + "."
     table = f"""
 Check per epoch ({r.check_method}; the blend weight is chosen on other folds than the one it is judged on):
 
