@@ -209,12 +209,12 @@ def test_inverse_cloze_pseudo_queries_are_deterministic_for_a_seed():
 
 
 def test_pseudo_queries_never_draw_their_own_document_as_a_negative():
-    from semsearch.rerank.train import _negatives
+    from semsearch.rerank.mining import draw_negatives
 
     rng = random.Random(0)
     ids = [f"d{i}" for i in range(6)]
     for _ in range(50):
-        chosen = _negatives(rng, {"d0~ict": 1}, ["d0", "d1", "d2"], ids, hard=2, total=4, exclude=frozenset({"d0"}))
+        chosen = draw_negatives(rng, {"d0~ict": 1}, ["d0", "d1", "d2"], ids, hard=2, total=4, exclude=frozenset({"d0"}))
         assert "d0" not in chosen and len(chosen) == 4
 
 
@@ -233,3 +233,21 @@ def test_a_reranker_trained_on_pseudo_queries_is_not_checked_and_says_so(tmp_pat
     assert report.train_queries == 12 and "pseudo-queries, which cannot check it" in report.summary()
     assert "**Not checked:**" in (tmp_path / "r" / "README.md").read_text()
     assert Reranker(tmp_path / "r").first_stage_weight == 0.5
+
+
+def test_training_reads_each_candidate_as_the_index_s_best_passage_for_the_query():
+    from semsearch.rerank.mining import Mined
+    from semsearch.types import Passage
+
+    corpus = {d: Document(d, f"{d} start. {d} the part that matches.", f"T{d}") for d in ("a", "b", "c")}
+
+    class TwoSides:  # dense finds a and b; the default (hybrid) mode also finds c
+        def first_stage(self, texts, k, mode):
+            ids = ["a", "b"] if mode == "dense" else ["c", "a"]
+            return [[Hit(d, 1.0, r + 1, corpus[d].text, corpus[d].title, passages=(Passage(len(d) + 8, len(corpus[d].text)),))
+                     for r, d in enumerate(ids)] for _ in texts]
+
+    data = TrainingData(corpus, {"q": "which part matches"}, {"q": {"a": 1}}, "toy")
+    mined = Mined(data, ["q"], depth=2, candidates=2, engine=TwoSides(), progress=False)
+    assert mined.ranked["q"] == ["a", "b"] and mined.candidates["q"] == ["c", "a"]
+    assert [mined.text("q", d) for d in "abc"] == [f"T{d} {d} the part that matches." for d in "abc"]

@@ -23,24 +23,23 @@ positive is blended at weight 1: rankings keep the first stage's order.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..encode.models import DEFAULT_MODEL, bf16_supported, model_folder, model_name
+from ..encode.models import bf16_supported, model_folder, model_name
 from ..errors import BadInput
-from ..files import atomic_folder
-from ..version import __version__
-from .blend import BlendCheck, check_blend
+from .blend import BlendCheck
+from .card import VALIDATION_QUERIES, save_reranker
+from .mining import Mined, draw_negatives
 from .reranker import RERANKER_CONFIG
 from .training_data import TrainingData, read_training_data
 
@@ -50,8 +49,6 @@ log = logging.getLogger(__name__)
 
 #: Below this many judged queries the usefulness check is cross-fitted instead of held out.
 CROSS_FIT_BELOW = 300
-#: Written next to the model: the ids of the training queries the shipped model never saw.
-VALIDATION_QUERIES = "validation_queries.json"
 
 
 @dataclass(frozen=True)
@@ -159,11 +156,12 @@ def train_reranker(
     default first stage (hybrid when tuned). Without it the corpus is embedded in memory with the default
     bi-encoder and the check reranks that dense ranking. ``cross_fit`` is the number of folds of the
     check (default: 2 below :data:`CROSS_FIT_BELOW` queries, else a held-out ``validation_fraction``;
-    0 forces the held-out slice). Pseudo-queries (``data.judged`` false, e.g. :func:`~.training_data.inverse_cloze`)
-    cannot check a reranker: all of them train it, and it ships at ``unchecked_weight`` (default 1, the
-    first stage's order) until ``semsearch tune --rerank`` checks it on judged queries. Training runs ``epochs`` epochs, more if needed to reach ``min_steps``,
-    at most ``max_steps``. ``bf16`` (default: when the CPU supports it) runs forward and backward passes
-    under bfloat16 autocast with float32 weights.
+    0 forces the held-out slice). Pseudo-queries (``data.judged`` false, e.g.
+    :func:`~.training_data.inverse_cloze`) cannot check a reranker: all of them train it, and it ships
+    at ``unchecked_weight`` (default 1, the first stage's order) until ``semsearch tune --rerank``
+    checks it on judged queries. Training runs ``epochs`` epochs, more if needed to reach
+    ``min_steps``, at most ``max_steps``. ``bf16`` (default: when the CPU supports it) runs forward and
+    backward passes under bfloat16 autocast with float32 weights.
     """
     from tqdm.auto import tqdm
 
@@ -188,7 +186,7 @@ def train_reranker(
     n_val = 0 if folds or len(qids) < 20 or not data.judged else int(round(len(qids) * validation_fraction))
     n_val = n_val if n_val >= 2 else 0  # a check needs 2 queries at least
     val_qids, train_qids = sorted(qids[:n_val]), sorted(qids[n_val:])
-    mined = _Mined(data, qids, max(mine_depth, candidates), candidates if data.judged else 0, first_stage, progress)
+    mined = Mined(data, qids, max(mine_depth, candidates), candidates if data.judged else 0, first_stage, progress)
 
     base_name = model_name(base)
     trainer = _Trainer(data, mined, recipe, model_folder(base_name))
@@ -241,7 +239,7 @@ def train_reranker(
         check=check.to_dict() if check else None, check_method=method,
     )
     (log.info if report.useful else log.warning)("reranker %s: %s", output, report.summary())
-    _save(model, trainer.tokenizer, output, report, history, val_qids)
+    save_reranker(model, trainer.tokenizer, output, report, history, val_qids)
     return report
 
 
@@ -273,39 +271,6 @@ def _check_options(epochs, min_steps, max_steps, group_size, hard_negatives, gro
         raise BadInput(f"the check reranks at least 2 candidates per query, got {candidates}")
 
 
-class _Mined:
-    """Each query's first-stage results: its dense ranking (hard negatives), the candidates the check
-    reranks, and each (query, document)'s text as the reranker reads it (the best passage, when known)."""
-
-    def __init__(self, data: TrainingData, qids: list[str], depth: int, candidates: int, engine, progress: bool):
-        self.data = data
-        texts = [data.queries[q] for q in qids]
-        self.passage: dict[tuple[str, str], str] = {}
-        if engine is not None:
-            dense = engine.first_stage(texts, depth, "dense")
-            checked = engine.first_stage(texts, candidates, None) if candidates else [[] for _ in texts]
-            for q, hits in zip(qids, dense + checked):
-                self.passage.update({(q, h.id): h.passage_texts(1)[0] for h in hits})
-            self.ranked = {q: [h.id for h in hs] for q, hs in zip(qids, dense)}
-            self.candidates = {q: [h.id for h in hs] for q, hs in zip(qids, checked)}
-        else:
-            self.ranked = _embed_and_rank(data, qids, texts, depth, progress)
-            self.candidates = {q: ids[:candidates] for q, ids in self.ranked.items()}
-
-    def text(self, qid: str, doc_id: str) -> str:
-        return self.passage.get((qid, doc_id)) or self.data.corpus[doc_id].embedding_text
-
-    def positives(self, qids) -> list[tuple[str, str]]:
-        return [(q, d) for q in sorted(qids) for d, g in sorted(self.data.qrels[q].items())
-                if g >= 1 and d in self.data.corpus]
-
-    def check(self, qids: Sequence[str], scores: Mapping[str, np.ndarray], seed: int, source: str) -> BlendCheck | None:
-        if len(qids) < 2:
-            return None
-        return check_blend([self.candidates[q] for q in qids], [scores[q] for q in qids],
-                           [self.data.qrels[q] for q in qids], seed=seed, source=source)
-
-
 @dataclass
 class _Fit:
     epochs: int = 0
@@ -319,7 +284,7 @@ class _Fit:
 class _Trainer:
     """One recipe, one tokenizer; trains fresh models on sets of queries and scores check candidates."""
 
-    def __init__(self, data: TrainingData, mined: _Mined, recipe: _Recipe, folder: Path):
+    def __init__(self, data: TrainingData, mined: Mined, recipe: _Recipe, folder: Path):
         from transformers import AutoTokenizer
 
         self.data, self.mined, self.recipe, self.folder = data, mined, recipe, folder
@@ -371,9 +336,9 @@ class _Trainer:
                     break
                 pairs = []
                 for qid, pos in order[start : start + r.groups_per_step]:
-                    negatives = _negatives(rng, data.qrels[qid], self.mined.ranked[qid][: r.mine_depth],
-                                           self.doc_ids, r.hard_negatives, r.group_size - 1,
-                                           data.exclude.get(qid, frozenset()))
+                    negatives = draw_negatives(rng, data.qrels[qid], self.mined.ranked[qid][: r.mine_depth],
+                                                self.doc_ids, r.hard_negatives, r.group_size - 1,
+                                                data.exclude.get(qid, frozenset()))
                     pairs += [(data.queries[qid], self.mined.text(qid, d)) for d in [pos] + negatives]
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=r.bf16):
                     logits = model(**self._encode(pairs)).logits.float().view(-1, r.group_size)
@@ -415,87 +380,3 @@ class _Trainer:
             n = len(self.mined.candidates[q])
             result[q], at = flat[at : at + n], at + n
         return result
-
-
-def _negatives(rng: random.Random, relevant: Mapping[str, int], ranked: Sequence[str], doc_ids: Sequence[str],
-               hard: int, total: int, exclude: frozenset[str] = frozenset()) -> list[str]:
-    """``hard`` documents from the first-stage ranking that are not judged relevant (nor excluded), then
-    random ones."""
-    pool = [d for d in ranked if relevant.get(d, 0) < 1 and d not in exclude]
-    chosen = rng.sample(pool, min(hard, len(pool)))
-    while len(chosen) < total:
-        d = doc_ids[rng.randrange(len(doc_ids))]
-        if relevant.get(d, 0) < 1 and d not in chosen and d not in exclude:
-            chosen.append(d)
-        elif len(doc_ids) <= len(relevant) + len(chosen):  # tiny corpus: allow repeats
-            chosen.append(d)
-    return chosen
-
-
-def _embed_and_rank(data: TrainingData, qids: list[str], texts: list[str], depth: int,
-                    progress: bool) -> dict[str, list[str]]:
-    """Each query's top ``depth`` document ids from the default bi-encoder, the corpus embedded in memory."""
-    from tqdm.auto import tqdm
-
-    from ..encode.transformer import TransformerEmbedder
-
-    embedder = TransformerEmbedder(DEFAULT_MODEL)
-    doc_ids = sorted(data.corpus)
-    with tqdm(total=len(doc_ids), desc="mining negatives", unit="doc", file=sys.stderr, disable=not progress) as bar:
-        docs = embedder.encode([data.corpus[d].embedding_text for d in doc_ids], on_batch=bar.update)
-    scores = embedder.encode(texts) @ docs.T
-    top = np.argsort(-scores, axis=1, kind="stable")[:, :depth]
-    return {q: [doc_ids[i] for i in row] for q, row in zip(qids, top)}
-
-
-def _save(model, tokenizer, output: Path, report: TrainingReport, history: list[dict], val_qids: list[str]) -> None:
-    with atomic_folder(output) as tmp:
-        (tmp / VALIDATION_QUERIES).write_text(json.dumps(val_qids) + "\n", encoding="utf-8")
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        config = {
-            "semsearch_version": __version__,
-            "score_kind": "logit",
-            "max_length": report.max_length,
-            "first_stage_weight": report.first_stage_weight,
-            "check": report.check,
-            "training": asdict(report),
-            "history": history,
-        }
-        (tmp / RERANKER_CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-        (tmp / "README.md").write_text(_model_card(report, history), encoding="utf-8")
-
-
-def _model_card(r: TrainingReport, history: list[dict]) -> str:
-    rows = "\n".join(
-        f"| {h['epoch']} | {h['step']} | {h['loss']:.3f} | {h['first_stage_ndcg10']:.4f} | {h['reranked_ndcg10']:.4f} "
-        f"| {h['gain']:+.4f} ± {h['gain_se']:.4f} | {h['weight']:.2f} |"
-        for h in history
-    )
-    verdict = ("**Not checked:** " if r.check is None else "**Worth using:** " if r.useful
-               else "**Not better than the first stage:** ") + r.summary() + "."
-    table = f"""
-Check per epoch ({r.check_method}; the blend weight is chosen on other folds than the one it is judged on):
-
-| epoch | step | mean loss | first stage | reranked | gain over first stage | weight |
-|---|---|---|---|---|---|---|
-{rows}
-""" if rows else ""
-    return f"""# Cross-encoder reranker trained with semsearch {__version__}
-
-{verdict}
-
-- Base model: `{r.base}`{" with a fresh one-logit classification head" if r.base == DEFAULT_MODEL else ""}
-- Data: {r.source}; {r.train_queries} training queries, {r.groups_per_epoch} (query, positive) groups per epoch
-- Groups of {r.group_size}: the positive, hard negatives from the bi-encoder's top results that are not
-  judged relevant, and random documents; softmax cross-entropy over each group
-- {r.epochs} epoch(s), {r.steps} steps, max length {r.max_length} tokens, seed {r.seed}, {r.seconds / 60:.1f} minutes
-  (checks included)
-- Loss: {r.loss_first:.3f} (first 20 steps) → {r.loss_last:.3f} (last 20 steps)
-- Kept: epoch {r.best_epoch}. Scores are raw logits (`score_kind: logit`).
-- Usefulness check: {r.check_method}; first-stage blend weight {r.first_stage_weight:.2f}
-{table}
-Load it with `semsearch query … --rerank {r.output}` or `semsearch.Reranker({r.output!r})`; fit its blend weight
-for an index with `semsearch tune --rerank {r.output}` on judged queries it was not trained on.
-"""
-
