@@ -81,11 +81,11 @@ def pretrained(args, engine) -> tuple[Path, float]:
 def run_one(args, engine, train, test, size: int, seed: int, recipe: str) -> dict:
     """Train one reranker on ``size`` train queries (0: the no-label one) and rerank the test split with it."""
     qids, texts, hits, qrels = test
-    started = time.perf_counter()
-    options = dict(RECIPES.get(recipe, {}))
+    options, pretrain_seconds = dict(RECIPES.get(recipe, {})), 0.0
     if recipe == "ict-start":
-        options["base"], seconds = pretrained(args, engine)
-        options["base"] = str(options["base"])
+        base, pretrain_seconds = pretrained(args, engine)
+        options["base"] = str(base)
+    started = time.perf_counter()
     if size == 0:
         folder, seconds = pretrained(args, engine)
         reranker = Reranker(folder)
@@ -107,7 +107,8 @@ def run_one(args, engine, train, test, size: int, seed: int, recipe: str) -> dic
 
     row = {"size": size, "seed": seed, "recipe": recipe, "max_length": args.max_length, "train_queries": size,
            "steps": report.steps if report else None, "epochs": report.epochs if report else None,
-           "train_seconds": round(seconds, 1), "check": report.check if report else None,
+           "train_seconds": round(seconds, 1), "pretrain_seconds_here": round(pretrain_seconds, 1),
+           "check": report.check if report else None,
            "check_method": report.check_method if report else "none", "weight": reranker.first_stage_weight,
            "test_first_stage": ndcg(1.0), "test_shipped": ndcg(reranker.first_stage_weight),
            "test_cross_encoder": ndcg(0.0), "test_by_weight": {f"{w:.2f}": ndcg(w) for w in BLEND_WEIGHTS},
