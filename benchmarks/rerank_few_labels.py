@@ -185,7 +185,7 @@ def plot(table: list[dict], chosen: dict, first: float, path: Path) -> None:
     ax.set_xlabel("judged training queries (SciFact train split; 0: pseudo-queries from the corpus alone)")
     ax.set_ylabel("nDCG@10, SciFact test (300 queries)")
     ax.set_title("Reranking the hybrid top 20: mean ± sd over seeds")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="center right")
     fig.tight_layout()
     fig.savefig(path, dpi=130)
 
