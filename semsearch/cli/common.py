@@ -244,7 +244,6 @@ def rerank_candidates(reranker, candidates: int | None) -> int:
     return candidates
 
 
-
 def say_check(check) -> None:
     """A reranker's usefulness check (:class:`~semsearch.rerank.blend.BlendCheck`) in one line: on stdout
     when it helps, as a warning on stderr when it does not or was never checked."""
