@@ -244,9 +244,12 @@ def rerank_candidates(reranker, candidates: int | None) -> int:
     return candidates
 
 
-def say_check(check) -> None:
+def say_check(check, logged: bool = False) -> None:
     """A reranker's usefulness check (:class:`~semsearch.rerank.blend.BlendCheck`) in one line: on stdout
-    when it helps, as a warning on stderr when it does not or was never checked."""
+    when it helps, as a warning on stderr when it does not or was never checked (unless the library has
+    ``logged`` that warning already, as training and tuning do)."""
+    if logged and (check is None or not check.useful):
+        return
     if check is None:
         click.echo("note: this reranker has not been checked against a first stage; it is blended at the weight it "
                    "came with. Run `semsearch tune --rerank` with judged queries it was not trained on.", err=True)

@@ -72,7 +72,7 @@ def tune(index_dir, queries_file, qrels_file, methods, rerank, candidates, mode,
         click.echo(f"reranker {tuned.name}: blend weight {tuned.first_stage_weight:.2f} ({t['mode']} first stage, "
                    f"top {t['candidates']}): nDCG@10 {t['ndcg_at_10']:.4f} on {t['queries']} queries"
                    + (" (not stored: --dry-run)" if dry_run else f"; default reranker of {engine.path}"))
-        say_check(tuned.check)
+        say_check(tuned.check, logged=True)
         return
     fusion = engine.tune_fusion(queries, qrels, methods=[m.strip() for m in methods.split(",") if m.strip()],
                                 save=not dry_run)

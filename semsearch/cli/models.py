@@ -66,4 +66,4 @@ def train_reranker_cmd(data, output, base, split, epochs, min_steps, max_steps, 
                             first_stage=engine, overwrite=overwrite, progress=not quiet)
     click.echo(f"trained reranker written to {report.output}: {report.steps} steps in {report.seconds / 60:.1f} min, "
                f"loss {report.loss_first:.3f} -> {report.loss_last:.3f}")
-    say_check(report.blend_check)
+    say_check(report.blend_check, logged=True)

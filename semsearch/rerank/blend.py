@@ -77,6 +77,11 @@ class BlendCheck:
     source: str = "held-out queries"
 
     @property
+    def held_out_ndcg10(self) -> float:
+        """The cross-fitted nDCG@10 of the blend: the first stage's plus the gain."""
+        return self.first_stage_ndcg10 + self.gain
+
+    @property
     def useful(self) -> bool:
         """True when the cross-fitted held-out gain is positive by more than :data:`MARGIN_SE` standard
         errors; otherwise the weight is 1."""

@@ -214,7 +214,7 @@ def train_reranker(
         epoch_check = mined.check(val_qids, trainer.score(model, val_qids), seed, "held-out training queries")
         history.append({"epoch": epoch, "step": step, "loss": loss, **epoch_check.to_dict()})
         log.info("epoch %d: %s", epoch, epoch_check.summary())
-        return {"score": epoch_check.first_stage_ndcg10 + epoch_check.gain, "check": epoch_check}
+        return {"score": epoch_check.held_out_ndcg10, "check": epoch_check}
 
     fit = trainer.fit(model, train_qids, seed, bar, on_epoch)
     bar.close()
@@ -234,7 +234,7 @@ def train_reranker(
         loss_last=float(np.mean(fit.losses[-20:])) if fit.losses else float("nan"),
         validation_ndcg10_first_stage=check.first_stage_ndcg10 if check else float("nan"),
         validation_ndcg10_reranked=check.reranked_ndcg10 if check else float("nan"),
-        validation_ndcg10_blended=check.first_stage_ndcg10 + check.gain if check else float("nan"),
+        validation_ndcg10_blended=check.held_out_ndcg10 if check else float("nan"),
         first_stage_weight=weight, max_length=max_length, seed=seed, seconds=time.perf_counter() - started,
         check=check.to_dict() if check else None, check_method=method,
     )
