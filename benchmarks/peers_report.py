@@ -102,10 +102,13 @@ def plot(summary: dict, path: Path) -> None:
     if not modes:
         return
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    placed: list[float] = []
     for system, mode, m in modes:
+        crowd = sum(abs(m["ndcg10"] - y) < 0.004 for y in placed)  # labels at one height: stack them
+        placed.append(m["ndcg10"])
         color = "tab:red" if system.startswith("semsearch") else "tab:blue"
         ax.scatter(m["p50_ms"], m["ndcg10"], color=color, marker="o" if system.startswith("semsearch") else "s")
-        ax.annotate(f"{LABELS[system]} {mode}", (m["p50_ms"], m["ndcg10"]), fontsize=7, xytext=(4, 3),
+        ax.annotate(f"{LABELS[system]} {mode}", (m["p50_ms"], m["ndcg10"]), fontsize=7, xytext=(4, 3 - 9 * crowd),
                     textcoords="offset points")
     ax.set_xscale("log")
     ax.set_xlabel("query latency p50, ms (one query at a time, warm process; log scale)")
