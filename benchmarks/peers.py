@@ -21,7 +21,10 @@ imports, models and memory never carry over from one system to the next:
 
 Rounds (``--rounds``, at least 3) run every system once each, the order rotating. Results are appended to
 ``--results`` as one JSON line per measurement, and measurements already there are skipped, so a run can
-be resumed; the report (``docs/benchmarks/peers.md`` tables, the plot) is made from all lines.
+be resumed; the report (``docs/benchmarks/peers.md`` tables, the plot) is made from all lines. Every round
+must run on the same kind of CPU (model and key flags): the driver refuses a results file with rows from
+another, and ``--resume-from RUN.json`` (a saved ``--json`` run) brings back only the rows of this CPU kind,
+so a later session on that kind can add rounds to an earlier one's.
 
     .venv-peers/bin/pip install -c constraints.txt -e ".[onnx,openvino]" -r benchmarks/requirements-peers.txt
     .venv-peers/bin/python benchmarks/peers.py [--data ../shared/datasets/beir/scifact] [--rounds 3] \\
@@ -238,13 +241,49 @@ def done_keys(path: Path) -> set[tuple]:
     return {(r["corpus"], r["system"], r["round"], r["task"]) for r in map(json.loads, path.read_text().splitlines())}
 
 
+def same_cpu(a: dict, b: dict) -> bool:
+    """Whether two rows' machines are the same kind of CPU (model and the flags that change the kernels run)."""
+    return (a.get("cpu"), sorted(a.get("key_flags", []))) == (b.get("cpu"), sorted(b.get("key_flags", [])))
+
+
+def resume_from(args, here: dict) -> None:
+    """Copy the rows of a saved run (``--json`` output) into the results file, where they were measured on this
+    kind of CPU and are not there yet: rounds of one benchmark must come from one kind of machine."""
+    rows = json.loads(args.resume_from.read_text())["rows"]
+    done = done_keys(args.results)
+    kept = [r for r in rows if same_cpu(r["machine"], here)
+            and (r["corpus"], r["system"], r["round"], r["task"]) not in done]
+    with args.results.open("a") as f:
+        f.writelines(json.dumps(r) + "\n" for r in kept)
+    other = {(r["machine"].get("cpu"), tuple(r["machine"].get("key_flags", []))) for r in rows
+             if not same_cpu(r["machine"], here)}
+    print(f"resumed {len(kept)} of {len(rows)} rows from {args.resume_from}"
+          + (f"; skipped rows measured on another CPU: {sorted(other)}" if other else ""), file=sys.stderr)
+
+
+def check_one_cpu(path: Path, here: dict) -> None:
+    """Refuse to add rounds measured here to a results file whose rows come from another kind of CPU."""
+    if not path.is_file():
+        return
+    other = {(r["machine"].get("cpu"), tuple(r["machine"].get("key_flags", [])))
+             for r in map(json.loads, path.read_text().splitlines()) if not same_cpu(r["machine"], here)}
+    if other:
+        raise SystemExit(f"{path} holds rows measured on another CPU {sorted(other)}; this one is "
+                         f"{(here.get('cpu'), here.get('key_flags'))}. Medians over rounds must come from one kind "
+                         "of machine: pass a new --results file (and --resume-from a saved run of this CPU).")
+
+
 def drive(args) -> None:
     from machine import machine
 
     args.results.parent.mkdir(parents=True, exist_ok=True)
+    here = machine()
+    if args.resume_from:
+        resume_from(args, here)
+    check_one_cpu(args.results, here)
     if "fastembed" in args.systems:  # in its own process, like every measurement (the driver stays small)
         run_worker(args, "fastembed", args.corpora[0], "export", WORK / "minilm-onnx")
-    done, stamp = done_keys(args.results), {"machine": machine(), "date": date.today().isoformat()}
+    done, stamp = done_keys(args.results), {"machine": here, "date": date.today().isoformat()}
 
     def record(row: dict) -> None:
         with args.results.open("a") as f:
@@ -302,6 +341,8 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=WORK / "results.jsonl")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "benchmarks" / "peers.png")
     parser.add_argument("--json", type=Path, default=None, help="write the summary here")
+    parser.add_argument("--resume-from", type=Path, default=None,
+                        help="a saved run (--json output): its rows measured on this kind of CPU join the results file")
     parser.add_argument("--limit", type=int, default=0, help="smoke test: the first N documents and queries")
     # worker options
     parser.add_argument("--system"), parser.add_argument("--corpus"), parser.add_argument("--task")
