@@ -28,7 +28,7 @@ import statistics
 import time
 from pathlib import Path
 
-from fewshot_sst import (
+from fewshot import (
     DEFAULT_DATA,
     SUMMARY_HEADER,
     machine,

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from fewshot_sst import DEFAULT_DATA, machine, samples, scores
+from fewshot import DEFAULT_DATA, machine, samples, scores
 
 
 def seed_list(text: str) -> list[int]:

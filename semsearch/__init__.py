@@ -5,7 +5,7 @@ stores them in a FAISS index (plus a BM25 side) with the documents in SQLite and
 searches them — dense, lexical or hybrid (:class:`Fusion`), with metadata filters — and a
 :class:`Reranker` (a cross-encoder, which :func:`train_reranker` can make) reorders
 the top candidates; :class:`ThresholdLabeler` and :class:`SetFitLabeler` turn scores
-and texts into labels from a few examples.
+and texts into labels from a few examples, :class:`ZeroShotLabeler` from label descriptions alone.
 
 >>> from semsearch import SearchEngine, read_corpus
 >>> engine = SearchEngine.build(read_corpus("builtin:python-docs"), "indexes/python")  # doctest: +SKIP
@@ -33,6 +33,7 @@ from .index.engine import SearchEngine
 from .index.fusion import Fusion
 from .label.setfit import SetFitLabeler
 from .label.threshold import ThresholdLabeler
+from .label.zeroshot import ZeroShotLabeler
 from .rerank.reranker import PairScores, Reranker
 from .rerank.train import TrainingReport, train_reranker
 from .types import Document, EvalResult, Hit, Passage
@@ -55,6 +56,7 @@ __all__ = [
     "TrainingReport",
     "ThresholdLabeler",
     "SetFitLabeler",
+    "ZeroShotLabeler",
     "read_corpus",
     "read_queries",
     "read_qrels",

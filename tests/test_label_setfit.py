@@ -25,7 +25,7 @@ def test_setfit_learns_a_separable_task_and_roundtrips(tiny_bert, tmp_path, desc
     lab = SetFitLabeler(tiny_bert, descriptions=descriptions, tuning="contrastive", num_iterations=5,
                         description_scale=1.0, seed=0).fit(A + B, ["animal"] * 4 + ["water"] * 4)
     assert lab.fit_info["tuning"] == "contrastive"
-    assert lab._features(["x"]).shape[1] == 32 + (2 if descriptions else 0)  # description cosines join the features
+    assert lab._features(["x"]).shape[1] == 32 + 2  # cosines to the descriptions (or prototypes) join the features
     probe = ["the dog sat on the mat", "stars over rivers"]
     assert lab.predict(probe) == ["animal", "water"]
     proba = lab.predict_proba(probe)
@@ -152,12 +152,13 @@ def test_few_examples_get_epochs_up_to_the_minimum_steps_and_fold_models_the_sam
 def test_pairs_are_whole_iterations_within_the_budget(tiny_bert):
     texts, labels = A + B, ["animal"] * 4 + ["water"] * 4
     # 40 pairs of budget: 2 iterations (2 × 2 × 8 = 32 pairs) fit, 3 (48) would not; batches of 16 → 2 steps
-    lab = SetFitLabeler(tiny_bert, max_pairs=40, batch_size=16, seed=0).fit(texts, labels)
+    lab = SetFitLabeler(tiny_bert, tuning="contrastive", max_pairs=40, batch_size=16, seed=0).fit(texts, labels)
     assert (lab.fit_info["pairs_iterations"], lab.fit_info["pairs"], lab.fit_info["steps"]) == (2, 32, 2)
 
 
 def test_crossfit_temperature_is_fitted_saved_and_applied(tiny_bert, tmp_path):
-    lab = SetFitLabeler(tiny_bert, num_iterations=2, description_scale=1.0, calibration="crossfit", seed=0).fit(
+    lab = SetFitLabeler(tiny_bert, tuning="contrastive", num_iterations=2, description_scale=1.0,
+                        calibration="crossfit", seed=0).fit(
         A + B, ["animal"] * 4 + ["water"] * 4)
     assert lab.fit_info["calibration"] == "crossfit" and lab.temperature != 1.0
     probe = ["the dog sat on the mat", "stars over rivers", "the cat"]
@@ -210,7 +211,8 @@ def test_crossfit_models_tuned_alongside_each_draw_their_own_dropout(tiny_bert):
     for mine, theirs in zip(alongside.body.parameters(), serial.body.parameters()):
         assert torch.equal(mine, theirs)
     # contrastive tuning (setfit's trainer) stays one model after another
-    contrastive = SetFitLabeler(tiny_bert, num_iterations=1, calibration="crossfit", parallel=2, seed=0)
+    contrastive = SetFitLabeler(tiny_bert, tuning="contrastive", num_iterations=1, calibration="crossfit", parallel=2,
+                                seed=0)
     assert contrastive.fit(A + B, ["animal"] * 4 + ["water"] * 4).fit_info["parallel"] == 1
 
 

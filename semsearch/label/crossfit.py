@@ -26,13 +26,13 @@ CROSSFIT_FOUR_FOLDS_BELOW = 200
 
 
 def fold_count(tuning: str, labels: Sequence[str], classes: Sequence[str]) -> int:
-    """Four folds for description tuning below :data:`CROSSFIT_FOUR_FOLDS_BELOW` examples, else two;
+    """Four folds for description or prototype tuning below :data:`CROSSFIT_FOUR_FOLDS_BELOW` examples, else two;
     never more than the rarest label has examples.
 
     >>> fold_count("descriptions", ["a"] * 3 + ["b"] * 8, ["a", "b"])
     3
     """
-    k = 4 if tuning == "descriptions" and len(labels) < CROSSFIT_FOUR_FOLDS_BELOW else 2
+    k = 4 if tuning in ("descriptions", "prototypes") and len(labels) < CROSSFIT_FOUR_FOLDS_BELOW else 2
     return min(k, min(list(labels).count(c) for c in classes))
 
 
@@ -79,8 +79,8 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return p / p.sum(axis=1, keepdims=True)
 
 
-#: the temperatures considered: 600 steps, evenly spaced in log T, from 0.05 to 100.
-GRID = np.exp(np.linspace(np.log(0.05), np.log(100.0), 600))
+#: the temperatures considered: evenly spaced in log T (steps of 0.0127), from 0.01 to 100.
+GRID = np.exp(np.linspace(np.log(0.01), np.log(100.0), 727))
 
 
 def log_loss(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -89,11 +89,21 @@ def log_loss(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.array([-np.log(softmax(logits / t)[rows, y] + 1e-12).mean() for t in GRID])
 
 
-def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
-    """The temperature T in [0.05, 100] minimising the log loss of ``softmax(logits / T)`` on labels ``y``.
+def fit_temperature(logits: np.ndarray, y: np.ndarray, prior_sd: float | None = None) -> float:
+    """The temperature T in [0.01, 100] minimising the log loss of ``softmax(logits / T)`` on labels ``y``.
+
+    With ``prior_sd``, the most probable T under a normal prior on log T centred on 0 (T = 1: the
+    head's own scale) with that standard deviation: the summed log loss plus ``(log T)² / (2 prior_sd²)``.
+    From few out-of-fold labels the plain minimum is mostly noise; the prior pulls it towards 1 by as
+    much as the labels leave it uncertain, and many labels outweigh it.
 
     >>> z = np.array([[4.0, 0.0], [0.0, 4.0], [4.0, 0.0], [0.0, 4.0]])
     >>> fit_temperature(z, np.array([0, 1, 1, 0])) > 10     # right half the time: soften a lot
     True
+    >>> 1 < fit_temperature(z, np.array([0, 1, 1, 0]), prior_sd=0.5) < 3   # four labels move T less
+    True
     """
-    return float(GRID[int(np.argmin(log_loss(logits, y)))])
+    objective = len(y) * log_loss(logits, y)
+    if prior_sd is not None:
+        objective = objective + np.log(GRID) ** 2 / (2 * prior_sd ** 2)
+    return float(GRID[int(np.argmin(objective))])

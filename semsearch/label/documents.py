@@ -8,7 +8,10 @@ Two labellers:
   a :class:`~semsearch.label.threshold.ThresholdLabeler` fitted on the examples' scores
   turns that into a label and a calibrated probability.
 - ``setfit``: a :class:`~semsearch.label.setfit.SetFitLabeler` trained on the examples
-  (with LABELS.json its body is tuned towards the label descriptions, else on contrastive pairs).
+  (with LABELS.json its body is tuned towards the label descriptions, else towards label prototypes).
+- ``zero-shot``: no examples, a :class:`~semsearch.label.zeroshot.ZeroShotLabeler`: the label whose
+  description is closest; its probabilities are not calibrated, and each output line says so
+  (``"calibrated": false``).
 
 Output is JSONL ``{"id", "label", "probability"}``, appended batch by batch and
 flushed, so an interrupted run loses at most one batch; a re-run skips ids
@@ -35,7 +38,7 @@ from .threshold import ABSTAIN, ThresholdLabeler
 __all__ = ["DescriptionScorer", "LabelSummary", "read_examples", "read_label_descriptions", "fit_labeler",
            "label_documents", "METHODS"]
 
-METHODS = ("threshold", "setfit")
+METHODS = ("threshold", "setfit", "zero-shot")
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,8 @@ class DescriptionScorer:
 
 
 class _ThresholdMethod:
+    calibrated = True
+
     def __init__(self, scorer: DescriptionScorer, labeler: ThresholdLabeler):
         self.scorer, self.labeler = scorer, labeler
 
@@ -117,6 +122,8 @@ class _ThresholdMethod:
 
 
 class _SetFitMethod:
+    calibrated = True
+
     def __init__(self, labeler):
         self.labeler = labeler
 
@@ -125,11 +132,26 @@ class _SetFitMethod:
         return [(self.labeler.classes[i], float(row[i])) for row, i in zip(proba, proba.argmax(axis=1))]
 
 
+class _ZeroShotMethod(_SetFitMethod):
+    calibrated = False
+
+
 def fit_labeler(method: str, texts: Sequence[str], labels: Sequence[str], descriptions: Mapping[str, str] | None,
                 *, reranker=None, embedder=None, seed: int = 0, abstain_band: float = 0.0):
-    """Fit the chosen labeller on the examples; returns an object with ``label(texts)``."""
+    """Fit the chosen labeller on the examples; returns an object with ``label(texts)`` and ``calibrated``.
+    ``zero-shot`` takes descriptions and no examples."""
     if method not in METHODS:
         raise BadInput(f"unknown method {method!r}; valid values are: {', '.join(METHODS)}")
+    if method == "zero-shot":
+        if texts:
+            raise BadInput("the zero-shot method takes no examples; with examples use setfit or threshold")
+        if not descriptions:
+            raise BadInput("the zero-shot method needs LABELS.json with a description of every label")
+        from .zeroshot import ZeroShotLabeler
+
+        return _ZeroShotMethod(ZeroShotLabeler(descriptions, embedder=embedder))
+    if not texts:
+        raise BadInput(f"the {method} method learns from examples; give some, or use the zero-shot method")
     names = sorted(set(labels) | set(descriptions or {}))
     unknown = sorted(set(labels) - set(descriptions)) if descriptions else []
     if unknown:
@@ -167,7 +189,10 @@ def label_documents(docs: Iterable[Document], method, output: str | os.PathLike,
             nonlocal labelled
             results = method.label([d.embedding_text for d in pending])
             for doc, (label, p) in zip(pending, results):
-                fh.write(json.dumps({"id": doc.id, "label": label, "probability": round(p, 6)}, ensure_ascii=False) + "\n")
+                row = {"id": doc.id, "label": label, "probability": round(p, 6)}
+                if not getattr(method, "calibrated", True):
+                    row["calibrated"] = False
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
                 counts[label] += 1
             fh.flush()
             os.fsync(fh.fileno())

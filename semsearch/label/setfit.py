@@ -55,6 +55,7 @@ from .crossfit import (
 )
 from .tuning import Turns, run_alongside, tuning_epochs
 from .tuning import tune_on_descriptions as _tune_on_descriptions
+from .tuning import tune_on_prototypes as _tune_on_prototypes
 
 __all__ = ["SetFitLabeler"]
 
@@ -65,7 +66,9 @@ _CONFIG = "labeler.json"
 _HEAD = "head.json"
 _BODY = "body"
 CALIBRATIONS = ("auto", "crossfit", "none")
-TUNINGS = ("auto", "contrastive", "descriptions")
+TUNINGS = ("auto", "contrastive", "descriptions", "prototypes")
+#: the tunings that run in threads alongside each other (their own loop, seeded dropout streams)
+_THREADED = ("descriptions", "prototypes")
 #: with a cross-fitted temperature, description tuning takes at least this many steps (``description_min_steps``).
 DESCRIPTION_MIN_STEPS = 24
 
@@ -160,6 +163,7 @@ class SetFitLabeler:
         description_logit_scale: float = 20.0,
         description_min_steps: int | None = None,
         tune_word_embeddings: bool = False,
+        prototype_features: bool = True,
         calibration: str = "auto",
         parallel: int | None = None,
         bf16: bool | None = None,
@@ -184,7 +188,8 @@ class SetFitLabeler:
         self.settings = {"tuning": tuning, "description_epochs": description_epochs,
                          "description_logit_scale": description_logit_scale,
                          "description_min_steps": description_min_steps,
-                         "tune_word_embeddings": bool(tune_word_embeddings), "num_iterations": num_iterations,
+                         "tune_word_embeddings": bool(tune_word_embeddings),
+                         "prototype_features": bool(prototype_features), "num_iterations": num_iterations,
                          "max_pairs": max_pairs, "epochs": epochs,
                          "batch_size": batch_size, "body_lr": body_lr, "head_c": head_c,
                          "description_scale": description_scale, "calibration": calibration, "parallel": parallel,
@@ -197,7 +202,11 @@ class SetFitLabeler:
         self._coef: np.ndarray | None = None
         self._intercept: np.ndarray | None = None
         self._descriptions_emb: np.ndarray | None = None
+        self._prototypes: np.ndarray | None = None
         self.fit_info: dict[str, Any] = {}
+        #: after a cross-fitted fit: each example's head logits from the fold model that did not see it
+        #: (rows in the order of the examples given to :meth:`fit`, columns in :attr:`classes` order)
+        self.out_of_fold_logits: np.ndarray | None = None
         self._turns: Turns | None = None  # shared with the models tuned alongside (_fold_jobs)
 
     def fit(self, texts: Sequence[str], labels: Sequence[Any]) -> "SetFitLabeler":
@@ -230,12 +239,12 @@ class SetFitLabeler:
         bf16 = bf16_supported() if s["bf16"] is None else s["bf16"]
         tuning = s["tuning"]
         if tuning == "auto":
-            tuning = "descriptions" if set(self.descriptions) == set(self.classes) else "contrastive"
+            tuning = "descriptions" if set(self.descriptions) == set(self.classes) else "prototypes"
         if tuning == "descriptions" and set(self.descriptions) != set(self.classes):
             missing = ", ".join(sorted(set(self.classes) - set(self.descriptions)))
             raise BadInput(f"tuning='descriptions' needs a description of every label; none for: {missing}")
         body = SentenceTransformer(str(model_folder(self.model)), device="cpu")
-        if tuning == "descriptions":
+        if tuning in _THREADED:
             min_steps = s["description_min_steps"]
             if min_steps is None:
                 min_steps = DESCRIPTION_MIN_STEPS if crossfit else 0
@@ -249,6 +258,12 @@ class SetFitLabeler:
         def tune() -> int:
             if tuning == "contrastive":
                 return self._tune_contrastive(body, train_texts, train_labels, iterations, bf16)
+            if tuning == "prototypes":
+                return _tune_on_prototypes(body, texts, [self.classes.index(y) for y in labels], epochs=epochs,
+                                           batch_size=s["batch_size"], lr=s["body_lr"],
+                                           scale=s["description_logit_scale"], seed=s["seed"], bf16=bf16,
+                                           word_embeddings=s["tune_word_embeddings"], progress=self.progress,
+                                           turns=turns)
             return _tune_on_descriptions(body, texts, [self.classes.index(y) for y in labels],
                                          [self.descriptions[c] for c in self.classes], epochs=epochs,
                                          batch_size=s["batch_size"], lr=s["body_lr"],
@@ -261,17 +276,21 @@ class SetFitLabeler:
         steps, *held_out = run_alongside([tune, *folds], parallel, turns)
         self.body = body
         self._descriptions_emb = self._encode(list(self.descriptions.values())) if self.descriptions else None
+        emb = self._encode(examples)
+        self._prototypes, features = None, self._features_of(emb)
+        if not self.descriptions and s["prototype_features"]:
+            self._prototypes, features = self._prototype_features(emb, labels)
         head_c = s["head_c"] if s["head_c"] is not None else len(self.classes) / len(examples)
         head = LogisticRegression(C=head_c, max_iter=2000, random_state=s["seed"])
-        head.fit(self._features(examples), labels)
+        head.fit(features, labels)
         coef = np.asarray(head.coef_, dtype=np.float64)
         intercept = np.asarray(head.intercept_, dtype=np.float64)
         if len(self.classes) == 2:  # sklearn keeps one row for two classes: the logit of classes_[1]
             coef, intercept = np.vstack([np.zeros_like(coef[0]), coef[0]]), np.array([0.0, intercept[0]])
         self._coef, self._intercept = coef, intercept  # rows follow head.classes_, which is sorted = self.classes
-        self.temperature = 1.0
+        self.temperature, self.out_of_fold_logits = 1.0, None
         if crossfit:
-            logits = assemble(held_out, len(examples), len(self.classes))
+            logits = self.out_of_fold_logits = assemble(held_out, len(examples), len(self.classes))
             self.temperature = fit_temperature(logits, np.array([self.classes.index(v) for v in labels]))
         self.fit_info = {"examples": len(examples), "tuning": tuning, "pairs_iterations": iterations,
                          "pairs": pairs, "epochs": epochs, "steps": steps, "bf16": bf16, "head_c": head_c,
@@ -306,10 +325,10 @@ class SetFitLabeler:
         return int(trainer.st_trainer.state.global_step)
 
     def _parallel(self, tuning: str) -> int:
-        """How many models :func:`run_alongside` may tune at once: only description tuning runs in threads."""
+        """How many models :func:`run_alongside` may tune at once: only our own tunings run in threads."""
         import torch
 
-        if tuning != "descriptions":
+        if tuning not in _THREADED:
             return 1
         return self.settings["parallel"] or torch.get_num_threads()
 
@@ -333,7 +352,7 @@ class SetFitLabeler:
         k = fold_count(tuning, labels, self.classes)
         settings = dict(self.settings, calibration="none", tuning=tuning, seed=seed,
                         max_pairs=max(2, self.settings["max_pairs"] * (k - 1) // k))
-        if tuning == "descriptions":
+        if tuning in _THREADED:
             settings.update(description_epochs=epochs, description_min_steps=0)
 
         def make() -> "SetFitLabeler":
@@ -348,10 +367,29 @@ class SetFitLabeler:
                                 normalize_embeddings=True, show_progress_bar=False).astype(np.float64)
 
     def _features(self, texts: Sequence[str]) -> np.ndarray:
-        emb = self._encode(texts)
-        if self._descriptions_emb is None:
+        return self._features_of(self._encode(texts))
+
+    def _features_of(self, emb: np.ndarray) -> np.ndarray:
+        """The head's features: the embedding, then its cosines to the label descriptions (or, without
+        descriptions, to the label prototypes) times ``description_scale``."""
+        anchors = self._descriptions_emb if self._descriptions_emb is not None else self._prototypes
+        if anchors is None:
             return emb
-        return np.hstack([emb, self.settings["description_scale"] * emb @ self._descriptions_emb.T])
+        return np.hstack([emb, self.settings["description_scale"] * emb @ anchors.T])
+
+    def _prototype_features(self, emb: np.ndarray, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The label prototypes (each label's normalised mean example embedding, rows in :attr:`classes`
+        order) and the examples' head features against them, each example left out of its own label's
+        prototype, as a new text is: otherwise the head would learn from cosines a text never has."""
+        y = np.array([self.classes.index(v) for v in labels])
+        sums = np.zeros((len(self.classes), emb.shape[1]))
+        np.add.at(sums, y, emb)
+        own = np.eye(len(self.classes))[y]  # (n, classes)
+        left_out = sums[None, :, :] - own[:, :, None] * emb[:, None, :]
+        norms = np.linalg.norm(left_out, axis=2, keepdims=True)
+        left_out = np.divide(left_out, norms, out=np.zeros_like(left_out), where=norms > 0)
+        cosines = np.einsum("nd,nkd->nk", emb, left_out)
+        return _unit_rows(sums), np.hstack([emb, self.settings["description_scale"] * cosines])
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Probabilities ``(n, len(classes))``, columns in :attr:`classes` order."""
@@ -360,6 +398,12 @@ class SetFitLabeler:
         if not texts:
             return np.empty((0, len(self.classes)))
         return softmax(self._logits(texts) / self.temperature)
+
+    def decision_function(self, texts: Sequence[str]) -> np.ndarray:
+        """The head's logits ``(n, len(classes))`` before the temperature: ``predict_proba`` is their
+        softmax after dividing by :attr:`temperature`."""
+        self._check_fitted()
+        return self._logits([str(t) for t in texts]) if texts else np.empty((0, len(self.classes)))
 
     def _logits(self, texts: Sequence[str]) -> np.ndarray:
         return self._features(texts) @ self._coef.T + self._intercept
@@ -379,6 +423,7 @@ class SetFitLabeler:
             (tmp / _HEAD).write_text(json.dumps({
                 "classes": self.classes, "coef": self._coef.tolist(), "intercept": self._intercept.tolist(),
                 "descriptions_embedding": None if self._descriptions_emb is None else self._descriptions_emb.tolist(),
+                "prototypes": None if self._prototypes is None else self._prototypes.tolist(),
                 "temperature": self.temperature,
             }), encoding="utf-8")
             (tmp / _CONFIG).write_text(json.dumps({
@@ -406,8 +451,15 @@ class SetFitLabeler:
         lab.temperature = float(head.get("temperature", 1.0))
         if head.get("descriptions_embedding") is not None:
             lab._descriptions_emb = np.asarray(head["descriptions_embedding"])
+        if head.get("prototypes") is not None:
+            lab._prototypes = np.asarray(head["prototypes"])
         return lab
 
     def _check_fitted(self) -> None:
         if self.body is None or self._coef is None:
             raise BadInput("the labeller is not fitted yet; call fit() first")
+
+
+def _unit_rows(a: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(a, axis=1, keepdims=True)
+    return np.divide(a, norms, out=np.zeros_like(a), where=norms > 0)

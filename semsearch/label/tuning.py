@@ -1,7 +1,9 @@
-"""Stage 3, the body's tuning step of :class:`semsearch.label.setfit.SetFitLabeler` with label descriptions.
+"""Stage 3, the body's tuning step of :class:`semsearch.label.setfit.SetFitLabeler`: towards label descriptions
+or, without descriptions, towards label prototypes.
 
-Each example's cosines to the label descriptions, times a scale, are trained as logits with
-cross-entropy; the descriptions are encoded by the body being tuned, in every step, so both move.
+Each example's cosines to the label descriptions (:func:`tune_on_descriptions`) or to the means of the
+other examples of each label (:func:`tune_on_prototypes`), times a scale, are trained as logits with
+cross-entropy.
 :func:`tuning_epochs` says how many epochs a fit gets; :func:`run_alongside` tunes several models at once.
 """
 
@@ -59,6 +61,57 @@ def tune_on_descriptions(body, texts: list[str], targets: list[int], description
     backward passes and optimiser steps, which draw nothing, run alongside the others'. Raises
     :class:`Stopped` at the first step after ``turns.stop`` is set.
     """
+    def logits(embed, idx, texts_emb):
+        return scale * texts_emb @ embed(descriptions).T
+
+    return _tune(body, texts, targets, logits, None, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                 bf16=bf16, progress=progress, word_embeddings=word_embeddings, turns=turns,
+                 desc="tuning on descriptions")
+
+
+def tune_on_prototypes(body, texts: list[str], targets: list[int], *, epochs: int, batch_size: int, lr: float,
+                       scale: float, seed: int, bf16: bool, progress: bool, word_embeddings: bool = False,
+                       turns: Turns | None = None) -> int:
+    """Fine-tune ``body`` in place so each text's cosines to the label prototypes, times ``scale``, predict its label.
+
+    Tuning on descriptions without descriptions: a label's prototype is the mean of its examples'
+    embeddings (prototypical networks), leaving the text itself out of its own label's mean, so a text
+    is never pulled towards itself. The prototypes are embedded without gradients by the body as it is
+    at the start of every epoch (one extra forward pass over the examples an epoch, no dropout); the
+    loss moves each text towards its own label's prototype and away from the others' (a label with one
+    example has no prototype of its own for it: that text is only moved away from the others). Threads, dropout and ``turns`` as in :func:`tune_on_descriptions`;
+    returns the optimiser steps taken.
+    """
+    import torch
+
+    y = torch.tensor(targets)
+    classes = int(y.max()) + 1
+    counts = torch.bincount(y, minlength=classes).float()
+    state: dict = {}
+
+    def refresh(embed):
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            body.eval()
+            emb = torch.cat([embed(texts[k:k + 64]) for k in range(0, len(texts), 64)])
+            body.train()
+        state["emb"] = emb
+        state["sums"] = torch.zeros(classes, emb.shape[1]).index_add_(0, y, emb)
+
+    def logits(embed, idx, texts_emb):
+        own = torch.nn.functional.one_hot(y[idx], classes).float()  # (batch, classes)
+        sums = state["sums"].unsqueeze(0) - own.unsqueeze(2) * state["emb"][idx].unsqueeze(1)
+        protos = torch.nn.functional.normalize(sums / (counts - own).clamp(min=1).unsqueeze(2), dim=-1)
+        return scale * torch.einsum("bd,bcd->bc", texts_emb, protos)
+
+    return _tune(body, texts, targets, logits, refresh, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                 bf16=bf16, progress=progress, word_embeddings=word_embeddings, turns=turns,
+                 desc="tuning on prototypes")
+
+
+def _tune(body, texts: list[str], targets: list[int], logits_of: Callable, before_epoch: Callable | None, *,
+          epochs: int, batch_size: int, lr: float, seed: int, bf16: bool, progress: bool, word_embeddings: bool,
+          turns: Turns | None, desc: str) -> int:
+    """The loop both tunings share: cross-entropy of ``logits_of(embed, batch indices, batch embeddings)``."""
     import torch
     from tqdm.auto import tqdm
 
@@ -84,10 +137,11 @@ def tune_on_descriptions(body, texts: list[str], targets: list[int], description
         p.requires_grad_(trainable[id(p)] and id(p) not in frozen)
     body.train()
     try:
-        with tqdm(total=epochs * per_epoch, desc="tuning on descriptions", unit="step", disable=not progress,
-                  file=sys.stderr) as bar:
+        with tqdm(total=epochs * per_epoch, desc=desc, unit="step", disable=not progress, file=sys.stderr) as bar:
             for _ in range(epochs):
                 order = torch.randperm(len(texts), generator=generator)
+                if before_epoch is not None:
+                    before_epoch(embed)
                 for start in range(0, len(texts), batch_size):
                     if turns.stop.is_set():
                         raise Stopped("tuning stopped: a model tuned alongside failed or was interrupted")
@@ -96,7 +150,7 @@ def tune_on_descriptions(body, texts: list[str], targets: list[int], description
                         torch.set_rng_state(dropout_state)
                         texts_emb = torch.cat([embed([texts[i] for i in idx[k:k + SUB_BATCH]])
                                                for k in range(0, len(idx), SUB_BATCH)])
-                        logits = scale * texts_emb @ embed(descriptions).T
+                        logits = logits_of(embed, idx, texts_emb)
                         dropout_state = torch.get_rng_state()
                     loss = torch.nn.functional.cross_entropy(logits.float(), y[idx])
                     optimizer.zero_grad()
