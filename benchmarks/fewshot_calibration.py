@@ -52,11 +52,20 @@ def ece_at(fit: dict, temperature: float) -> float:
     return expected_calibration_error(proba[np.arange(len(pred)), pred], pred == fit["y_eval"])
 
 
-def rules(prior_sds: list[float]) -> dict[str, callable]:
-    found = {"T=1": lambda fit: 1.0, "oof optimum": lambda fit: fit_temperature(fit["oof"], fit["y_train"])}
+def rules(prior_sds: list[float], fixed: list[float]) -> dict[str, callable]:
+    """Temperature rules: ``fit -> T``, or ``None`` where the rule needs out-of-fold logits the fit lacks."""
+    found = {"T=1": lambda fit: 1.0}
+    for t in fixed:
+        found[f"T={t:g}"] = lambda fit, t=t: t
+    found["oof optimum"] = lambda fit: fit_temperature(fit["oof"], fit["y_train"]) if fit["oof"].size else None
     for sd in prior_sds:
-        found[f"prior sd {sd:g}"] = lambda fit, sd=sd: fit_temperature(fit["oof"], fit["y_train"], prior_sd=sd)
+        found[f"prior sd {sd:g}"] = lambda fit, sd=sd: (
+            fit_temperature(fit["oof"], fit["y_train"], prior_sd=sd) if fit["oof"].size else None)
     return found
+
+
+def _or_inf(x: float) -> float:
+    return float("inf") if np.isnan(x) else x
 
 
 def main() -> None:
@@ -64,18 +73,20 @@ def main() -> None:
     parser.add_argument("folders", type=Path, nargs="+")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--split", default="dev", choices=["dev", "test"])
-    parser.add_argument("--prior-sds", default="0.25,0.5,0.75,1,1.5,2")
+    parser.add_argument("--prior-sds", default="0.25,0.5,1,2")
+    parser.add_argument("--fixed", default="0.5,2,3", help="fixed temperatures to score too (no out-of-fold logits needed)")
     parser.add_argument("--plot", type=Path, default=None, help="PNG: reliability diagrams of the chosen rule")
     args = parser.parse_args()
-    fits = [f for f in load(args.folders, args.data, args.split) if f["oof"].size]
+    fits = load(args.folders, args.data, args.split)
     if not fits:
-        sys.exit("no fits with out-of-fold logits (train with calibration='crossfit' and --save-logits)")
-    candidates = rules([float(s) for s in args.prior_sds.split(",")])
+        sys.exit("no saved logits found (fewshot.py or fewshot_dev.py --save-logits)")
+    candidates = rules([float(s) for s in args.prior_sds.split(",")], [float(s) for s in args.fixed.split(",")])
     ece: dict[tuple, dict[str, float]] = defaultdict(dict)  # (dataset, shots, seed, method) -> rule -> ECE
     for fit in fits:
         key = (fit["dataset"], fit["shots"], fit["seed"], fit["method"])
         for rule, temperature in candidates.items():
-            ece[key][rule] = ece_at(fit, temperature(fit))
+            t = temperature(fit)
+            ece[key][rule] = ece_at(fit, t) if t is not None else float("nan")
     settings = sorted({(k[0], k[1], k[3]) for k in ece})
     print(f"| dataset | shots | method | seeds | {' | '.join(candidates)} |")
     print("|---|---|---|---|" + "---|" * len(candidates))
@@ -91,11 +102,11 @@ def main() -> None:
                            for s in settings if (s[0] != held) == inside]
             return statistics.mean(per_setting) if per_setting else float("nan")
 
-        chosen = min(candidates, key=lambda r: mean_over(r, True))
+        chosen = min(candidates, key=lambda r: _or_inf(mean_over(r, True)))  # rules defined on every setting
         print(f"- {held}: chosen on the others: {chosen}; on {held}: ECE {mean_over(chosen, False):.3f} "
               f"(T=1 {mean_over('T=1', False):.3f}, oof optimum {mean_over('oof optimum', False):.3f})")
     if args.plot:
-        overall = min(candidates, key=lambda r: statistics.mean(ece[k][r] for k in ece))
+        overall = min(candidates, key=lambda r: _or_inf(statistics.mean(ece[k][r] for k in ece)))
         panels = []
         for setting in settings:
             chosen = [f for f in fits if (f["dataset"], f["shots"], f["method"]) == setting]

@@ -1,20 +1,22 @@
-"""Choosing SetFitLabeler's defaults on the SST dev splits (never the test splits).
+"""Choosing SetFitLabeler's defaults on the dev splits of SST-2, SST-5, TREC and Subj (never the test splits).
 
 Each variant is a set of SetFitLabeler keyword arguments on top of the defaults; every variant
 is trained on the same seeded sample (drawn from the train split, the seeds apart from
-fewshot_sst.py's 0-4), one after another for each seed (in reverse order on every other seed, and
+fewshot.py's 0-4), one after another for each seed (in reverse order on every other seed, and
 labeller seed with ``--labeller-seed-offsets``, so that a drift in the machine's speed favours none),
 and scored on the dev split: accuracy, ECE of the predicted label's probability (10 bins), training
 seconds, mean ± std over seeds; then each variant's training time as a ratio to the first variant's
 on the same seed (geometric mean, range).
-The README's "how the defaults were chosen" cites its runs.
+docs/benchmarks/fewshot.md's "how the defaults were chosen" cites its runs. ``descriptions=None`` in a
+variant trains without the label descriptions; ``--save-logits`` keeps each fit's logits for
+``fewshot_calibration.py``.
 
 ``--labeller-seed-offsets 0,100,200`` trains every variant on each sample once per offset, with the
 labeller seeded ``sample seed + offset`` (batch order, dropout, folds): the spread of training alone,
 on one sample. It then also prints, per setting and variant, that within-sample standard deviation of
 the accuracy and the ECE (pooled over the samples) against the standard deviation of the per-sample means.
 
-    python benchmarks/fewshot_dev.py --variants "default" "head_c=1.0" [--datasets sst2,sst5]
+    python benchmarks/fewshot_dev.py --variants "default" "head_c=1.0" [--datasets sst2,sst5,trec,subj]
         [--shots 8,64] [--seeds 10,11,12,13] [--labeller-seed-offsets 0] [--data ../shared/datasets/classification]
     python benchmarks/fewshot_dev.py --from-json docs/fewshot-sst/dev-2026-12-01-parallel-64.json   # re-summarise
 """
@@ -28,6 +30,7 @@ import statistics
 import time
 from pathlib import Path
 
+import numpy as np
 from fewshot import (
     DEFAULT_DATA,
     SUMMARY_HEADER,
@@ -49,12 +52,14 @@ def parse_variant(text: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--datasets", default="sst2,sst5")
+    parser.add_argument("--datasets", default="sst2,sst5,trec,subj")
     parser.add_argument("--shots", default="8,64")
     parser.add_argument("--seeds", default="10,11,12,13")
     parser.add_argument("--labeller-seed-offsets", default="0")
     parser.add_argument("--variants", nargs="+", default=["default", "head_c=1.0"])
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--save-logits", type=Path, default=None,
+                        help="a folder: each fit's out-of-fold and dev logits as .npz (fewshot_calibration.py reads them)")
     parser.add_argument("--from-json", type=Path, default=None, help="summarise a saved run's rows; no training")
     args = parser.parse_args()
     if args.from_json:
@@ -67,6 +72,8 @@ def main() -> None:
 
     print(json.dumps({"machine": machine()}), flush=True)
     variants = {v: parse_variant(v) for v in args.variants}
+    if args.save_logits:
+        args.save_logits.mkdir(parents=True, exist_ok=True)
     results = []
     offsets = [int(s) for s in args.labeller_seed_offsets.split(",")]
     settings = samples(args.data, args.datasets.split(","), [int(s) for s in args.shots.split(",")],
@@ -76,10 +83,17 @@ def main() -> None:
         for offset in offsets:
             for variant, kwargs in list(variants.items())[::1 if turn % 2 == 0 else -1]:
                 start = time.perf_counter()
-                lab = SetFitLabeler(descriptions=descriptions, seed=seed + offset, **kwargs).fit(texts, labels)
+                options = {"descriptions": descriptions, "seed": seed + offset, **kwargs}  # descriptions=None: none
+                lab = SetFitLabeler(**options).fit(texts, labels)
                 seconds = time.perf_counter() - start
+                if args.save_logits:
+                    np.savez(args.save_logits / f"{name}-{shots}-{seed + offset}-{variant.replace('-', '_')}.npz",
+                             out_of_fold=lab.out_of_fold_logits if lab.out_of_fold_logits is not None else np.empty(0),
+                             train_labels=np.array([lab.classes.index(y) for y in labels]),
+                             eval=lab.decision_function(dev_texts), temperature=lab.temperature,
+                             classes=np.array(lab.classes))
                 row = {"dataset": name, "shots": shots, "seed": seed, "labeller_seed": seed + offset,
-                       "variant": variant,
+                       "variant": variant, **{k: lab.fit_info[k] for k in ("tuning", "epochs", "steps", "calibration")},
                        **scores(lab.predict_proba(dev_texts), lab.classes, dev_labels), "train_s": seconds,
                        "temperature": lab.temperature, "head_c": lab.fit_info["head_c"]}
                 results.append(row)

@@ -1,6 +1,6 @@
 """How good is SetFitLabeler's cross-fitted temperature? Fitted T against the split's own best T.
 
-For each seeded sample (fewshot_sst.py's samples; `--split dev` to study, `test` only to diagnose),
+For each seeded sample (fewshot.py's samples; `--split dev` to study, `test` only to diagnose),
 trains the labeller with its defaults, then draws the out-of-fold logits ``--repeats`` times: repeat 0
 is exactly the labeller's own cross-fitting (its folds and fold models, seeded with the sample's seed),
 repeat r > 0 uses other folds and fold-model seeds (seed + 1000 r). Reports, per seed and summarised:

@@ -15,8 +15,9 @@ from semsearch import BadInput, ZeroShotLabeler
 from semsearch.cli import cli
 from semsearch.label.crossfit import GRID, fit_temperature, softmax
 from semsearch.label.reliability import reliability_bins, reliability_diagram
-from semsearch.label.setfit import SetFitLabeler
+from semsearch.label.setfit import BODY_LR, SetFitLabeler
 from semsearch.label.threshold import expected_calibration_error
+from semsearch.label.zeroshot import ZERO_SHOT_SCALE
 
 A = ["the cat sat on the mat", "a dog barked at the cat", "the cat and the dog", "a cat on a mat"]
 B = ["rivers flow to the sea", "bright stars over the sea", "the sea under the stars", "rivers and stars"]
@@ -41,6 +42,7 @@ def test_without_descriptions_auto_tunes_towards_prototypes_and_learns_a_separab
     before = SentenceTransformer(str(tiny_bert), device="cpu")
     lab = SetFitLabeler(tiny_bert, description_epochs=20, body_lr=1e-3, description_scale=1.0, seed=0).fit(A + B, LABELS)
     assert lab.fit_info["tuning"] == "prototypes" and lab.fit_info["steps"] == 20
+    assert lab.fit_info["body_lr"] == 1e-3
     # each text moved towards the mean of the other texts of its label, away from the other label's
     assert _prototype_margin(lab.body, A + B, LABELS) > _prototype_margin(before, A + B, LABELS) + 0.1
     probe = ["the dog sat on the mat", "stars over rivers"]
@@ -56,6 +58,9 @@ def test_without_descriptions_auto_tunes_towards_prototypes_and_learns_a_separab
     np.testing.assert_allclose(again.predict_proba(probe), lab.predict_proba(probe), atol=1e-6)
     plain = SetFitLabeler(tiny_bert, description_epochs=1, prototype_features=False, seed=0).fit(A + B, LABELS)
     assert plain._features(probe).shape[1] == 32 and plain._prototypes is None
+    assert plain.fit_info["body_lr"] == BODY_LR["prototypes"] > BODY_LR["contrastive"]  # each tuning's own default
+    with pytest.raises(BadInput, match="body_lr must be positive"):
+        SetFitLabeler(tiny_bert, body_lr=0)
 
 
 def test_prototype_tuning_with_a_single_example_label_still_runs(tiny_bert):
@@ -160,7 +165,7 @@ def test_zero_shot_picks_the_closest_description_and_says_it_is_uncalibrated():
     proba = lab.predict_proba(["my cat and dog"])
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     cos = lab.cosines(["my cat and dog"])
-    np.testing.assert_allclose(proba, softmax(20.0 * cos))
+    np.testing.assert_allclose(proba, softmax(ZERO_SHOT_SCALE * cos))
     assert lab.predict_proba([]).shape == (0, 2)
     with pytest.raises(BadInput, match="at least two labels"):
         ZeroShotLabeler({"pet": "cats"}, embedder=_Words())

@@ -48,8 +48,9 @@ def test_tuning_on_descriptions_pulls_each_text_to_its_label_description(tiny_be
         cos = lab._encode(A + B) @ lab._descriptions_emb.T
         return float(np.mean(np.r_[cos[:4, 0] - cos[:4, 1], cos[4:, 1] - cos[4:, 0]]))
 
+    # the scale the toy was written for (the tiny random model's probe texts are close calls at the default 10)
     lab = SetFitLabeler(tiny_bert, descriptions=descriptions, description_epochs=20, body_lr=1e-3,
-                        description_scale=1.0, seed=0).fit(A + B, ["animal"] * 4 + ["water"] * 4)
+                        description_logit_scale=20.0, description_scale=1.0, seed=0).fit(A + B, ["animal"] * 4 + ["water"] * 4)
     assert lab.fit_info["tuning"] == "descriptions" and lab.fit_info["steps"] == 20  # "auto" with every label described
     assert margin(lab) > margin(before) + 0.1
     assert lab.predict(probe) == ["animal", "water"]
@@ -68,7 +69,7 @@ def test_tuning_on_descriptions_pulls_each_text_to_its_label_description(tiny_be
                                atol=1e-6)
     # same seed, same labeller
     again = SetFitLabeler(tiny_bert, descriptions=descriptions, description_epochs=20, body_lr=1e-3,
-                          description_scale=1.0, seed=0).fit(A + B, ["animal"] * 4 + ["water"] * 4)
+                          description_logit_scale=20.0, description_scale=1.0, seed=0).fit(A + B, ["animal"] * 4 + ["water"] * 4)
     np.testing.assert_allclose(again.predict_proba(probe), lab.predict_proba(probe), atol=1e-6)
 
 

@@ -22,9 +22,10 @@ from .crossfit import softmax
 
 __all__ = ["ZeroShotLabeler", "ZERO_SHOT_SCALE"]
 
-#: Cosine-to-logit scale of the zero-shot probabilities: the scale description tuning trains its cosines
-#: at (``SetFitLabeler(description_logit_scale=20)``). The probabilities stay uncalibrated whatever it is.
-ZERO_SHOT_SCALE = 20.0
+#: Cosine-to-logit scale of the zero-shot probabilities, the one description tuning trains its cosines at. No
+#: scale calibrates every dataset: on the dev splits the ECE was lowest at 20 for SST-2, 5 for SST-5 and Subj,
+#: 10-20 for TREC; 10 has the lowest mean (0.095; 5: 0.113, 20: 0.129). So the probabilities stay uncalibrated.
+ZERO_SHOT_SCALE = 10.0
 
 
 class ZeroShotLabeler:
