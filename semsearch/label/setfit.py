@@ -2,7 +2,7 @@
 
 :class:`SetFitLabeler` fine-tunes the sentence-transformers body on a few labelled
 examples, then fits a logistic-regression head on the tuned embeddings (SetFit's
-two steps). The body is tuned one of two ways:
+two steps). The body is tuned one of three ways:
 
 - ``contrastive``: SetFit's contrastive pairs, with the ``setfit`` library (each label
   description, when given, is one more example of its label);
@@ -10,12 +10,14 @@ two steps). The body is tuned one of two ways:
   example's cosines to the descriptions are trained as logits with cross-entropy, so
   the body learns to put a text next to its label's description. Starting from the
   descriptions' zero-shot signal, this needs far fewer steps than pairs do.
+- ``prototypes`` (the default without a description of every label): the same, with each
+  label's prototype — the mean embedding of its other examples — in place of its description.
 
-Descriptions are also evidence for the head: each text's cosine to every description,
-scaled by ``description_scale``, is appended to its embedding. Probabilities are
+Descriptions (or, without them, the prototypes) are also evidence for the head: each text's
+cosine to every description, scaled by ``description_scale``, is appended to its embedding. Probabilities are
 calibrated with a temperature fitted on out-of-fold predictions (``calibration``,
 :mod:`semsearch.label.crossfit`); with
-description tuning the fold models are tuned alongside the full one, in threads (``parallel``).
+description or prototype tuning the fold models are tuned alongside the full one, in threads (``parallel``).
 
 Saved without pickle: the body as a sentence-transformers folder (safetensors),
 the head's weights as JSON (setfit's own ``save_pretrained`` would write the head
@@ -92,12 +94,18 @@ class SetFitLabeler:
             library). ``"descriptions"``: each example's cosines to the label descriptions, times
             ``description_logit_scale``, are trained as logits with cross-entropy (every label needs a
             description; the descriptions are encoded by the body being tuned, so they move with it) for
-            ``description_epochs`` epochs. ``"auto"`` (default): ``descriptions`` when every label has
-            one, else ``contrastive``. Chosen on the SST dev splits (3-4 seeds); on the test splits (5
-            seeds, README) against contrastive: +2.1 points at SST-5 8-shot, +2.6 at 64-shot, +0.3 and
-            0.0 on SST-2 8- and 64-shot, in less time except at SST-5 64-shot (75 s against 56 s).
-        epochs, batch_size, body_lr: fine-tuning settings (setfit's defaults); ``epochs`` counts passes over
+            ``description_epochs`` epochs. ``"prototypes"``: the same with each label's prototype (the
+            mean embedding of its examples, the text itself left out; :func:`~semsearch.label.tuning.
+            tune_on_prototypes`) in place of its description. ``"auto"`` (default): ``descriptions`` when
+            every label has one, else ``prototypes``. Descriptions against contrastive, on the SST dev
+            splits (3-4 seeds); on the test splits (5 seeds) against contrastive: +2.1 points at SST-5
+            8-shot, +2.6 at 64-shot, +0.3 and 0.0 on SST-2 8- and 64-shot. Prototypes replaced
+            contrastive pairs without descriptions on the dev splits of SST-2, SST-5, TREC and Subj
+            (docs/benchmarks/fewshot.md).
+        epochs, batch_size: fine-tuning settings (setfit's defaults); ``epochs`` counts passes over
             the pairs (contrastive) and ``description_epochs`` over the examples.
+        body_lr: the body's learning rate; ``None`` (default): :data:`BODY_LR` of the tuning (setfit's 2e-5
+            for pairs, 5e-5 for descriptions and prototypes, chosen with the scale on four dev splits).
         head_c: inverse L2 strength of the logistic-regression head (scikit-learn's ``C``). ``None``
             (default): 1 / (examples per label), so the penalty keeps the same weight against the head's
             log loss at every number of examples. The tuned body separates its few training examples
@@ -128,8 +136,11 @@ class SetFitLabeler:
         bf16: run the body's tuning under bfloat16 autocast (float32 weights); default: when the
             CPU supports it (about 1.6x faster on this project's machine, same accuracy within noise).
         description_epochs, description_logit_scale: passes over the examples and the cosine scale of
-            ``tuning="descriptions"`` (chosen on the SST dev splits: scales 10-40 within a point of each
-            other at SST-5 8-shot; at SST-5 64-shot 4 epochs gave 37.6 against 37.3 with 3 and 35.8 with 2).
+            ``tuning="descriptions"`` and ``"prototypes"`` (at SST-5 64-shot 4 epochs gave 37.6 against 37.3
+            with 3 and 35.8 with 2; the scale 10, with lr 5e-5, on four dev splits at 8-shot: at 20 the
+            loss saturates and TREC's question types were learnt 5-10 points worse).
+        prototype_features: without descriptions, give the head each text's cosines to the label
+            prototypes (the examples' own left out of their label's; kept with the head). Default ``True``.
         description_min_steps: with few examples, more epochs than ``description_epochs``, as many as it
             takes to reach this many optimiser steps (the cross-fitting fold models then train for as many
             epochs as the full one). ``None`` (default): :data:`DESCRIPTION_MIN_STEPS` when a cross-fitted
