@@ -73,21 +73,24 @@ def test_prototype_tuning_with_a_single_example_label_still_runs(tiny_bert):
 
 
 def test_prototype_features_leave_each_example_out_of_its_own_label(tiny_bert):
-    lab = SetFitLabeler(tiny_bert, description_scale=3.0)
-    lab.classes = ["a", "b"]
+    from semsearch.label.features import leave_one_out_prototypes
+
     rng = np.random.default_rng(0)
-    emb = rng.normal(size=(7, 5))
+    emb = rng.normal(size=(8, 5))
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    labels = ["a", "b", "a", "a", "b", "b", "a"]
-    protos, features = lab._prototype_features(emb, labels)
+    y = [0, 1, 0, 0, 1, 1, 0, 2]  # label 2 has a single example: nothing left to compare it with
+    protos, cosines = leave_one_out_prototypes(emb, y, 3)
     unit = lambda v: v / np.linalg.norm(v)  # noqa: E731
-    for c, name in enumerate(lab.classes):  # the prototypes: each label's normalised mean
-        np.testing.assert_allclose(protos[c], unit(emb[[i for i, y in enumerate(labels) if y == name]].mean(0)))
+    for c in range(3):  # the prototypes: each label's normalised mean
+        np.testing.assert_allclose(protos[c], unit(emb[[i for i, v in enumerate(y) if v == c]].mean(0)))
     for i in range(len(emb)):  # brute force: cosines to the other examples' means, own label without i
-        expected = [emb[i] @ unit(emb[[j for j, y in enumerate(labels) if y == name and j != i]].mean(0))
-                    for name in lab.classes]
-        np.testing.assert_allclose(features[i, :5], emb[i])
-        np.testing.assert_allclose(features[i, 5:], 3.0 * np.array(expected), atol=1e-12)
+        others = [[j for j, v in enumerate(y) if v == c and j != i] for c in range(3)]
+        expected = [emb[i] @ unit(emb[js].mean(0)) if js else 0.0 for js in others]
+        np.testing.assert_allclose(cosines[i], expected, atol=1e-12)
+    lab = SetFitLabeler(tiny_bert, description_scale=3.0)  # the head's features: embedding, then scaled cosines
+    lab.classes = ["a", "b", "c"]
+    _, features = lab._prototype_features(emb, [lab.classes[v] for v in y])
+    np.testing.assert_allclose(features, np.hstack([emb, 3.0 * cosines]))
 
 
 def test_crossfit_runs_prototype_fold_models_alongside(tiny_bert):
@@ -97,6 +100,11 @@ def test_crossfit_runs_prototype_fold_models_alongside(tiny_bert):
     assert lab.fit_info["parallel"] == min(torch.get_num_threads(), 5)
     z = lab.decision_function(["the cat"]) / lab.temperature
     np.testing.assert_allclose(lab.predict_proba(["the cat"]), softmax(z))
+    # the temperature: the out-of-fold optimum under the default prior on log T (sd 1)
+    y = np.array([lab.classes.index(v) for v in LABELS])
+    assert lab.temperature == fit_temperature(lab.out_of_fold_logits, y, prior_sd=1.0)
+    with pytest.raises(BadInput, match="temperature_prior_sd must be positive"):
+        SetFitLabeler(tiny_bert, temperature_prior_sd=0)
 
 
 def test_temperature_prior_pulls_few_labels_towards_one_and_many_labels_not():

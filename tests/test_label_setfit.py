@@ -353,3 +353,16 @@ def test_label_every_document_of_an_index(tmp_path, minilm):
     assert [r["label"] for r in rows] == ["pet", "other", "pet", "other", "pet", "other"]
     both = CliRunner().invoke(cli, [str(a) for a in args + ["--input", tmp_path / "texts.txt"]])
     assert both.exit_code == 2 and "exactly one of --index or --input" in both.stderr
+
+
+def test_fit_loads_its_bodies_without_transformers_bars_and_leaves_the_switch_as_found(tiny_bert, capfd):
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.enable_progress_bar()
+    SetFitLabeler(tiny_bert, calibration="crossfit", seed=0).fit(A + B, ["animal"] * 4 + ["water"] * 4)
+    assert "Loading weights" not in capfd.readouterr().err  # one body per fold, none of them with a bar
+    assert hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    SetFitLabeler(tiny_bert, seed=0).fit(A + B, ["animal"] * 4 + ["water"] * 4)
+    assert not hf_logging.is_progress_bar_enabled()
+    hf_logging.enable_progress_bar()

@@ -79,8 +79,8 @@ def tune_on_prototypes(body, texts: list[str], targets: list[int], *, epochs: in
     is never pulled towards itself. The prototypes are embedded without gradients by the body as it is
     at the start of every epoch (one extra forward pass over the examples an epoch, no dropout); the
     loss moves each text towards its own label's prototype and away from the others' (a label with one
-    example has no prototype of its own for it: that text is only moved away from the others). Threads, dropout and ``turns`` as in :func:`tune_on_descriptions`;
-    returns the optimiser steps taken.
+    example has no prototype of its own for it: that text is only moved away from the others). Threads,
+    dropout and ``turns`` as in :func:`tune_on_descriptions`; returns the optimiser steps taken.
     """
     import torch
 

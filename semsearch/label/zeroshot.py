@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import BadInput
 from .crossfit import softmax
+from .features import unit_rows
 
 __all__ = ["ZeroShotLabeler", "ZERO_SHOT_SCALE"]
 
@@ -54,14 +55,14 @@ class ZeroShotLabeler:
         self.classes = sorted(descriptions)
         self.descriptions = {c: descriptions[c] for c in self.classes}
         self.embedder, self.scale = embedder, float(scale)
-        self._desc = _unit(embedder.encode([self.descriptions[c] for c in self.classes]))
+        self._desc = unit_rows(embedder.encode([self.descriptions[c] for c in self.classes]))
 
     def cosines(self, texts: Sequence[str]) -> np.ndarray:
         """``(n, len(classes))`` cosines of each text to each description, columns in :attr:`classes` order."""
         texts = [str(t) for t in texts]
         if not texts:
             return np.empty((0, len(self.classes)))
-        return _unit(self.embedder.encode(texts)) @ self._desc.T
+        return unit_rows(self.embedder.encode(texts)) @ self._desc.T
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Softmax of the scaled cosines (uncalibrated), columns in :attr:`classes` order."""
@@ -69,9 +70,3 @@ class ZeroShotLabeler:
 
     def predict(self, texts: Sequence[str]) -> list[str]:
         return [self.classes[i] for i in self.cosines(texts).argmax(axis=1)]
-
-
-def _unit(rows) -> np.ndarray:
-    a = np.asarray(rows, dtype=np.float64)
-    norms = np.linalg.norm(a, axis=1, keepdims=True)
-    return np.divide(a, norms, out=np.zeros_like(a), where=norms > 0)
