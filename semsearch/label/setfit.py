@@ -36,14 +36,18 @@ import logging
 import os
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..encode.models import bf16_supported, model_folder, model_name
+from ..encode.models import (
+    bf16_supported,
+    load_sentence_transformer,
+    model_folder,
+    model_name,
+)
 from ..errors import BadInput, ManifestMismatch
 from ..files import atomic_folder
 from ..version import __version__
@@ -271,7 +275,7 @@ class SetFitLabeler:
         if tuning == "descriptions" and set(self.descriptions) != set(self.classes):
             missing = ", ".join(sorted(set(self.classes) - set(self.descriptions)))
             raise BadInput(f"tuning='descriptions' needs a description of every label; none for: {missing}")
-        body = _load_body(model_folder(self.model))
+        body = load_sentence_transformer(model_folder(self.model))
         if tuning in _THREADED:
             min_steps = s["description_min_steps"]
             if min_steps is None:
@@ -286,7 +290,7 @@ class SetFitLabeler:
 
         def tune() -> int:
             if tuning == "contrastive":
-                return self._tune_contrastive(body, train_texts, train_labels, iterations, bf16)
+                return self._tune_contrastive(body, train_texts, train_labels, iterations, bf16, body_lr)
             if tuning == "prototypes":
                 return _tune_on_prototypes(body, texts, [self.classes.index(y) for y in labels], epochs=epochs,
                                            batch_size=s["batch_size"], lr=body_lr,
@@ -321,7 +325,7 @@ class SetFitLabeler:
         if crossfit:
             logits = self.out_of_fold_logits = assemble(held_out, len(examples), len(self.classes))
             self.temperature = fit_temperature(logits, np.array([self.classes.index(v) for v in labels]),
-                                               prior_sd=s.get("temperature_prior_sd"))
+                                               prior_sd=s["temperature_prior_sd"])
         self.fit_info = {"examples": len(examples), "tuning": tuning, "pairs_iterations": iterations,
                          "pairs": pairs, "epochs": epochs, "steps": steps, "body_lr": body_lr, "bf16": bf16,
                          "head_c": head_c,
@@ -330,7 +334,8 @@ class SetFitLabeler:
                          "seconds": time.perf_counter() - started}
         return self
 
-    def _tune_contrastive(self, body, texts: list[str], labels: list[str], iterations: int, bf16: bool) -> int:
+    def _tune_contrastive(self, body, texts: list[str], labels: list[str], iterations: int, bf16: bool,
+                          body_lr: float) -> int:
         """SetFit's contrastive fine-tuning of ``body`` in place; returns the optimiser steps taken."""
         import torch
         from datasets import Dataset
@@ -343,7 +348,7 @@ class SetFitLabeler:
         with tempfile.TemporaryDirectory() as tmp:
             args = TrainingArguments(
                 output_dir=tmp, batch_size=s["batch_size"], num_epochs=s["epochs"], num_iterations=iterations,
-                body_learning_rate=s["body_lr"] or BODY_LR["contrastive"], seed=s["seed"], report_to="none",
+                body_learning_rate=body_lr, seed=s["seed"], report_to="none",
                 save_strategy="no",
                 logging_strategy="no", logging_first_step=False,
                 show_progress_bar=self.progress,
@@ -469,7 +474,7 @@ class SetFitLabeler:
             raise ManifestMismatch(f"{folder} is not a semsearch SetFit labeller ({_FORMAT})")
         lab = cls(descriptions=config["descriptions"], **config["settings"])
         lab.model, lab.fit_info = config["model"], config["fit"]
-        lab.body = _load_body(folder / _BODY)
+        lab.body = load_sentence_transformer(folder / _BODY)
         lab.classes = head["classes"]
         lab._coef, lab._intercept = np.asarray(head["coef"]), np.asarray(head["intercept"])
         lab.temperature = float(head.get("temperature", 1.0))
@@ -483,22 +488,3 @@ class SetFitLabeler:
         if self.body is None or self._coef is None:
             raise BadInput("the labeller is not fitted yet; call fit() first")
 
-
-_LOADING = threading.Lock()
-
-
-def _load_body(folder: Path):
-    """The SentenceTransformer in ``folder``, on the CPU, without transformers' "Loading weights" bar: a fit
-    loads one body per cross-fitting fold, and a bar per load of a local folder tells the user nothing. The
-    switch is global in transformers, so loads take turns and each puts back the state it found."""
-    from sentence_transformers import SentenceTransformer
-    from transformers.utils import logging as hf_logging
-
-    with _LOADING:
-        shown = hf_logging.is_progress_bar_enabled()
-        hf_logging.disable_progress_bar()
-        try:
-            return SentenceTransformer(str(folder), device="cpu")
-        finally:
-            if shown:
-                hf_logging.enable_progress_bar()
