@@ -68,6 +68,13 @@ def _crash_words(crash: dict | None, system: str) -> str:
     return f"reopens; {crash['found']} / {crash['acknowledged']} acknowledged found"
 
 
+def _with_range(median: float, span: list | None, digits: int) -> str:
+    """``median (low-high)``; a dash where the measurement has not run yet (a run in progress)."""
+    if span is None:
+        return "-"
+    return f"{median:.{digits}f} ({span[0]:.{digits}f}-{span[1]:.{digits}f})"
+
+
 def tables(summary: dict) -> str:
     lines = []
     for corpus, s in summary.items():
@@ -85,9 +92,9 @@ def tables(summary: dict) -> str:
                   "peak RSS build / query MB | disk MB | kill -9 during an add |", "|---|---|---|---|---|---|---|---|"]
         for system, v in s["systems"].items():
             speed = base["build_s"] / v["build_s"] if base else float("nan")
-            lines.append(f"| {LABELS[system]} | {v['build_s']:.1f} ({v['build_range'][0]:.1f}-{v['build_range'][1]:.1f}) | "
-                         f"{v['docs_per_s']:.0f} | {speed:.2f}x | {v['cold_s']:.2f} "
-                         f"({v['cold_range'][0]:.2f}-{v['cold_range'][1]:.2f}) | {v['build_rss_mb']:.0f} / "
+            lines.append(f"| {LABELS[system]} | {_with_range(v['build_s'], v['build_range'], 1)} | "
+                         f"{v['docs_per_s']:.0f} | {speed:.2f}x | {_with_range(v['cold_s'], v['cold_range'], 2)} | "
+                         f"{v['build_rss_mb']:.0f} / "
                          f"{v['query_rss_mb']:.0f} | {v['disk_mb']:.1f} | {_crash_words(v['crash'], system)} |")
     return "\n".join(lines)
 

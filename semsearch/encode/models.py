@@ -151,11 +151,17 @@ def bf16_supported() -> bool:
 _LOADING = threading.Lock()
 
 
+def _errors_only(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.ERROR
+
+
 @contextlib.contextmanager
 def quiet_loading():
     """Load models without transformers' "Loading weights" bar and its load report (a bar per load of a
-    local folder tells the user nothing; a new head is "newly initialized" by design). Both switches are
-    global in transformers, so loads take turns and each puts back the state it found.
+    local folder tells the user nothing; a new head is "newly initialized" by design). The report is
+    dropped by a filter, not by raising the logger's level: transformers reads that level, and above
+    WARNING it runs (and logs) a tensor-parallel plan check. Both switches are global in transformers, so
+    loads take turns and each puts back the state it found.
 
     >>> with quiet_loading():
     ...     pass
@@ -164,13 +170,13 @@ def quiet_loading():
 
     report = logging.getLogger("transformers.modeling_utils")
     with _LOADING:
-        shown, level = hf_logging.is_progress_bar_enabled(), report.level
+        shown = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()
-        report.setLevel(logging.ERROR)
+        report.addFilter(_errors_only)
         try:
             yield
         finally:
-            report.setLevel(level)
+            report.removeFilter(_errors_only)
             if shown:
                 hf_logging.enable_progress_bar()
 
