@@ -148,7 +148,7 @@ def bf16_supported() -> bool:
         return False
 
 
-_LOADING = threading.Lock()
+_LOADING = threading.RLock()  # re-entrant: a quiet load may run inside another
 
 
 def _errors_only(record: logging.LogRecord) -> bool:
@@ -170,13 +170,14 @@ def quiet_loading():
 
     report = logging.getLogger("transformers.modeling_utils")
     with _LOADING:
-        shown = hf_logging.is_progress_bar_enabled()
+        shown, filtered = hf_logging.is_progress_bar_enabled(), _errors_only in report.filters
         hf_logging.disable_progress_bar()
         report.addFilter(_errors_only)
         try:
             yield
         finally:
-            report.removeFilter(_errors_only)
+            if not filtered:
+                report.removeFilter(_errors_only)
             if shown:
                 hf_logging.enable_progress_bar()
 
