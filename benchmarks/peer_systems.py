@@ -14,8 +14,9 @@ downloaded. Each system is written the way its documentation shows, with no tuni
   cannot add, so an add re-indexes everything and saves over the folder.
 - ``fastembed``: ONNX Runtime encoding (mean pooling, normalised) → faiss ``IndexFlatIP``: an encoder, not an
   index, so it has no crash test.
-- ``semsearch`` (default settings) and ``semsearch-int8`` (``precision="int8", backend="openvino"``): dense,
-  hybrid, and hybrid + a reranker (``rerank``, when one is given).
+- ``semsearch`` (default settings) and ``semsearch-int8`` (``precision="int8"``: OpenVINO's static int8 on a
+  CPU with VNNI or AMX, ONNX Runtime's dynamic int8 elsewhere; semsearch chooses, and the build row records
+  which): dense, hybrid, and hybrid + a reranker (``rerank``, when one is given).
 
     system = SYSTEMS["diy"](model_folder, onnx_folder=None, reranker=None)
     system.build(docs, folder); system.open(folder); system.search("query", 100, "dense")
@@ -56,6 +57,10 @@ class System:
     def add(self, docs: list[dict]) -> None:
         """Add documents to the opened index; they are acknowledged (persisted) when this returns."""
         raise NotImplementedError
+
+    def variant(self) -> str:
+        """The precision and backend the opened index's model runs at (where the system chooses them)."""
+        return ""
 
 
 class _FlatVectors(System):
@@ -262,8 +267,12 @@ class Semsearch(System):
         self.engine.add([Document(id=d["id"], text=d["body"], title=d["title"]) for d in docs], progress=False)
 
 
+    def variant(self):
+        return f"{self.engine.embedder.precision} on {self.engine.embedder.backend}"
+
+
 class SemsearchInt8(Semsearch):
-    precision = {"precision": "int8", "backend": "openvino"}
+    precision = {"precision": "int8"}  # the backend where int8 runs fastest on this CPU (semsearch chooses)
 
 
 SYSTEMS = {"diy": Diy, "txtai": Txtai, "chroma": Chroma, "bm25s": Bm25s, "fastembed": FastEmbed,

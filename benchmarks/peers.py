@@ -1,7 +1,8 @@
 """semsearch side by side with what users would pick instead, on the same data, model and machine.
 
 Systems (see ``benchmarks/peer_systems.py``): sentence-transformers + faiss (``diy``, the baseline every ratio
-is to), txtai, Chroma, bm25s, fastembed, semsearch at its defaults and at its fastest (int8 on OpenVINO).
+is to), txtai, Chroma, bm25s, fastembed, semsearch at its defaults and at its fastest (``precision="int8"``: on OpenVINO or ONNX Runtime, whichever
+semsearch finds faster on this CPU).
 Corpora: BEIR SciFact (test split: quality and cost) and ``builtin:python-docs`` (the standard library's
 docstrings: cost only, no judgements; its queries are the first words of 200 docstrings drawn with seed 0).
 
@@ -119,7 +120,7 @@ def worker(args) -> dict:
         system.build(docs, folder)
         seconds = time.perf_counter() - started
         return {"seconds": seconds, "docs": len(docs), "docs_per_s": len(docs) / seconds,
-                "disk_mb": folder_mb(folder), "rss_mb": peak_rss_mb()}
+                "disk_mb": folder_mb(folder), "rss_mb": peak_rss_mb(), "variant": system.variant()}
     if args.task == "query":
         _, queries, qrels = load_corpus(args.corpus, args.data, args.limit)
         return query_worker(system, folder, queries, qrels, args)

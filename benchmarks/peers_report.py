@@ -15,7 +15,16 @@ import numpy as np
 
 LABELS = {"diy": "sentence-transformers + faiss", "txtai": "txtai", "chroma": "Chroma", "bm25s": "bm25s",
           "fastembed": "fastembed + faiss", "semsearch": "semsearch (defaults)",
-          "semsearch-int8": "semsearch (int8, OpenVINO)"}
+          "semsearch-int8": "semsearch (int8)"}
+
+
+def label(system: str, summary_systems: dict) -> str:
+    """The system's name, with the precision and backend a semsearch build ran (int8's backend is chosen per
+    CPU; rows from before it was recorded ran int8 on OpenVINO)."""
+    variant = (summary_systems.get(system) or {}).get("variant")
+    if system == "semsearch-int8" and not variant:
+        variant = "int8 on openvino"
+    return f"semsearch ({'defaults, ' if system == 'semsearch' else ''}{variant})" if variant else LABELS[system]
 
 
 def _median(values) -> float:
@@ -45,7 +54,7 @@ def summarize(rows: list[dict]) -> dict:
                 "disk_mb": _median([r["disk_mb"] for r in builds]),
                 "cold_s": _median([r["wall_s"] for r in colds]),
                 "cold_range": [min(r["wall_s"] for r in colds), max(r["wall_s"] for r in colds)] if colds else None,
-                "crash": crash}
+                "crash": crash, "variant": next((r["variant"] for r in builds if r.get("variant")), None)}
             quality = next((r.get("quality") for r in queries if r.get("quality")), {}) or {}
             for mode in (queries[0]["latency_ms"] if queries else {}):
                 p50 = _median([np.percentile(r["latency_ms"][mode], 50) for r in queries if r["latency_ms"][mode]])
@@ -86,13 +95,13 @@ def tables(summary: dict) -> str:
                   + "---|---|---|"]
         for system, mode, m in s["modes"]:
             quality = f"{m['ndcg10']:.4f} | {m['recall100']:.4f} | " if judged else ""
-            lines.append(f"| {LABELS[system]} | {mode} | {quality}{m['p50_ms']:.1f} | {m['p95_ms']:.1f} | "
+            lines.append(f"| {label(system, s['systems'])} | {mode} | {quality}{m['p50_ms']:.1f} | {m['p95_ms']:.1f} | "
                          f"{m['p50_ms'] / base_p50:.2f}x |")
         lines += ["", "| system | build s (range) | docs/s | build speed vs baseline | cold query s (range) | "
                   "peak RSS build / query MB | disk MB | kill -9 during an add |", "|---|---|---|---|---|---|---|---|"]
         for system, v in s["systems"].items():
             speed = base["build_s"] / v["build_s"] if base else float("nan")
-            lines.append(f"| {LABELS[system]} | {_with_range(v['build_s'], v['build_range'], 1)} | "
+            lines.append(f"| {label(system, s['systems'])} | {_with_range(v['build_s'], v['build_range'], 1)} | "
                          f"{v['docs_per_s']:.0f} | {speed:.2f}x | {_with_range(v['cold_s'], v['cold_range'], 2)} | "
                          f"{v['build_rss_mb']:.0f} / "
                          f"{v['query_rss_mb']:.0f} | {v['disk_mb']:.1f} | {_crash_words(v['crash'], system)} |")
@@ -115,7 +124,7 @@ def plot(summary: dict, path: Path) -> None:
         placed.append(m["ndcg10"])
         color = "tab:red" if system.startswith("semsearch") else "tab:blue"
         ax.scatter(m["p50_ms"], m["ndcg10"], color=color, marker="o" if system.startswith("semsearch") else "s")
-        ax.annotate(f"{LABELS[system]} {mode}", (m["p50_ms"], m["ndcg10"]), fontsize=7, xytext=(4, 3 - 9 * crowd),
+        ax.annotate(f"{label(system, summary['scifact']['systems'])} {mode}", (m["p50_ms"], m["ndcg10"]), fontsize=7, xytext=(4, 3 - 9 * crowd),
                     textcoords="offset points")
     ax.set_xscale("log")
     ax.set_xlabel("query latency p50, ms (one query at a time, warm process; log scale)")

@@ -30,7 +30,7 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def test_resolve_precision_rules():
     assert resolve_precision("auto") == (("bf16" if bf16_supported() else "fp32"), "torch")
-    assert resolve_precision("int8") == ("int8", "onnx")
+    assert resolve_precision("int8", "onnx") == ("int8", "onnx")
     assert resolve_precision("fp32", "onnx") == ("fp32", "onnx")
     assert resolve_precision("auto", "onnx") == ("fp32", "onnx")
     with pytest.raises(BadInput, match="valid values are: auto, fp32, bf16, int8"):
@@ -40,6 +40,23 @@ def test_resolve_precision_rules():
     with pytest.raises(BadInput, match="does not run on backend 'torch'"):
         resolve_precision("int8", "torch")
     assert same_vectors("fp32", "bf16") and not same_vectors("fp32", "int8") and same_vectors("int8", "int8")
+
+
+@pytest.mark.parametrize("vnni, installed, expected", [
+    (True, {"onnx", "openvino"}, "openvino"),   # int8 dot products: OpenVINO's static int8 is fastest
+    (False, {"onnx", "openvino"}, "onnx"),      # AVX2 only: OpenVINO int8 is no faster than fp32 there
+    (True, {"onnx"}, "onnx"),
+    (False, {"openvino"}, "openvino"),          # the only int8 runtime installed
+    (False, set(), "onnx"),                     # refused later, with the hint to install it
+])
+def test_int8_auto_backend_follows_the_cpu(monkeypatch, vnni, installed, expected):
+    from semsearch.encode import precision
+
+    monkeypatch.setattr(precision, "has_vnni", lambda: vnni)
+    monkeypatch.setattr(precision, "runtime_installed", lambda backend: backend in installed)
+    assert resolve_precision("int8") == ("int8", expected)
+    assert resolve_precision("int8", "auto") == ("int8", expected)
+    assert resolve_precision("int8", "onnx") == ("int8", "onnx")  # an explicit backend is kept
 
 
 @pytest.mark.parametrize("pooling", ["mean", "cls", "pooler"])
@@ -63,7 +80,7 @@ def test_int8_agrees_with_fp32_and_is_cached(tiny_bert, monkeypatch):
     from semsearch.encode import runtime as inference
 
     ref = TransformerEmbedder(tiny_bert, precision="fp32").encode(TEXTS)
-    emb = TransformerEmbedder(tiny_bert, precision="int8")
+    emb = TransformerEmbedder(tiny_bert, precision="int8", backend="onnx")
     assert (emb.precision, emb.backend) == ("int8", "onnx")
     got = emb.encode(TEXTS)
     cos = _cosines(ref, got)
@@ -80,7 +97,8 @@ def test_int8_agrees_with_fp32_and_is_cached(tiny_bert, monkeypatch):
     monkeypatch.setattr(inference, "_RUNNERS", {})  # a fresh process, as far as sessions go
     monkeypatch.setattr(inference, "_export", no_export)
     monkeypatch.setattr(inference, "_quantize", no_export)
-    np.testing.assert_allclose(TransformerEmbedder(tiny_bert, precision="int8").encode(TEXTS), got, atol=1e-6)
+    np.testing.assert_allclose(TransformerEmbedder(tiny_bert, precision="int8", backend="onnx").encode(TEXTS), got,
+                               atol=1e-6)
 
 
 @needs_ort
@@ -108,17 +126,18 @@ def test_reranker_backends_agree_with_fp32(any_agreement, spread_cross_encoder):
     # Stated tolerances for this 32-wide random model on 20 pairs, where int8 noise is large next to the
     # spread (Pearson 0.86 here); MiniLM measures 1.000 (bf16) and 0.994 (int8) in the benchmark.
     for precision, least in (("bf16", 0.95), ("int8", 0.7)):
-        got = Reranker(spread_cross_encoder, precision=precision).score(PAIRS).scores
+        got = Reranker(spread_cross_encoder, precision=precision,
+                       backend="onnx" if precision == "int8" else "auto").score(PAIRS).scores
         assert np.corrcoef(ref, got)[0, 1] > least, precision
-    config = Reranker(spread_cross_encoder, precision="int8").config()
+    config = Reranker(spread_cross_encoder, precision="int8", backend="onnx").config()
     assert (config["precision"], config["backend"]) == ("int8", "onnx")
 
 
 @needs_ort
 def test_precision_is_recorded_and_a_mismatch_refused(tiny_bert, corpus_file, tmp_path):
     path = tmp_path / "idx"
-    SearchEngine.build(read_corpus(corpus_file), path, embedder=TransformerEmbedder(tiny_bert, precision="int8"),
-                       progress=False)
+    SearchEngine.build(read_corpus(corpus_file), path,
+                       embedder=TransformerEmbedder(tiny_bert, precision="int8", backend="onnx"), progress=False)
     manifest = json.loads((path / "manifest.json").read_text())
     assert (manifest["embedder"]["precision"], manifest["embedder"]["backend"]) == ("int8", "onnx")
     assert manifest["format_version"] == 3  # passage ids (3) and int8 (2): older versions refuse it
@@ -167,9 +186,9 @@ def test_missing_onnx_runtime_is_a_clear_error_or_a_fallback(tiny_bert, tiny_cro
     index_recorded_as(tiny_bert, corpus_file, path, backend="onnx")  # as if built with --backend onnx
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` now fails
     with pytest.raises(ModelError, match=r"needs ONNX Runtime, which is not installed; install .*semsearch\[onnx\]"):
-        TransformerEmbedder(tiny_bert, precision="int8")
+        TransformerEmbedder(tiny_bert, precision="int8", backend="onnx")
     with pytest.raises(ModelError, match="needs ONNX Runtime"):
-        Reranker(tiny_cross_encoder, precision="int8")
+        Reranker(tiny_cross_encoder, precision="int8", backend="onnx")
     engine = SearchEngine.open(path)  # fp32 on ONNX Runtime falls back to fp32 on torch: the same vectors
     assert (engine.embedder.precision, engine.embedder.backend) == ("fp32", "torch")
     assert "not installed; using torch fp32" in caplog.text

@@ -11,7 +11,7 @@ from fakes import HashEmbedder
 
 from semsearch import Document, Hit, Passage, SearchEngine, TransformerEmbedder
 from semsearch.errors import BadInput
-from semsearch.index.maxp import max_by_document
+from semsearch.index.maxp import best_passages, max_by_document
 from semsearch.index.passages import PassageSplitter, document_ids, passage_text
 
 
@@ -119,6 +119,43 @@ def test_maxp_matches_brute_force_over_every_passage(long_index):
         assert [h.id for h in hits] == [names[d] for d, _ in ranked] or \
             np.allclose([h.score for h in hits], [s for _, s in ranked], atol=1e-6)  # ties may swap
         assert np.allclose([h.score for h in hits], [s for _, s in ranked], atol=1e-6)
+
+
+def test_each_hit_carries_its_best_passages_by_brute_force_from_the_index_or_the_store(long_index):
+    engine = long_index
+    ids, vectors = engine.store.all_vectors()
+    docs = document_ids(ids, engine.store.id_bits)
+    spans = engine.store.passages(set(docs.tolist()))
+    int_of = {name: d for d, name in zip(docs.tolist(), engine.store.string_ids(docs))}
+    rng = np.random.default_rng(2)
+    for _ in range(5):
+        query = " ".join(rng.choice(WORDS, 3))
+        q = HashEmbedder().encode([query])
+        hits = engine.search(query, k=8, mode="hybrid")
+        rankings = [np.array([int_of[h.id] for h in hits])]
+        from_store = best_passages(engine.store, rankings, [query], q, held=None)[0]  # the store's vectors
+        for hit in hits:
+            d = int_of[hit.id]
+            cos = {pid: float(v @ q[0]) for pid, v in zip(ids.tolist(), vectors) if pid >> engine.store.id_bits == d}
+            expected = sorted(spans[d], key=lambda r: -cos[r[0]])[:2]
+            for got in (hit.passages, from_store[d]):
+                assert [(p.start, p.end) for p in got] == [(r[1], r[2]) for r in expected]
+                assert [p.score for p in got] == pytest.approx([cos[r[0]] for r in expected], abs=1e-5)
+
+
+def test_the_vector_index_gives_the_vectors_it_holds_or_none():
+    from semsearch.index.vectors import VectorIndex
+
+    data = np.random.default_rng(0).standard_normal((300, 8)).astype(np.float32)
+    ids = np.arange(300, dtype=np.int64) * 7
+    flat = VectorIndex.create(8, "Flat")
+    flat.add(data, ids)
+    np.testing.assert_array_equal(flat.held_vectors(ids[[5, 0, 299]]), data[[5, 0, 299]])
+    assert flat.held_vectors(np.array([1], np.int64)) is None  # an id it does not hold
+    ivf = VectorIndex.create(8, "IVF4,Flat")
+    ivf.train(data)
+    ivf.add(data, ids)
+    assert ivf.held_vectors(ids[:3]) is None  # no id map: the caller reads the store instead
 
 
 def test_a_document_comes_back_once_with_its_best_passage(tmp_path):

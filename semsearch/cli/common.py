@@ -38,7 +38,7 @@ def precision_options(command=None, *, default_help="auto: bf16 where the CPU ha
         return lambda c: precision_options(c, default_help=default_help)
     command = click.option("--backend", default=None, metavar="auto|torch|onnx|openvino",
                            help="Runtime: torch, ONNX Runtime or OpenVINO (int8 runs on either of the last two). "
-                                "[default: auto: torch, or onnx for int8]")(command)
+                                "[default: auto: torch; int8 on openvino where the CPU has VNNI or AMX, else onnx]")(command)
     return click.option("--precision", default=None, metavar="auto|fp32|bf16|int8",
                         help=f"Bi-encoder precision. [default: {default_help}]")(command)
 

@@ -180,6 +180,10 @@ def _session(path: Path, threads: int):
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     options.log_severity_level = 3
+    # No busy-waiting between runs: ONNX Runtime's worker threads spin by default after each run, taking a
+    # core from the search that follows (FAISS, BM25, SQLite). Measured on 2 cores, one SciFact query at a
+    # time: hybrid search p50 20.6 -> 15.1 ms, p95 45 -> 20 ms, encoding alone unchanged (docs/benchmarks/peers.md).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types

@@ -13,7 +13,7 @@ its passages' scores. :func:`best_passages` picks the passages a hit shows and t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -94,41 +94,82 @@ def maxp_lexical(lexical: "LexicalIndex", queries: Sequence[str], k: int, allowe
 
 
 def best_passages(store: "DocStore", rankings: Sequence[np.ndarray], queries: Sequence[str],
-                  vectors: np.ndarray | None, per_hit: int = PASSAGES_PER_HIT) -> list[dict[int, tuple]]:
+                  vectors: np.ndarray | None, per_hit: int = PASSAGES_PER_HIT,
+                  held: Callable[[np.ndarray], np.ndarray | None] | None = None) -> list[dict[int, tuple]]:
     """For each query, ``{document int id: (Passage, …)}``: the document's passages best first (at most
     ``per_hit``). A document of several passages has them scored with the query's vector against the
-    stored passage vectors (exact, the same scores the dense side ranks by); without a query vector
-    (lexical search) by how many of the query's words each passage holds."""
+    passage vectors (every query against every passage in one matrix product): those the vector index
+    holds, ``held(passage ids)`` (the scores the dense side ranks by), else those in the store. Without a
+    query vector (lexical search), or for a passage stored without a vector, they are scored by how many
+    of the query's words each passage holds."""
     wanted = {int(d) for ids in rankings for d in ids}
     spans = store.passages(wanted)
-    several = {d for d in wanted if len(spans.get(d, ())) > 1}
-    stored = store.passages(several, with_vectors=True) if several and vectors is not None else {}
+    several = sorted(d for d in wanted if len(spans.get(d, ())) > 1)
+    scored: dict[int, int] = {}  # document -> first row of its passages in ``cosines``
+    cosines = np.empty((0, len(queries)), np.float32)
+    if several and vectors is not None:
+        matrix = _held_vectors(held, spans, several, scored)
+        if matrix is None:
+            matrix = _stored_vectors(store, spans, several, scored)
+        if matrix is not None:
+            cosines = matrix @ np.asarray(vectors, np.float32).T
     texts = {}
-    if several and vectors is None:
-        texts = {d: doc.text for d, doc in zip(several, store.get(several)) if doc is not None}
+    unscored = [d for d in several if d not in scored]
+    if unscored:
+        texts = {d: doc.text for d, doc in zip(unscored, store.get(unscored)) if doc is not None}
     out = []
     for q, ids in enumerate(rankings):
         chosen: dict[int, tuple] = {}
-        terms = query_terms(queries[q]) if vectors is None else set()
+        terms = None
         for d in (int(i) for i in ids):
             rows = spans.get(d, ())
             if len(rows) <= 1:
                 chosen[d] = tuple(_passage(r, None) for r in rows)
                 continue
-            if vectors is not None and d in stored:
-                scores = np.stack([r[4] for r in stored[d]]) @ vectors[q]
+            if d in scored:
+                scores = cosines[scored[d]:scored[d] + len(rows), q].tolist()
             else:
+                terms = query_terms(queries[q]) if terms is None else terms
                 text = texts.get(d, "")
-                scores = np.array([_overlap(terms, text[r[1]:r[2]]) for r in rows], dtype=np.float32)
-            order = np.lexsort((np.arange(len(rows)), -scores))[:per_hit]
-            chosen[d] = tuple(_passage(rows[i], float(scores[i])) for i in order)
+                scores = [_overlap(terms, text[r[1]:r[2]]) for r in rows]
+            order = sorted(range(len(rows)), key=lambda i: -scores[i])[:per_hit]  # stable: ties keep text order
+            chosen[d] = tuple(_passage(rows[i], scores[i]) for i in order)
         out.append(chosen)
     return out
 
 
+def _held_vectors(held, spans: dict, several: list[int], scored: dict[int, int]) -> np.ndarray | None:
+    """The passage vectors of the ``several`` documents from the vector index (``None``: it cannot give
+    them all); fills ``scored`` with each document's first row."""
+    if held is None:
+        return None
+    ids = np.array([r[0] for d in several for r in spans[d]], dtype=np.int64)
+    matrix = held(ids)
+    if matrix is None:
+        return None
+    row = 0
+    for d in several:
+        scored[d] = row
+        row += len(spans[d])
+    return np.asarray(matrix, np.float32)
+
+
+def _stored_vectors(store: "DocStore", spans: dict, several: list[int], scored: dict[int, int]) -> np.ndarray | None:
+    """The passage vectors of the ``several`` documents from the store, for the documents all of whose
+    passages have one; fills ``scored`` with each such document's first row."""
+    stored = store.passages(several, with_vectors=True)
+    blocks: list[np.ndarray] = []
+    for d in several:
+        rows = stored.get(d, [])
+        if len(rows) == len(spans[d]) and all(r[4] is not None for r in rows):
+            scored[d] = len(blocks)
+            blocks += [r[4] for r in rows]
+    return np.stack(blocks) if blocks else None
+
+
 def _passage(row: tuple, score: float | None) -> Passage:
     _, start, end, page = row[:4]
-    return Passage(int(start), int(end), None if page is None else int(page), score)
+    return Passage(start, end, page, None if score is None else float(score))
 
 
 def _overlap(terms: set[str], text: str) -> float:

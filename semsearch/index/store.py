@@ -302,16 +302,17 @@ class DocStore:
         return ids, [passage_text(title, text, Span(a, b)) for _, title, text, a, b in rows]
 
     def passages(self, doc_int_ids: Iterable[int], with_vectors: bool = False) -> dict[int, list[tuple]]:
-        """``{document int id: [(passage id, start, end, page[, vector]), …]}`` in passage order."""
+        """``{document int id: [(passage id, start, end, page[, vector]), …]}`` in passage order (the vector
+        is ``None`` for a passage stored without one)."""
         found: dict[int, list[tuple]] = {}
-        join = "JOIN vectors v ON v.key = p.vector_key" if with_vectors else ""
+        join = "LEFT JOIN vectors v ON v.key = p.vector_key" if with_vectors else ""
         vector = ", v.vector" if with_vectors else ""
         for chunk in _chunks(sorted({int(i) for i in doc_int_ids})):
             marks = ",".join("?" * len(chunk))
             for doc, *row in self._conn.execute(
                     f"SELECT p.doc_int_id, p.int_id, p.start_char, p.end_char, p.page{vector} FROM passages p {join} "
                     f"WHERE p.doc_int_id IN ({marks}) ORDER BY p.int_id", chunk):
-                if with_vectors:
+                if with_vectors and row[-1] is not None:
                     row[-1] = np.frombuffer(row[-1], dtype=np.float32)
                 found.setdefault(doc, []).append(tuple(row))
         return found

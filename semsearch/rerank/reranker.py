@@ -79,7 +79,8 @@ class Reranker(RuntimeBacked):
         precision: ``"fp32"``, ``"bf16"``, ``"int8"`` or ``"auto"`` (bf16 where the CPU has it, else fp32);
             see :mod:`semsearch.encode.precision`.
         backend: ``"torch"``, ``"onnx"`` (ONNX Runtime), ``"openvino"`` (OpenVINO; its int8 is static, faster and
-            closer to fp32) or ``"auto"`` (torch; onnx for int8).
+            closer to fp32) or ``"auto"`` (torch; for int8 where it runs fastest here: openvino on CPUs with VNNI
+            or AMX, else onnx; see :func:`~semsearch.encode.precision.int8_backend`).
         passages: how many of a hit's best passages it reads (1 or 2); a document scores its best pair.
 
     Any variant other than fp32 on torch is checked against fp32 once per CPU and model (Pearson of the
