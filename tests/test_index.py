@@ -36,35 +36,6 @@ def test_flat_equals_brute_force_with_user_ids():
     np.testing.assert_allclose(scores, exp_scores, atol=1e-5)
 
 
-@pytest.mark.parametrize("k", [1, 10, 299, 300, 305])
-def test_few_queries_on_flat_take_the_numpy_path_and_still_equal_brute_force(k):
-    x, queries, ids = _data(n=300)
-    idx = VectorIndex.create(x.shape[1], "Flat")
-    idx.add(x[:200], ids[:200])
-    idx.add(x[200:], ids[200:])  # FAISS may move its arrays on an add: the views are taken at each search
-    assert idx._flat_arrays() is not None
-    for batch in (queries[:1], queries[:index_module.NUMPY_FLAT_QUERIES]):
-        scores, got = idx.search(batch, k)
-        exp_scores, exp_ids = _brute_force(x, ids, batch, min(k, 300))
-        np.testing.assert_array_equal(got[:, :300], exp_ids)
-        np.testing.assert_allclose(scores[:, :300], exp_scores, atol=1e-5)
-        assert (got[:, 300:] == -1).all()
-        faiss_scores, faiss_ids = idx.faiss_index.search(batch, k)  # FAISS's own answer, the same
-        np.testing.assert_array_equal(got, faiss_ids)
-    idx.remove(ids[:50])
-    _, got = idx.search(queries[:1], 10)
-    assert not set(got[0]) & set(ids[:50].tolist()) and (got[0] >= 0).all()
-    np.testing.assert_array_equal(got, _brute_force(x[50:], ids[50:], queries[:1], 10)[1])
-
-
-def test_only_flat_inner_product_takes_the_numpy_path():
-    x, _, ids = _data(n=300)
-    hnsw = VectorIndex.create(x.shape[1], "HNSW32")
-    hnsw.add(x, ids)
-    assert hnsw._flat_arrays() is None
-    assert VectorIndex.create(x.shape[1], "Flat")._flat_arrays() is None  # empty
-
-
 @pytest.mark.parametrize("factory", ["HNSW32", "IVF16,Flat"])
 def test_approximate_factories_have_high_recall(factory):
     x, queries, ids = _data()

@@ -39,10 +39,6 @@ HNSW_EF_SEARCH = 128
 IVF_NPROBE = 16
 #: A filtered search of an approximate index matching at most this many documents is exact.
 EXACT_FILTER_LIMIT = 10_000
-#: A Flat index searched with at most this many queries at once is scored by one numpy matrix product over
-#: its vectors instead of FAISS's search: one query over 10,003 SciFact passages (384-d) takes 0.3 ms that way
-#: against 0.9-2.0 ms in FAISS on 2 cores; on batches FAISS's own kernels are as fast.
-NUMPY_FLAT_QUERIES = 4
 
 
 class VectorIndex:
@@ -162,8 +158,7 @@ class VectorIndex:
 
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if allowed is None:
-            flat = self._flat_arrays() if len(queries) <= NUMPY_FLAT_QUERIES else None
-            return self.faiss_index.search(queries, k) if flat is None else _top_k(queries @ flat[0].T, flat[1], k)
+            return self.faiss_index.search(queries, k)
         allowed = np.ascontiguousarray(allowed, dtype=np.int64)
         if len(allowed) == 0:
             return np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
@@ -196,20 +191,6 @@ class VectorIndex:
         scores[:, :n] = np.take_along_axis(sims, top, axis=1)
         ids[:, :n] = allowed[top]
         return scores, ids
-
-    def _flat_arrays(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """A Flat index's vectors and ids as numpy views of FAISS's own memory (no copy; taken again at each
-        search, as an add may move them), or ``None`` for any other index."""
-        import faiss
-
-        if not isinstance(self.faiss_index, faiss.IndexIDMap2) or self.faiss_index.ntotal == 0:
-            return None
-        inner = faiss.downcast_index(self.faiss_index.index)
-        if type(inner) not in (faiss.IndexFlat, faiss.IndexFlatIP) or inner.metric_type != faiss.METRIC_INNER_PRODUCT:
-            return None
-        n = inner.ntotal
-        vectors = faiss.rev_swig_ptr(inner.get_xb(), n * inner.d).reshape(n, inner.d)
-        return vectors, faiss.rev_swig_ptr(self.faiss_index.id_map.data(), n)
 
     def save(self, path: str | Path) -> None:
         import faiss
@@ -253,24 +234,6 @@ def c_stdout_silenced() -> Iterator[None]:
         libc.fflush(None)  # what C buffered goes to /dev/null, not to the restored stdout
         os.dup2(saved, 1)
         os.close(saved)
-
-
-def _top_k(sims: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` best of each row of ``sims`` (rows: queries, columns: vectors with ``ids``) as FAISS returns
-    them: ``(scores, ids)``, best first, padded with id -1.
-
-    >>> _top_k(np.array([[0.1, 0.9, 0.5]], np.float32), np.array([7, 8, 9]), 4)[1].tolist()
-    [[8, 9, 7, -1]]
-    """
-    n = sims.shape[1]
-    kk = min(k, n)
-    top = np.argpartition(-sims, kk - 1, axis=1)[:, :kk] if kk < n else np.tile(np.arange(n), (len(sims), 1))
-    top = np.take_along_axis(top, np.argsort(-np.take_along_axis(sims, top, axis=1), axis=1, kind="stable"), axis=1)
-    scores = np.full((len(sims), k), -np.inf, np.float32)
-    out = np.full((len(sims), k), -1, np.int64)
-    scores[:, :kk] = np.take_along_axis(sims, top, axis=1)
-    out[:, :kk] = ids[top]
-    return scores, out
 
 
 def _search_params(index, selector):
