@@ -18,6 +18,11 @@ LABELS = {"diy": "sentence-transformers + faiss", "txtai": "txtai", "chroma": "C
           "semsearch-int8": "semsearch (int8)"}
 
 
+#: Names on the plot, where space is short.
+SHORT = {"diy": "ST + faiss", "fastembed": "fastembed", "semsearch": "semsearch defaults",
+         "semsearch-int8": "semsearch int8"}
+
+
 def label(system: str, summary_systems: dict) -> str:
     """The system's name, with the precision and backend a semsearch build ran (int8's backend is chosen per
     CPU; rows from before it was recorded ran int8 on OpenVINO)."""
@@ -117,19 +122,22 @@ def plot(summary: dict, path: Path) -> None:
     modes = [(sy, mo, m) for sy, mo, m in summary.get("scifact", {}).get("modes", []) if "ndcg10" in m]
     if not modes:
         return
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    placed: list[float] = []
-    for system, mode, m in modes:
-        crowd = sum(abs(m["ndcg10"] - y) < 0.004 for y in placed)  # labels at one height: stack them
-        placed.append(m["ndcg10"])
-        color = "tab:red" if system.startswith("semsearch") else "tab:blue"
-        ax.scatter(m["p50_ms"], m["ndcg10"], color=color, marker="o" if system.startswith("semsearch") else "s")
-        ax.annotate(f"{label(system, summary['scifact']['systems'])} {mode}", (m["p50_ms"], m["ndcg10"]), fontsize=7, xytext=(4, 3 - 9 * crowd),
-                    textcoords="offset points")
+    fig, ax = plt.subplots(figsize=(9.5, 5))
+    marks = {"dense": "o", "hybrid": "D", "rerank": "*", "lexical": "s"}
+    peers = iter(plt.get_cmap("tab10")([0, 2, 4, 6, 7, 8, 9]))
+    ours = iter(plt.get_cmap("autumn")([0.0, 0.45]))
+    colors: dict[str, object] = {}
+    for system, mode, m in modes:  # a colour per system, a marker per mode, named in the legend
+        if system not in colors:
+            colors[system] = next(ours if system.startswith("semsearch") else peers)
+        ax.scatter(m["p50_ms"], m["ndcg10"], color=colors[system], marker=marks.get(mode, "o"),
+                   s=90 if mode == "rerank" else 45, label=f"{SHORT.get(system, system)}, {mode}",
+                   edgecolors="black", linewidths=0.4)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     ax.set_xscale("log")
     ax.set_xlabel("query latency p50, ms (one query at a time, warm process; log scale)")
     ax.set_ylabel("nDCG@10, SciFact test (300 queries)")
-    ax.set_title("Quality against query latency, same model and machine (red: semsearch)")
+    ax.set_title("Quality against query latency, same model and machine (red / orange: semsearch)", fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=130)

@@ -78,8 +78,8 @@ def int8_backend() -> str:
     instructions (VNNI or AMX) and OpenVINO is installed, or where ONNX Runtime is not; ``"onnx"`` (dynamic
     int8) elsewhere. Measured with all-MiniLM-L6-v2 on 2 cores (docs/benchmarks/inference.md): on an AMD
     Zen 4 (AVX-512 VNNI) OpenVINO int8 embeds abstracts 3.4x as fast as sentence-transformers against ONNX
-    Runtime int8's 2.4x; on an AVX2-only Zen 3 OpenVINO int8 is no faster than fp32 (0.9x), ONNX Runtime
-    int8 1.6x, and one query takes 4-5 ms against OpenVINO int8's 8-10."""
+    Runtime int8's 2.4x; on an AVX2-only Zen 3 OpenVINO int8 is no faster than fp32 (1.02x), ONNX Runtime
+    int8 1.55x, and one query takes 4.9 ms against OpenVINO int8's 8.2 (benchmarks/int8_backend.py)."""
     if has_vnni() and runtime_installed("openvino"):
         return "openvino"
     return "openvino" if not runtime_installed("onnx") and runtime_installed("openvino") else "onnx"

@@ -182,7 +182,7 @@ def _session(path: Path, threads: int):
     options.log_severity_level = 3
     # No busy-waiting between runs: ONNX Runtime's worker threads spin by default after each run, taking a
     # core from the search that follows (FAISS, BM25, SQLite). Measured on 2 cores, one SciFact query at a
-    # time: hybrid search p50 20.6 -> 15.1 ms, p95 45 -> 20 ms, encoding alone unchanged (docs/benchmarks/peers.md).
+    # time: hybrid search p50 22.5 -> 13.7 ms, p95 44 -> 18 ms (benchmarks/int8_backend.py --spinning).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
