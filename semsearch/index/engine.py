@@ -192,13 +192,6 @@ class SearchEngine:
         engine.generation = generation
         return engine
 
-    def _held_vectors(self, passage_ids: np.ndarray) -> np.ndarray | None:
-        """The in-memory vector index's vectors of ``passage_ids`` (``None`` where it does not hold them all:
-        passages another writer added since it was loaded, or an index that cannot look them up)."""
-        if len(self._in_index(np.sort(passage_ids))) != len(passage_ids):
-            return None
-        return self.index.held_vectors(passage_ids)
-
     def _in_index(self, ids: np.ndarray) -> np.ndarray:
         """``ids`` that the in-memory vector index holds (the store may have moved on since it was opened)."""
         cached = getattr(self, "_ids_of", None)
@@ -366,7 +359,8 @@ class SearchEngine:
         rankings = [(ids[:k], scores[:k]) for ids, scores in rankings]
         flat = [int(i) for ids, _ in rankings for i in ids]
         docs = self.store.get(flat)
-        best = best_passages(self.store, [ids for ids, _ in rankings], queries, vectors, held=self._held_vectors)
+        best = best_passages(self.store, [ids for ids, _ in rankings], queries, vectors,
+                             held=self.index.held_vectors)
         results, taken = [], 0
         for (ids, scores), chosen in zip(rankings, best):
             hits = []
