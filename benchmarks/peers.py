@@ -192,6 +192,8 @@ def run_worker(args, system: str, corpus: str, task: str, folder: Path, **extra)
            "--folder", str(folder), "--data", str(args.data), "--reranker", str(args.reranker or ""),
            "--limit", str(args.limit)]
     for key, value in extra.items():
+        if value is False:  # a flag left off (argparse's store_true takes no value)
+            continue
         cmd += [f"--{key.replace('_', '-')}"] + ([] if value is True else [str(value)])
     started = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, env=worker_env())
