@@ -137,8 +137,8 @@ def main() -> None:
     for name in args.datasets.split(","):
         for with_desc in (False, True):
             sel = [r for r in rows if r["dataset"] == name and r["descriptions"] == with_desc]
-            cells = [f"{statistics.mean(r[k]['ece'] for r in sel):.3f} (T {statistics.mean(r[k]['temperature'] for r in sel):.2f})"
-                     for k in RULES]
+            cells = [f"{statistics.mean(r[k]['ece'] for r in sel):.3f} "
+                     f"(T {statistics.mean(r[k]['temperature'] for r in sel):.2f})" for k in RULES]
             print(f"{name:8} {str(with_desc):13} " + "  ".join(f"{c:>20}" for c in cells))
     if args.json:
         args.json.write_text(json.dumps({"machine": here, "rows": rows}, indent=1) + "\n")
