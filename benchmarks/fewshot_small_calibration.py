@@ -89,7 +89,11 @@ def main() -> None:
     parser.add_argument("--seeds", default="10,11,12,13,14,15")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    from semsearch.encode.models import load_sentence_transformer, model_folder, model_name
+    from semsearch.encode.models import (
+        load_sentence_transformer,
+        model_folder,
+        model_name,
+    )
     from semsearch.label.setfit import SetFitLabeler
 
     untuned = load_sentence_transformer(model_folder(model_name(None)))
