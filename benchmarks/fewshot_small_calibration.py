@@ -38,20 +38,24 @@ from semsearch.label.features import leave_one_out_prototypes, unit_rows
 RULES = ("none", "untuned-loo", "untuned-loo-scaled", "tuned-loo", "oracle")
 
 
-def head_logits(train: np.ndarray, y: np.ndarray, test: np.ndarray, classes: int, anchors: np.ndarray | None,
-                scale: float, c: float) -> np.ndarray:
-    """The labeller's head (embedding + ``scale`` × cosines to ``anchors``, or to leave-one-out prototypes when
-    ``anchors`` is None) fitted on ``train`` rows, as logits of the ``test`` rows (one column per class)."""
+def fit_head(train: np.ndarray, y: np.ndarray, classes: int, anchors: np.ndarray | None, scale: float, c: float):
+    """The labeller's head (embedding + ``scale`` × cosines to ``anchors``, or to the prototypes when ``anchors``
+    is None, each training row left out of its own) fitted on ``train``: ``(logits of new rows, training
+    rows' logits)``, one column per class."""
     from sklearn.linear_model import LogisticRegression
 
     if anchors is None:
-        protos, cos = leave_one_out_prototypes(train, y, classes)
-        x, xt = np.hstack([train, scale * cos]), np.hstack([test, scale * test @ protos.T])
+        anchors, cos = leave_one_out_prototypes(train, y, classes)
+        x = np.hstack([train, scale * cos])
     else:
-        x, xt = np.hstack([train, scale * train @ anchors.T]), np.hstack([test, scale * test @ anchors.T])
+        x = np.hstack([train, scale * train @ anchors.T])
     head = LogisticRegression(C=c, max_iter=2000, random_state=0).fit(x, y)
-    z = head.decision_function(xt)
-    return np.column_stack([np.zeros_like(z), z]) if classes == 2 else z
+
+    def logits(features: np.ndarray) -> np.ndarray:
+        z = head.decision_function(features)
+        return np.column_stack([np.zeros_like(z), z]) if classes == 2 else z
+
+    return (lambda test: logits(np.hstack([test, scale * test @ anchors.T]))), logits(x)
 
 
 def leave_one_out(emb: np.ndarray, y: np.ndarray, classes: int, anchors, scale: float) -> np.ndarray:
@@ -59,25 +63,15 @@ def leave_one_out(emb: np.ndarray, y: np.ndarray, classes: int, anchors, scale: 
     out = np.zeros((len(y), classes))
     for i in range(len(y)):
         keep = np.arange(len(y)) != i
-        out[i] = head_logits(emb[keep], y[keep], emb[i:i + 1], classes, anchors, scale, classes / keep.sum())[0]
+        predict, _ = fit_head(emb[keep], y[keep], classes, anchors, scale, classes / keep.sum())
+        out[i] = predict(emb[i:i + 1])[0]
     return out
 
 
 def in_sample_margin(emb: np.ndarray, y: np.ndarray, classes: int, anchors, scale: float) -> float:
-    """Median of the true label's logit minus the best other one, head fitted on all examples, scored on them
-    (training features: each example left out of its own prototype, as in the labeller)."""
-    from sklearn.linear_model import LogisticRegression
-
-    if anchors is None:
-        _, cos = leave_one_out_prototypes(emb, y, classes)
-        x = np.hstack([emb, scale * cos])
-    else:
-        x = np.hstack([emb, scale * emb @ anchors.T])
-    head = LogisticRegression(C=classes / len(y), max_iter=2000, random_state=0).fit(x, y)
-    z = head.decision_function(x)
-    z = np.column_stack([np.zeros_like(z), z]) if classes == 2 else z
-    rows = np.arange(len(y))
-    own = z[rows, y]
+    """Median of the true label's logit minus the best other one, head fitted on all examples, scored on them."""
+    _, z = fit_head(emb, y, classes, anchors, scale, classes / len(y))
+    own = z[np.arange(len(y)), y]
     other = np.where(np.eye(classes)[y] > 0, -np.inf, z).max(axis=1)
     return float(np.median(np.abs(own - other)))
 
