@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from semsearch.label.crossfit import (
     assemble,
@@ -50,10 +51,22 @@ def test_stratified_folds_deal_every_label_round_the_folds():
 
 def test_fold_count():
     eight = ["a"] * 8 + ["b"] * 8
-    assert fold_count("descriptions", eight, ["a", "b"]) == 4
+    assert fold_count("descriptions", eight, ["a", "b"]) == fold_count("prototypes", eight, ["a", "b"]) == 4
     assert fold_count("contrastive", eight, ["a", "b"]) == 2
     assert fold_count("descriptions", ["a"] * 3 + ["b"] * 8, ["a", "b"]) == 3      # the rarest label's count
     assert fold_count("descriptions", ["a"] * 100 + ["b"] * 100, ["a", "b"]) == 2  # 200 examples: two folds
+    assert fold_count("descriptions", eight, ["a", "b"], folds=2) == 2              # asked for
+    assert fold_count("descriptions", ["a"] * 3 + ["b"] * 8, ["a", "b"], folds=5) == 3
+
+
+def test_soften_only_never_sharpens_and_otherwise_agrees():
+    rng = np.random.default_rng(3)
+    z = rng.normal(scale=3.0, size=(16, 2))
+    right = z.argmax(axis=1)                        # every label the argmax: the optimum sharpens (T < 1)
+    assert fit_temperature(z, right, prior_sd=1.0) < 1
+    assert fit_temperature(z, right, prior_sd=1.0, soften_only=True) == pytest.approx(1.0)
+    over, y = overconfident(400)                    # 4x too confident: the optimum softens, and so does the rule
+    assert fit_temperature(over, y, prior_sd=1.0, soften_only=True) == fit_temperature(over, y, prior_sd=1.0) > 2
 
 
 def test_assemble_puts_each_fold_back_in_its_rows():

@@ -129,22 +129,28 @@ def test_few_examples_get_epochs_up_to_the_minimum_steps_and_fold_models_the_sam
     monkeypatch.setattr(module, "_tune_on_descriptions", spy)
     descriptions = {"animal": "a cat or a dog", "water": "rivers and the sea"}
     texts, labels = A + B, ["animal"] * 4 + ["water"] * 4   # 8 examples: one batch of 16 an epoch
-    lab = SetFitLabeler(tiny_bert, descriptions=descriptions, description_min_steps=6, seed=0).fit(texts, labels)
+    lab = SetFitLabeler(tiny_bert, descriptions=descriptions, description_min_steps=6, calibration="none",
+                        seed=0).fit(texts, labels)
     assert (lab.fit_info["epochs"], lab.fit_info["steps"]) == (6, 6) and calls == [(8, 6)]
     calls.clear()
-    # the default: DESCRIPTION_MIN_STEPS (24) with a cross-fitted temperature, none without one
+    # the default: DESCRIPTION_MIN_STEPS (24) with a cross-fitted temperature from SMALL_FIT_BELOW (32)
+    # examples on; a small fit is not cross-fitted unless asked, and then keeps its 4 epochs, as do its folds
     lab = SetFitLabeler(tiny_bert, descriptions=descriptions, seed=0).fit(texts, labels)
     assert lab.fit_info["calibration"] == "none" and lab.fit_info["epochs"] == 4
     lab = SetFitLabeler(tiny_bert, descriptions=descriptions, calibration="crossfit", seed=0).fit(texts, labels)
-    assert lab.fit_info["epochs"] == 24 and calls[-5:] == [(8, 24)] + [(6, 24)] * 4
+    assert lab.fit_info["epochs"] == 4 and calls[-5:] == [(8, 4)] + [(6, 4)] * 4
+    calls.clear()
+    many, many_labels = (A + B) * 4, labels * 4   # 32 examples: 2 batches an epoch, 12 epochs for 24 steps
+    lab = SetFitLabeler(tiny_bert, descriptions=descriptions, description_epochs=1, seed=0).fit(many, many_labels)
+    assert lab.fit_info["epochs"] == 12 and calls == [(32, 12)] + [(24, 12)] * 4
     calls.clear()
     lab = SetFitLabeler(tiny_bert, descriptions=descriptions, description_min_steps=6, batch_size=2,
-                        calibration="crossfit", seed=0).fit(texts, labels)
+                        calibration="crossfit", crossfit_folds=4, seed=0).fit(texts, labels)
     # full model: 4 steps an epoch, so the 4 default epochs already pass 6 steps; 4 fold models, 6 texts, 4 epochs
     assert (lab.fit_info["epochs"], lab.fit_info["steps"]) == (4, 16) and calls == [(8, 4)] + [(6, 4)] * 4
     calls.clear()
     lab = SetFitLabeler(tiny_bert, descriptions=descriptions, description_min_steps=15, batch_size=3,
-                        calibration="crossfit", seed=0).fit(texts, labels)
+                        calibration="crossfit", crossfit_folds=4, seed=0).fit(texts, labels)
     # full model: 3 steps an epoch, 5 epochs for 15 steps; the fold models (6 texts, 2 steps an epoch) run 5
     # epochs too, not the 8 that 15 steps of their own would take
     assert (lab.fit_info["epochs"], lab.fit_info["steps"]) == (5, 15) and calls == [(8, 5)] + [(6, 5)] * 4
@@ -174,13 +180,19 @@ def test_crossfit_temperature_is_fitted_saved_and_applied(tiny_bert, tmp_path):
         SetFitLabeler.load(tmp_path / "lab")
     assert lab.fit_info["crossfit_folds"] == 2  # contrastive tuning: halves
     # description tuning is cheap: 4 folds below 200 examples, never more than the rarest label has
-    described = SetFitLabeler(tiny_bert, descriptions={"animal": "a cat or a dog", "water": "rivers and the sea"},
-                              description_epochs=1, calibration="crossfit", seed=0)
+    descriptions = {"animal": "a cat or a dog", "water": "rivers and the sea"}
+    described = SetFitLabeler(tiny_bert, descriptions=descriptions, description_epochs=1, calibration="crossfit",
+                              seed=0)
     assert described.fit(A + B, ["animal"] * 4 + ["water"] * 4).fit_info["crossfit_folds"] == 4
     assert described.fit(A[:3] + B, ["animal"] * 3 + ["water"] * 4).fit_info["crossfit_folds"] == 3
-    # "auto" leaves 8 examples uncalibrated (fewer than CROSSFIT_MIN_EXAMPLES)
-    auto = SetFitLabeler(tiny_bert, num_iterations=1, seed=0).fit(A + B, ["animal"] * 4 + ["water"] * 4)
+    two = SetFitLabeler(tiny_bert, descriptions=descriptions, description_epochs=1, calibration="crossfit",
+                        crossfit_folds=2, seed=0)
+    assert two.fit(A + B, ["animal"] * 4 + ["water"] * 4).fit_info["crossfit_folds"] == 2
+    # "auto" leaves 8 examples uncalibrated (fewer than SMALL_FIT_BELOW)
+    auto = SetFitLabeler(tiny_bert, description_epochs=1, seed=0).fit(A + B, ["animal"] * 4 + ["water"] * 4)
     assert auto.fit_info["calibration"] == "none" and auto.temperature == 1.0
+    with pytest.raises(BadInput, match="crossfit_folds must be a whole number"):
+        SetFitLabeler(tiny_bert, crossfit_folds=1)
 
 
 def _with_torch_threads(threads, make):
@@ -201,7 +213,8 @@ def test_crossfit_models_tuned_alongside_each_draw_their_own_dropout(tiny_bert):
 
     def fit(parallel):
         return SetFitLabeler(tiny_bert, descriptions=descriptions, description_epochs=6, body_lr=1e-3,
-                             description_scale=1.0, calibration="crossfit", parallel=parallel, seed=0).fit(
+                             description_scale=1.0, calibration="crossfit", crossfit_folds=4, parallel=parallel,
+                             seed=0).fit(
             A + B, ["animal"] * 4 + ["water"] * 4)
 
     serial = _with_torch_threads(1, lambda: fit(1))

@@ -17,23 +17,27 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-#: ``calibration="auto"`` cross-fits a temperature only from this many examples on (all labels together).
-CROSSFIT_MIN_EXAMPLES = 32
+#: ``calibration="auto"`` cross-fits a temperature from this many examples on (all labels together). A fit
+#: below it is *small*: cross-fitted on request, its fold models tune for as many epochs as the full model
+#: with no step minimum, and its temperature may only soften the head (T >= 1: :func:`fit_temperature`'s
+#: ``soften_only``), chosen on 14 binary dev tasks at 8-shot (docs/benchmarks/fewshot.md).
+SMALL_FIT_BELOW = 32
 #: with ``tuning="descriptions"``, cross-fitting uses 4 folds below this many examples, else 2 (time).
 #: SST-2 64-shot dev split (128 examples, 4 seeds): ECE after the temperature 0.048 with 4 folds, 0.072
 #: with 2 (4 of 4 seeds better), 74 s in all; at SST-5 64-shot (320) 4 folds would pass 2 minutes.
 CROSSFIT_FOUR_FOLDS_BELOW = 200
 
 
-def fold_count(tuning: str, labels: Sequence[str], classes: Sequence[str]) -> int:
-    """Four folds for description or prototype tuning below :data:`CROSSFIT_FOUR_FOLDS_BELOW` examples, else two;
-    never more than the rarest label has examples.
+def fold_count(tuning: str, labels: Sequence[str], classes: Sequence[str], folds: int | None = None) -> int:
+    """``folds``, or by default four for description or prototype tuning below :data:`CROSSFIT_FOUR_FOLDS_BELOW`
+    examples, else two; never more than the rarest label has examples.
 
-    >>> fold_count("descriptions", ["a"] * 3 + ["b"] * 8, ["a", "b"])
-    3
+    >>> fold_count("descriptions", ["a"] * 3 + ["b"] * 8, "ab"), fold_count("prototypes", ["a", "b"] * 8, "ab", 2)
+    (3, 2)
     """
-    k = 4 if tuning in ("descriptions", "prototypes") and len(labels) < CROSSFIT_FOUR_FOLDS_BELOW else 2
-    return min(k, min(list(labels).count(c) for c in classes))
+    if folds is None:
+        folds = 4 if tuning in ("descriptions", "prototypes") and len(labels) < CROSSFIT_FOUR_FOLDS_BELOW else 2
+    return min(folds, min(list(labels).count(c) for c in classes))
 
 
 def stratified_folds(labels: Sequence[str], classes: Sequence[str], k: int, seed: int) -> list[list[int]]:
@@ -89,21 +93,29 @@ def log_loss(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.array([-np.log(softmax(logits / t)[rows, y] + 1e-12).mean() for t in GRID])
 
 
-def fit_temperature(logits: np.ndarray, y: np.ndarray, prior_sd: float | None = None) -> float:
+def fit_temperature(logits: np.ndarray, y: np.ndarray, prior_sd: float | None = None,
+                    soften_only: bool = False) -> float:
     """The temperature T in [0.01, 100] minimising the log loss of ``softmax(logits / T)`` on labels ``y``.
 
     With ``prior_sd``, the most probable T under a normal prior on log T centred on 0 (T = 1: the
     head's own scale) with that standard deviation: the summed log loss plus ``(log T)² / (2 prior_sd²)``.
     From few out-of-fold labels the plain minimum is mostly noise; the prior pulls it towards 1 by as
-    much as the labels leave it uncertain, and many labels outweigh it.
+    much as the labels leave it uncertain, and many labels outweigh it. ``soften_only``: T in [1, 100]
+    (a few out-of-fold points that are all right say little about how sure the full model should be,
+    but wrong ones at high confidence do say it is too sure).
 
     >>> z = np.array([[4.0, 0.0], [0.0, 4.0], [4.0, 0.0], [0.0, 4.0]])
     >>> fit_temperature(z, np.array([0, 1, 1, 0])) > 10     # right half the time: soften a lot
     True
     >>> 1 < fit_temperature(z, np.array([0, 1, 1, 0]), prior_sd=0.5) < 3   # four labels move T less
     True
+    >>> right = np.array([0, 1, 0, 1])                           # all right: sharpen, unless only softening
+    >>> fit_temperature(z, right) < 1, round(fit_temperature(z, right, soften_only=True), 6)
+    (True, 1.0)
     """
     objective = len(y) * log_loss(logits, y)
     if prior_sd is not None:
         objective = objective + np.log(GRID) ** 2 / (2 * prior_sd ** 2)
+    if soften_only:
+        objective = np.where(GRID >= 1.0, objective, np.inf)
     return float(GRID[int(np.argmin(objective))])

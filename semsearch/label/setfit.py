@@ -52,7 +52,7 @@ from ..errors import BadInput, ManifestMismatch
 from ..files import atomic_folder
 from ..version import __version__
 from .crossfit import (
-    CROSSFIT_MIN_EXAMPLES,
+    SMALL_FIT_BELOW,
     assemble,
     fit_temperature,
     fold_count,
@@ -125,10 +125,17 @@ class SetFitLabeler:
             trained on all folds but one and predicts that one; the temperature minimising their log loss
             (under the prior of ``temperature_prior_sd``) scales the full model's logits. ``"none"``: the
             head's own probabilities. ``"auto"`` (default): ``crossfit`` from
-            :data:`CROSSFIT_MIN_EXAMPLES` examples on, else ``none`` (a temperature fitted on fewer
-            held-out points is mostly noise: at SST-2 8-shot, 16 points, 4-fold temperatures were 0.45-1.81
-            where the dev split wanted 1.84-2.55; at SST-5 8-shot, 40 points, it cut dev ECE from 0.40 to
-            0.02-0.12). Cross-fitting adds k trainings on (k-1)/k of the examples.
+            :data:`~semsearch.label.crossfit.SMALL_FIT_BELOW` examples on (where every label has two),
+            else ``none``. Asked for on a *small* fit (fewer examples), cross-fitting is cheap and cautious:
+            the fold models tune for the full model's epochs with no step minimum, and the temperature only
+            softens (T ≥ 1: from 16 out-of-fold points, all of them right says little, but confident
+            mistakes do say the head is too sure). Chosen on 14 binary dev tasks (SST-2, Subj, label pairs
+            of SST-5 and TREC; 8-shot, 6 samples each), leaving one family of tasks out at a time: on each
+            family left out the rule chosen on the others was this one and no worse than no temperature.
+            It is not the default for small fits: on the test splits (5 samples) it took SST-2's ECE
+            without descriptions from 0.151 to 0.083 but Subj's from 0.046 to 0.055, in 1.1-1.2x plain
+            setfit's time against 0.3x (docs/benchmarks/fewshot.md).
+            Cross-fitting adds k trainings on (k-1)/k of the examples.
         temperature_prior_sd: the standard deviation of a normal prior on log T centred on T = 1
             (:func:`~semsearch.label.crossfit.fit_temperature`), so that a few dozen out-of-fold points
             cannot throw the temperature to the end of its range; ``None``: the plain log-loss optimum.
@@ -136,6 +143,12 @@ class SetFitLabeler:
             dataset left out, the rule the other three chose (sd 1; sd 2 with SST-2 left out) had ECE
             0.048 / 0.033 / 0.048 / 0.055 (SST-2 / SST-5 / Subj / TREC) against 0.073 / 0.034 / 0.052 /
             0.055 for the plain optimum.
+        crossfit_folds: the number of folds; ``None`` (default): four for description or prototype tuning
+            below :data:`~semsearch.label.crossfit.CROSSFIT_FOUR_FOLDS_BELOW` examples, else two
+            (:func:`~semsearch.label.crossfit.fold_count`); never more than the rarest label has examples.
+            Two folds for small fits (fold models on half the examples) were measured and not kept: faster,
+            but their temperatures soften too much (TREC label pairs without descriptions: ECE 0.063
+            against 0.046 with four and 0.050 with no temperature).
         parallel: how many models a cross-fitted fit (the full one and one per fold) tunes at once, in
             threads that share torch's threads equally (:func:`~semsearch.label.tuning.run_alongside`).
             ``None`` (default): as many as torch has threads; ``1``: one after another, each with all of
@@ -157,12 +170,14 @@ class SetFitLabeler:
         description_min_steps: with few examples, more epochs than ``description_epochs``, as many as it
             takes to reach this many optimiser steps (the cross-fitting fold models then train for as many
             epochs as the full one). ``None`` (default): :data:`DESCRIPTION_MIN_STEPS` when a cross-fitted
-            temperature calibrates the fit, else 0. Four epochs of 8 examples per label are 12 steps at
+            temperature calibrates a fit that is not small, else 0. Four epochs of 8 examples per label are 12 steps at
             SST-5, too few to move the body: on the SST-5 dev split (8-shot, 10 seeds, no calibration) 8
             epochs (24 steps) gained 1.7 points over 4 (standard error 0.2, ahead on 10 of 10 seeds). The
             longer-tuned body is more confident, which the temperature absorbs; without one it is not
             absorbed: at SST-2 8-shot (16 examples, no temperature; dev, 6 seeds) 24 epochs gave 76.0
-            against 75.0 but ECE 0.059 against 0.029, so uncalibrated fits keep ``description_epochs``.
+            against 75.0 but ECE 0.059 against 0.029, so uncalibrated and small fits keep
+            ``description_epochs`` (a small fit cross-fitted with 24 steps took 52-118 s against setfit's
+            7-10 s).
             Above ``description_min_steps / description_epochs`` batches an epoch (more than 80 examples
             at batch size 16) nothing changes.
         tune_word_embeddings: whether ``tuning="descriptions"`` also updates the body's word-embedding
@@ -193,6 +208,7 @@ class SetFitLabeler:
         prototype_features: bool = True,
         calibration: str = "auto",
         temperature_prior_sd: float | None = 1.0,
+        crossfit_folds: int | None = None,
         parallel: int | None = None,
         bf16: bool | None = None,
         seed: int = 0,
@@ -213,6 +229,9 @@ class SetFitLabeler:
             raise BadInput(f"parallel must be a whole number of models, at least 1 (or None), not {parallel!r}")
         if temperature_prior_sd is not None and not temperature_prior_sd > 0:
             raise BadInput(f"temperature_prior_sd must be positive (or None: no prior), not {temperature_prior_sd!r}")
+        if crossfit_folds is not None and (isinstance(crossfit_folds, bool) or not isinstance(crossfit_folds, int)
+                                           or crossfit_folds < 2):
+            raise BadInput(f"crossfit_folds must be a whole number, at least 2 (or None), not {crossfit_folds!r}")
         if calibration not in CALIBRATIONS:
             raise BadInput(f"unknown calibration {calibration!r}; valid: {', '.join(CALIBRATIONS)}")
         self.model = model_name(model)
@@ -225,7 +244,8 @@ class SetFitLabeler:
                          "max_pairs": max_pairs, "epochs": epochs,
                          "batch_size": batch_size, "body_lr": body_lr, "head_c": head_c,
                          "description_scale": description_scale, "calibration": calibration,
-                         "temperature_prior_sd": temperature_prior_sd, "parallel": parallel,
+                         "temperature_prior_sd": temperature_prior_sd, "crossfit_folds": crossfit_folds,
+                         "parallel": parallel,
                          "bf16": bf16,
                          "seed": seed}
         self.progress = progress
@@ -264,10 +284,6 @@ class SetFitLabeler:
         iterations = s["num_iterations"] or max(1, min(20, s["max_pairs"] // (2 * len(train_texts))))
         started = time.perf_counter()
         counts = [labels.count(c) for c in self.classes]
-        crossfit = s["calibration"] == "crossfit" or (
-            s["calibration"] == "auto" and len(labels) >= CROSSFIT_MIN_EXAMPLES)
-        if crossfit and min(counts) < 2:
-            raise BadInput("cross-fitted calibration needs at least 2 examples of every label")
         bf16 = bf16_supported() if s["bf16"] is None else s["bf16"]
         tuning = s["tuning"]
         if tuning == "auto":
@@ -275,11 +291,15 @@ class SetFitLabeler:
         if tuning == "descriptions" and set(self.descriptions) != set(self.classes):
             missing = ", ".join(sorted(set(self.classes) - set(self.descriptions)))
             raise BadInput(f"tuning='descriptions' needs a description of every label; none for: {missing}")
+        small = len(labels) < SMALL_FIT_BELOW
+        crossfit = s["calibration"] == "crossfit" or (s["calibration"] == "auto" and not small and min(counts) >= 2)
+        if crossfit and min(counts) < 2:
+            raise BadInput("cross-fitted calibration needs at least 2 examples of every label")
         body = load_sentence_transformer(model_folder(self.model))
         if tuning in _THREADED:
             min_steps = s["description_min_steps"]
             if min_steps is None:
-                min_steps = DESCRIPTION_MIN_STEPS if crossfit else 0
+                min_steps = DESCRIPTION_MIN_STEPS if crossfit and not small else 0
             epochs = tuning_epochs(len(texts), s["batch_size"], s["description_epochs"], min_steps)
             iterations, pairs = 0, 0
         else:
@@ -325,7 +345,7 @@ class SetFitLabeler:
         if crossfit:
             logits = self.out_of_fold_logits = assemble(held_out, len(examples), len(self.classes))
             self.temperature = fit_temperature(logits, np.array([self.classes.index(v) for v in labels]),
-                                               prior_sd=s["temperature_prior_sd"])
+                                               prior_sd=s["temperature_prior_sd"], soften_only=small)
         self.fit_info = {"examples": len(examples), "tuning": tuning, "pairs_iterations": iterations,
                          "pairs": pairs, "epochs": epochs, "steps": steps, "body_lr": body_lr, "bf16": bf16,
                          "head_c": head_c,
@@ -386,7 +406,7 @@ class SetFitLabeler:
         model's ``epochs`` in every fold model (so each sees its examples as often as the full one did).
         ``seed`` draws the folds and seeds the fold models; ``turns`` is shared by the models tuned alongside.
         """
-        k = fold_count(tuning, labels, self.classes)
+        k = fold_count(tuning, labels, self.classes, self.settings["crossfit_folds"])
         settings = dict(self.settings, calibration="none", tuning=tuning, seed=seed,
                         max_pairs=max(2, self.settings["max_pairs"] * (k - 1) // k))
         if tuning in _THREADED:
