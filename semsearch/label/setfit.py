@@ -170,8 +170,8 @@ class SetFitLabeler:
         description_min_steps: with few examples, more epochs than ``description_epochs``, as many as it
             takes to reach this many optimiser steps (the cross-fitting fold models then train for as many
             epochs as the full one). ``None`` (default): :data:`DESCRIPTION_MIN_STEPS` when a cross-fitted
-            temperature calibrates a fit that is not small, else 0. Four epochs of 8 examples per label are 12 steps at
-            SST-5, too few to move the body: on the SST-5 dev split (8-shot, 10 seeds, no calibration) 8
+            temperature calibrates a fit that is not small, else 0. Four epochs of 8 examples per label are
+            12 steps at SST-5, too few to move the body: on the SST-5 dev split (8-shot, 10 seeds, no calibration) 8
             epochs (24 steps) gained 1.7 points over 4 (standard error 0.2, ahead on 10 of 10 seeds). The
             longer-tuned body is more confident, which the temperature absorbs; without one it is not
             absorbed: at SST-2 8-shot (16 examples, no temperature; dev, 6 seeds) 24 epochs gave 76.0
