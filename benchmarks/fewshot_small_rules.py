@@ -6,6 +6,9 @@ scores each rule by the ECE (10 bins, predicted label) on the evaluation texts:
 
 - ``T=t``: a fixed temperature (``T=1`` is the labeller's behaviour at 16 examples).
 - ``loo sd=s``: the most probable T for the leave-one-out logits under a normal prior on log T (sd ``s``).
+- ``oof sd=s`` (runs with ``--crossfit``): the fold models' out-of-fold MAP temperature, and ``oof sd=s
+  soften`` the same never below 1 (``fit_temperature(soften_only=True)``, what ``calibration="crossfit"``
+  does below 32 examples).
 - ``accuracy map``: log T = a + b × (the untuned leave-one-out accuracy), a and b fitted by least squares
   to each fit's own best temperature (the log-loss optimum on its evaluation texts) — on the training
   families only.
@@ -26,9 +29,9 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from fewshot_calibration import ece_at
 
-from semsearch.label.crossfit import fit_temperature, softmax
-from semsearch.label.threshold import expected_calibration_error
+from semsearch.label.crossfit import fit_temperature
 
 FIXED = (1.0, 1.25, 1.5, 2.0)
 PRIOR_SDS = (0.25, 0.5, 1.0, 2.0)
@@ -41,43 +44,36 @@ def family(task: str) -> str:
 
 
 def load(folder: Path) -> list[dict]:
+    """One dict per saved fit, keyed as :func:`fewshot_calibration.load`'s (``eval``, ``y_eval``) so that its
+    :func:`~fewshot_calibration.ece_at` scores it; ``t`` holds each rule's temperature, computed once."""
     fits = []
     for path in sorted(folder.glob("*.npz")):
         z = np.load(path)
-        fit = {k: z[k] for k in ("loo_untuned", "train_labels", "dev", "dev_labels", "oof", "fit_seconds")
-               if k in z}
-        fit.update(task=str(z["task"]), seed=int(z["seed"]), descriptions=bool(z["descriptions"]))
+        fit = {"loo_untuned": z["loo_untuned"], "train_labels": z["train_labels"], "eval": z["dev"],
+               "y_eval": z["dev_labels"], "task": str(z["task"]), "seed": int(z["seed"]),
+               "descriptions": bool(z["descriptions"])}
+        if "oof" in z:
+            fit["oof"] = z["oof"]
         fit["family"] = family(fit["task"])
         fit["loo_accuracy"] = float((fit["loo_untuned"].argmax(1) == fit["train_labels"]).mean())
-        fit["best_t"] = fit_temperature(fit["dev"], fit["dev_labels"])
+        fit["best_t"] = fit_temperature(fit["eval"], fit["y_eval"])
+        fit["t"] = {name: rule(fit) for name, rule in rules(crossfit="oof" in fit).items()}
         fits.append(fit)
     return fits
 
 
-def ece(fit: dict, t: float) -> float:
-    proba = softmax(fit["dev"] / t)
-    pred = proba.argmax(axis=1)
-    return expected_calibration_error(proba[np.arange(len(pred)), pred], pred == fit["dev_labels"])
-
-
-def fixed_rules() -> dict:
-    """Rules that need no fitting across tasks: ``name -> (fit -> T)``."""
-    rules = {f"T={t:g}": (lambda fit, t=t: t) for t in FIXED}
+def rules(crossfit: bool) -> dict:
+    """Rules that need no fitting across tasks: ``name -> (fit -> T)``; with ``crossfit`` (``--crossfit`` runs)
+    also the fold models' out-of-fold MAP temperature, plain and soften-only."""
+    found = {f"T={t:g}": (lambda fit, t=t: t) for t in FIXED}
     for sd in PRIOR_SDS:
-        rules[f"loo sd={sd:g}"] = lambda fit, sd=sd: fit_temperature(fit["loo_untuned"], fit["train_labels"],
+        found[f"loo sd={sd:g}"] = lambda fit, sd=sd: fit_temperature(fit["loo_untuned"], fit["train_labels"],
                                                                      prior_sd=sd)
-    return rules
-
-
-def crossfit_rules() -> dict:
-    """Rules on the fold models' out-of-fold logits (``--crossfit`` runs): the MAP temperature, and the same
-    never below 1 (soften only)."""
-    rules = {}
-    for sd in (0.5, 1.0):
-        rules[f"oof sd={sd:g}"] = lambda fit, sd=sd: fit_temperature(fit["oof"], fit["train_labels"], prior_sd=sd)
-        rules[f"oof sd={sd:g} soften"] = lambda fit, sd=sd: max(
-            1.0, fit_temperature(fit["oof"], fit["train_labels"], prior_sd=sd))
-    return rules
+    for sd in (0.5, 1.0) if crossfit else ():
+        for soften in (False, True):
+            found[f"oof sd={sd:g}" + (" soften" if soften else "")] = lambda fit, sd=sd, soften=soften: (
+                fit_temperature(fit["oof"], fit["train_labels"], prior_sd=sd, soften_only=soften))
+    return found
 
 
 def accuracy_map(train: list[dict]):
@@ -87,9 +83,14 @@ def accuracy_map(train: list[dict]):
     return lambda fit: float(np.clip(np.exp(a + b * fit["loo_accuracy"]), 0.01, 100.0)), (a, b)
 
 
-def family_mean(fits: list[dict], rule, families: list[str]) -> float:
+def temperature(fit: dict, rule: str, mapped) -> float:
+    return mapped(fit) if rule == "accuracy map" else fit["t"][rule]
+
+
+def family_mean(fits: list[dict], rule: str, mapped, families: list[str]) -> float:
     """Mean over ``families`` of the family's mean ECE under ``rule``."""
-    return statistics.mean(statistics.mean(ece(f, rule(f)) for f in fits if f["family"] == fam) for fam in families)
+    return statistics.mean(statistics.mean(ece_at(f, temperature(f, rule, mapped)) for f in fits
+                                           if f["family"] == fam) for fam in families)
 
 
 def analyse(folder: Path, json_path: Path | None = None) -> None:
@@ -99,20 +100,19 @@ def analyse(folder: Path, json_path: Path | None = None) -> None:
         sel = [f for f in fits if f["descriptions"] == with_desc]
         if not sel:
             continue
-        crossfit = all("oof" in f for f in sel)
-        rules = fixed_rules() | (crossfit_rules() if crossfit else {})
-        rules["accuracy map"] = accuracy_map(sel)[0]  # fitted on everything: the table only, not the choice
+        names = [*(n for n in sel[0]["t"] if all(n in f["t"] for f in sel)), "accuracy map"]
+        mapped = accuracy_map(sel)[0]  # fitted on everything: the table only, not the choice
         print(f"\n== descriptions: {with_desc}  ({len(sel)} fits)  mean ECE per task; T=1 accuracy; best T")
-        print(f"{'task':38} {'acc':>5} {'loo acc':>7} {'best T':>6} " + " ".join(f"{r:>12}" for r in rules))
+        print(f"{'task':38} {'acc':>5} {'loo acc':>7} {'best T':>6} " + " ".join(f"{r:>12}" for r in names))
         by_task = defaultdict(list)
         for f in sel:
             by_task[f["task"]].append(f)
         for task, group in by_task.items():
-            cells = {r: statistics.mean(ece(f, rule(f)) for f in group) for r, rule in rules.items()}
-            acc = statistics.mean(float((f["dev"].argmax(1) == f["dev_labels"]).mean()) for f in group)
+            cells = {r: statistics.mean(ece_at(f, temperature(f, r, mapped)) for f in group) for r in names}
+            acc = statistics.mean(float((f["eval"].argmax(1) == f["y_eval"]).mean()) for f in group)
             loo = statistics.mean(f["loo_accuracy"] for f in group)
             best = float(np.exp(np.mean(np.log([f["best_t"] for f in group]))))
-            print(f"{task:38} {acc:5.3f} {loo:7.3f} {best:6.2f} " + " ".join(f"{cells[r]:12.3f}" for r in rules))
+            print(f"{task:38} {acc:5.3f} {loo:7.3f} {best:6.2f} " + " ".join(f"{cells[r]:12.3f}" for r in names))
             out["per_task"].append({"task": task, "descriptions": with_desc, "samples": len(group),
                                     "accuracy": acc, "loo_accuracy": loo, "best_t_geomean": best, "ece": cells})
         families = sorted({f["family"] for f in sel})
@@ -120,20 +120,20 @@ def analyse(folder: Path, json_path: Path | None = None) -> None:
         for held in families:
             train = [f for f in sel if f["family"] != held]
             others = [fam for fam in families if fam != held]
-            candidates = fixed_rules() | (crossfit_rules() if crossfit else {})
-            candidates["accuracy map"], coef = accuracy_map(train)
-            chosen = min(candidates, key=lambda r: family_mean(train, candidates[r], others))
+            held_map, coef = accuracy_map(train)
+            chosen = min(names, key=lambda r: family_mean(train, r, held_map, others))
             test = [f for f in sel if f["family"] == held]
-            got = [ece(f, candidates[chosen](f)) for f in test]
-            base = [ece(f, 1.0) for f in test]
+            got = [ece_at(f, temperature(f, chosen, held_map)) for f in test]
+            base = [ece_at(f, 1.0) for f in test]
             diff = np.array(got) - np.array(base)
+            better = int((diff < -1e-9).sum())  # soften-only T can be the grid point 1 + 1e-15: not "better"
             se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("nan")
             print(f"{held:10} {chosen:27} {statistics.mean(got):9.3f} {statistics.mean(base):11.3f}   "
-                  f"{diff.mean():+.3f} ({se:.3f}), {int((diff < 0).sum())}/{len(diff)}")
+                  f"{diff.mean():+.3f} ({se:.3f}), {better}/{len(diff)}")
             out["left_out"].append({"descriptions": with_desc, "left_out": held, "chosen": chosen,
                                     "accuracy_map": [float(c) for c in coef], "ece": statistics.mean(got),
                                     "ece_t1": statistics.mean(base), "difference": float(diff.mean()), "se": se,
-                                    "fits_better": int((diff < 0).sum()), "fits": len(diff)})
+                                    "fits_better": better, "fits": len(diff)})
     if json_path:
         json_path.write_text(json.dumps(out, indent=1) + "\n")
 
