@@ -97,6 +97,24 @@ def test_a_stored_check_is_reused_and_another_cpu_checks_again(tiny_bert, monkey
     assert len([k for k in _checks(emb) if k.startswith("encoder|fp32|onnx|pooling=mean|")]) == 2
 
 
+def test_a_replaced_model_file_drops_its_old_check_and_keeps_other_cpus(tmp_path):
+    model = tmp_path / "model-fp32.onnx"
+    model.write_bytes(b"first export")
+    key = lambda: agreement.agreement_key("encoder", "fp32", "onnx", pooling="mean", max_length=64, model_file=model)
+    result = agreement.Agreement("encoder", "fp32", "onnx", texts=170, min_cosine=1.0)
+    first = key()
+    agreement.save_agreement(tmp_path, first, result)
+    other_cpu = first.replace(f"cpu={cpu_key()}", "cpu=another-cpu0")
+    agreement.save_agreement(tmp_path, other_cpu, result)
+    model.write_bytes(b"a second, longer export")  # exported again: a new size and time
+    second = key()
+    assert second != first
+    agreement.save_agreement(tmp_path, second, result)
+    stored = json.loads((tmp_path / agreement.AGREEMENT_FILE).read_text())["checks"]
+    assert set(stored) == {second, other_cpu}
+    assert agreement.cached_agreement(tmp_path, first) is None and agreement.cached_agreement(tmp_path, second) == result
+
+
 @needs_ort
 def test_a_perturbed_int8_export_is_refused_with_its_numbers(tiny_bert, corpus_file, tmp_path, perturbed):
     emb = TransformerEmbedder(tiny_bert, precision="int8", backend="onnx")

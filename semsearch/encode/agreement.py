@@ -193,6 +193,12 @@ def agreement_key(task: str, precision: str, backend: str, *, pooling: str | Non
                      f"v{CHECK_VERSION}"])
 
 
+def _same_but_file(old: str, new: str) -> bool:
+    """Whether ``old`` is the check of an earlier version of ``new``'s model file (stale once it is replaced)."""
+    a, b = old.split("|"), new.split("|")
+    return a != b and len(a) == len(b) and all(x == y for x, y in zip(a, b) if not x.startswith("file="))
+
+
 def cached_agreement(folder: Path | None, key: str) -> Agreement | None:
     """The result stored under ``key`` in ``folder``'s ``agreement.json``, if any."""
     if folder is None:
@@ -229,6 +235,7 @@ def save_agreement(folder: Path | None, key: str, agreement: Agreement) -> None:
             checks = data["checks"] if data.get("format") == _FORMAT else {}
         except (OSError, ValueError, KeyError):
             checks = {}
+        checks = {k: v for k, v in checks.items() if not _same_but_file(k, key)}
         checks[key] = agreement.to_dict()
         fd, tmp = tempfile.mkstemp(prefix=f".{AGREEMENT_FILE}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
