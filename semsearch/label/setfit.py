@@ -30,12 +30,9 @@ with joblib, which this project does not use).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -61,7 +58,7 @@ from .crossfit import (
     stratified_folds,
 )
 from .features import leave_one_out_prototypes
-from .tuning import Turns, run_alongside, tuning_epochs
+from .tuning import Turns, run_alongside, tune_contrastive, tuning_epochs
 from .tuning import tune_on_descriptions as _tune_on_descriptions
 from .tuning import tune_on_prototypes as _tune_on_prototypes
 
@@ -85,17 +82,18 @@ DESCRIPTION_MIN_STEPS = 24
 
 
 class SetFitLabeler:
-    """Few-shot classifier: SetFit contrastive fine-tuning of a bi-encoder body plus a linear head.
+    """Few-shot classifier: a bi-encoder body tuned on a few labelled examples, plus a linear head.
+
+    Every default below was chosen on dev splits of SST-2, SST-5, TREC and Subj; what each choice was
+    measured against, and by how much, is in docs/benchmarks/fewshot.md.
+
+    >>> lab = SetFitLabeler(descriptions={"pos": "a positive review", "neg": "a negative review"})  # doctest: +SKIP
+    >>> lab.fit(texts, labels).predict_proba(["a gripping, beautiful film"])               # doctest: +SKIP
 
     Args:
         model: body to start from (local folder or hub id); default: the embedded all-MiniLM-L6-v2.
         descriptions: optional ``{label: short description}``: the targets of ``tuning="descriptions"``
             (or one more training example of their label for contrastive tuning), and head features.
-        num_iterations: SetFit's pair-generation iterations (pairs = 2 × iterations × examples);
-            ``None``: as many whole iterations as fit in ``max_pairs`` (at most 20), so training time stays
-            bounded (``fit_info`` reports the pairs and steps). Filling the budget exactly with setfit's
-            ``max_steps`` was measured at SST-5 64-shot (1,280 instead of 650 pairs): +0.2 points on 3
-            seeds, for training times over 2 minutes; not kept.
         tuning: how the body is fine-tuned. ``"contrastive"``: SetFit's contrastive pairs (the ``setfit``
             library). ``"descriptions"``: each example's cosines to the label descriptions, times
             ``description_logit_scale``, are trained as logits with cross-entropy (every label needs a
@@ -103,89 +101,62 @@ class SetFitLabeler:
             ``description_epochs`` epochs. ``"prototypes"``: the same with each label's prototype (the
             mean embedding of its examples, the text itself left out; :func:`~semsearch.label.tuning.
             tune_on_prototypes`) in place of its description. ``"auto"`` (default): ``descriptions`` when
-            every label has one, else ``prototypes``. Descriptions against contrastive, on the SST dev
-            splits (3-4 seeds); on the test splits (5 seeds) against contrastive: +2.1 points at SST-5
-            8-shot, +2.6 at 64-shot, +0.3 and 0.0 on SST-2 8- and 64-shot. Prototypes replaced
-            contrastive pairs without descriptions on the dev splits of SST-2, SST-5, TREC and Subj
-            (docs/benchmarks/fewshot.md).
+            every label has one, else ``prototypes`` (both ahead of contrastive pairs on the dev splits,
+            in a fraction of their time).
+        num_iterations: SetFit's pair-generation iterations (pairs = 2 × iterations × examples);
+            ``None``: as many whole iterations as fit in ``max_pairs`` (at most 20), so training time stays
+            bounded (``fit_info`` reports the pairs and steps).
         epochs, batch_size: fine-tuning settings (setfit's defaults); ``epochs`` counts passes over
             the pairs (contrastive) and ``description_epochs`` over the examples.
         body_lr: the body's learning rate; ``None`` (default): :data:`BODY_LR` of the tuning (setfit's 2e-5
-            for pairs, 5e-5 for descriptions and prototypes, chosen with the scale on four dev splits).
+            for pairs, 5e-5 for descriptions and prototypes).
         head_c: inverse L2 strength of the logistic-regression head (scikit-learn's ``C``). ``None``
             (default): 1 / (examples per label), so the penalty keeps the same weight against the head's
-            log loss at every number of examples. The tuned body separates its few training examples
-            easily, and a fixed ``C=1`` head then grows over-confident as examples get fewer. Chosen on
-            the SST dev splits (4 seeds at 8 and 64 shots, against ``C=1``): ECE 0.030 instead of 0.097 at
-            SST-2 8-shot, where no temperature is fitted; accuracy +0.0 to +0.7 points.
-        description_scale: weight of the description cosines among the head's features.
-        calibration: ``"crossfit"`` fits a temperature for the head's logits on out-of-fold
-            predictions: the examples are split in k stratified folds (2, or 4 for description tuning
-            below :data:`~semsearch.label.crossfit.CROSSFIT_FOUR_FOLDS_BELOW` examples), a labeller is
-            trained on all folds but one and predicts that one; the temperature minimising their log loss
-            (under the prior of ``temperature_prior_sd``) scales the full model's logits. ``"none"``: the
-            head's own probabilities. ``"auto"`` (default): ``crossfit`` from
-            :data:`~semsearch.label.crossfit.SMALL_FIT_BELOW` examples on (where every label has two),
-            else ``none``. Asked for on a *small* fit (fewer examples), cross-fitting is cheap and cautious:
-            the fold models tune for the full model's epochs with no step minimum, and the temperature only
-            softens (T ≥ 1: from 16 out-of-fold points, all of them right says little, but confident
-            mistakes do say the head is too sure). Chosen on 14 binary dev tasks (SST-2, Subj, label pairs
-            of SST-5 and TREC; 8-shot, 6 samples each), leaving one family of tasks out at a time: on each
-            family left out the rule chosen on the others was this one and no worse than no temperature.
-            It is not the default for small fits: on the test splits (5 samples) it took SST-2's ECE
-            without descriptions from 0.151 to 0.083 but Subj's from 0.046 to 0.055, in 1.1-1.2x plain
-            setfit's time against 0.3x (docs/benchmarks/fewshot.md).
-            Cross-fitting adds k trainings on (k-1)/k of the examples.
-        temperature_prior_sd: the standard deviation of a normal prior on log T centred on T = 1
-            (:func:`~semsearch.label.crossfit.fit_temperature`), so that a few dozen out-of-fold points
-            cannot throw the temperature to the end of its range; ``None``: the plain log-loss optimum.
-            Default 1, chosen leaving one dataset out on four dev splits (8-shot, cross-fitted): on each
-            dataset left out, the rule the other three chose (sd 1; sd 2 with SST-2 left out) had ECE
-            0.048 / 0.033 / 0.048 / 0.055 (SST-2 / SST-5 / Subj / TREC) against 0.073 / 0.034 / 0.052 /
-            0.055 for the plain optimum.
-        crossfit_folds: the number of folds; ``None`` (default): four for description or prototype tuning
-            below :data:`~semsearch.label.crossfit.CROSSFIT_FOUR_FOLDS_BELOW` examples, else two
-            (:func:`~semsearch.label.crossfit.fold_count`); never more than the rarest label has examples.
-            Two folds for small fits (fold models on half the examples) were measured and not kept: faster,
-            but their temperatures soften too much (TREC label pairs without descriptions: ECE 0.063
-            against 0.046 with four and 0.050 with no temperature).
-        parallel: how many models a cross-fitted fit (the full one and one per fold) tunes at once, in
-            threads that share torch's threads equally (:func:`~semsearch.label.tuning.run_alongside`).
-            ``None`` (default): as many as torch has threads; ``1``: one after another, each with all of
-            them. Tuning one small model on few short texts keeps 2 threads only partly busy, so on this
-            project's 2 cores two models at one thread each finish sooner (SST dev splits, 3 seeds,
-            interleaved: SST-5 64-shot fits 95 s against 117 s, SST-2 64-shot 76 s against 85 s, SST-5
-            8-shot 49 s against 55 s; the same accuracy). Only description tuning runs in threads
-            (setfit's trainer draws random numbers outside the forward passes). Every model still draws
-            dropout from its own seeded stream, so a fit depends on its seed and on the threads each
-            model gets, not on how the threads interleave.
-        bf16: run the body's tuning under bfloat16 autocast (float32 weights); default: when the
-            CPU supports it (about 1.6x faster on this project's machine, same accuracy within noise).
+            log loss at every number of examples: the tuned body separates its few training examples
+            easily, and a fixed ``C=1`` head grows over-confident as examples get fewer.
+        description_scale: weight of the description (or prototype) cosines among the head's features.
         description_epochs, description_logit_scale: passes over the examples and the cosine scale of
-            ``tuning="descriptions"`` and ``"prototypes"`` (at SST-5 64-shot 4 epochs gave 37.6 against 37.3
-            with 3 and 35.8 with 2; the scale 10, with lr 5e-5, on four dev splits at 8-shot: at 20 the
-            loss saturates and TREC's question types were learnt 5-10 points worse).
-        prototype_features: without descriptions, give the head each text's cosines to the label
-            prototypes (the examples' own left out of their label's; kept with the head). Default ``True``.
+            ``tuning="descriptions"`` and ``"prototypes"``.
         description_min_steps: with few examples, more epochs than ``description_epochs``, as many as it
             takes to reach this many optimiser steps (the cross-fitting fold models then train for as many
             epochs as the full one). ``None`` (default): :data:`DESCRIPTION_MIN_STEPS` when a cross-fitted
-            temperature calibrates a fit that is not small, else 0. Four epochs of 8 examples per label are
-            12 steps at SST-5, too few to move the body: on the SST-5 dev split (8-shot, 10 seeds, no calibration) 8
-            epochs (24 steps) gained 1.7 points over 4 (standard error 0.2, ahead on 10 of 10 seeds). The
-            longer-tuned body is more confident, which the temperature absorbs; without one it is not
-            absorbed: at SST-2 8-shot (16 examples, no temperature; dev, 6 seeds) 24 epochs gave 76.0
-            against 75.0 but ECE 0.059 against 0.029, so uncalibrated and small fits keep
-            ``description_epochs`` (a small fit cross-fitted with 24 steps took 52-118 s against setfit's
-            7-10 s).
-            Above ``description_min_steps / description_epochs`` batches an epoch (more than 80 examples
-            at batch size 16) nothing changes.
-        tune_word_embeddings: whether ``tuning="descriptions"`` also updates the body's word-embedding
-            matrix (half of MiniLM's weights). Default ``False``: it stays frozen, which made 64-shot tuning
-            about 25% faster on an AVX2 machine (fp32) at the same dev accuracy (SST dev splits, 4 seeds,
-            frozen against tuned: SST-2 8-shot 75.6 both ways, 64-shot 79.5 both ways; SST-5 8-shot 31.7
-            against 31.8, 64-shot 37.3 against 37.5).
+            temperature calibrates a fit that is not small, else 0: a longer-tuned body is more accurate
+            but more confident, which only a temperature absorbs.
+        tune_word_embeddings: whether our tunings also update the body's word-embedding matrix (half of
+            MiniLM's weights). Default ``False``: frozen is about 25% faster at the same dev accuracy.
+        prototype_features: without descriptions, give the head each text's cosines to the label
+            prototypes (the examples' own left out of their label's; kept with the head). Default ``True``.
+        calibration: ``"crossfit"`` fits a temperature for the head's logits on out-of-fold
+            predictions: the examples are split in k stratified folds, a labeller is trained on all folds
+            but one and predicts that one, and the temperature minimising their log loss (under the prior
+            of ``temperature_prior_sd``) scales the full model's logits; k more trainings on (k-1)/k of
+            the examples. ``"none"``: the head's own probabilities. ``"auto"`` (default): ``crossfit``
+            from :data:`~semsearch.label.crossfit.SMALL_FIT_BELOW` examples on (where every label has
+            two), else ``none``. Asked for on a *small* fit (fewer examples), cross-fitting is cheap and
+            cautious: the fold models tune for the full model's epochs with no step minimum, and the
+            temperature only softens (T ≥ 1: from 16 out-of-fold points, all of them right says little,
+            but confident mistakes do say the head is too sure). It is not the default there: on the
+            test splits it halved SST-2's ECE without descriptions but cost Subj a little, at about plain
+            setfit's time instead of a third of it.
+        temperature_prior_sd: the standard deviation of a normal prior on log T centred on T = 1
+            (:func:`~semsearch.label.crossfit.fit_temperature`), so that a few dozen out-of-fold points
+            cannot throw the temperature to the end of its range; ``None``: the plain log-loss optimum.
+            Default 1 (chosen leaving one dataset out; never worse there than the plain optimum).
+        crossfit_folds: the number of folds; ``None`` (default): four for description or prototype tuning
+            below :data:`~semsearch.label.crossfit.CROSSFIT_FOUR_FOLDS_BELOW` examples, else two
+            (:func:`~semsearch.label.crossfit.fold_count`); never more than the rarest label has examples.
+        parallel: how many models a cross-fitted fit (the full one and one per fold) tunes at once, in
+            threads that share torch's threads equally (:func:`~semsearch.label.tuning.run_alongside`).
+            ``None`` (default): as many as torch has threads; ``1``: one after another, each with all of
+            them. One small model on few short texts keeps 2 threads only partly busy, so two models at
+            one thread each finish sooner. Only our own tunings run in threads (setfit's trainer draws
+            random numbers outside the forward passes); every model draws dropout from its own seeded
+            stream, so a fit depends on its seed and on the threads each model gets, not on how the
+            threads interleave.
+        bf16: run the body's tuning under bfloat16 autocast (float32 weights); default: when the
+            CPU supports it (about 1.6x faster where it does, same accuracy within noise).
         seed: seeds pair sampling, batch order, dropout, the folds and the head.
+        progress: tqdm bars (stderr) while tuning.
     """
 
     def __init__(
@@ -310,7 +281,9 @@ class SetFitLabeler:
 
         def tune() -> int:
             if tuning == "contrastive":
-                return self._tune_contrastive(body, train_texts, train_labels, iterations, bf16, body_lr)
+                return tune_contrastive(body, train_texts, train_labels, iterations=iterations, epochs=s["epochs"],
+                                        batch_size=s["batch_size"], lr=body_lr, seed=s["seed"], bf16=bf16,
+                                        progress=self.progress)
             if tuning == "prototypes":
                 return _tune_on_prototypes(body, texts, [self.classes.index(y) for y in labels], epochs=epochs,
                                            batch_size=s["batch_size"], lr=body_lr,
@@ -353,33 +326,6 @@ class SetFitLabeler:
                          "parallel": parallel, "temperature": self.temperature,
                          "seconds": time.perf_counter() - started}
         return self
-
-    def _tune_contrastive(self, body, texts: list[str], labels: list[str], iterations: int, bf16: bool,
-                          body_lr: float) -> int:
-        """SetFit's contrastive fine-tuning of ``body`` in place; returns the optimiser steps taken."""
-        import torch
-        from datasets import Dataset
-        from setfit import SetFitModel, Trainer, TrainingArguments
-        from sklearn.linear_model import LogisticRegression
-        from transformers import set_seed
-
-        s = self.settings
-        setfit_model = SetFitModel(model_body=body, model_head=LogisticRegression(), labels=None)
-        with tempfile.TemporaryDirectory() as tmp:
-            args = TrainingArguments(
-                output_dir=tmp, batch_size=s["batch_size"], num_epochs=s["epochs"], num_iterations=iterations,
-                body_learning_rate=body_lr, seed=s["seed"], report_to="none",
-                save_strategy="no",
-                logging_strategy="no", logging_first_step=False,
-                show_progress_bar=self.progress,
-            )
-            set_seed(s["seed"])
-            trainer = Trainer(model=setfit_model, args=args,
-                              train_dataset=Dataset.from_dict({"text": texts, "label": labels}))
-            with contextlib.redirect_stdout(sys.stderr), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                # contrastive tuning only (the trainer prints its metrics: stdout is kept for results); our head follows
-                trainer.train_embeddings(texts, labels, args=args)
-        return int(trainer.st_trainer.state.global_step)
 
     def _parallel(self, tuning: str) -> int:
         """How many models :func:`run_alongside` may tune at once: only our own tunings run in threads."""

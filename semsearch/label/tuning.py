@@ -1,9 +1,9 @@
-"""Stage 3, the body's tuning step of :class:`semsearch.label.setfit.SetFitLabeler`: towards label descriptions
-or, without descriptions, towards label prototypes.
+"""Stage 3, the body's tuning step of :class:`semsearch.label.setfit.SetFitLabeler`: towards label descriptions,
+towards label prototypes, or SetFit's contrastive pairs.
 
 Each example's cosines to the label descriptions (:func:`tune_on_descriptions`) or to the means of the
 other examples of each label (:func:`tune_on_prototypes`), times a scale, are trained as logits with
-cross-entropy.
+cross-entropy; :func:`tune_contrastive` runs the ``setfit`` library's pair training.
 :func:`tuning_epochs` says how many epochs a fit gets; :func:`run_alongside` tunes several models at once.
 """
 
@@ -106,6 +106,37 @@ def tune_on_prototypes(body, texts: list[str], targets: list[int], *, epochs: in
     return _tune(body, texts, targets, logits, refresh, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                  bf16=bf16, progress=progress, word_embeddings=word_embeddings, turns=turns,
                  desc="tuning on prototypes")
+
+
+def tune_contrastive(body, texts: list[str], labels: list[str], *, iterations: int, epochs: int, batch_size: int,
+                     lr: float, seed: int, bf16: bool, progress: bool) -> int:
+    """SetFit's contrastive fine-tuning of ``body`` in place (the ``setfit`` library); returns the optimiser steps.
+
+    ``iterations`` of pair generation (pairs = 2 x iterations x texts), ``epochs`` passes over them. The
+    trainer's own head is not fitted (the labeller fits its own), and what it prints goes to stderr.
+    """
+    import contextlib
+    import tempfile
+
+    import torch
+    from datasets import Dataset
+    from setfit import SetFitModel, Trainer, TrainingArguments
+    from sklearn.linear_model import LogisticRegression
+    from transformers import set_seed
+
+    setfit_model = SetFitModel(model_body=body, model_head=LogisticRegression(), labels=None)
+    with tempfile.TemporaryDirectory() as tmp:
+        args = TrainingArguments(
+            output_dir=tmp, batch_size=batch_size, num_epochs=epochs, num_iterations=iterations,
+            body_learning_rate=lr, seed=seed, report_to="none", save_strategy="no",
+            logging_strategy="no", logging_first_step=False, show_progress_bar=progress,
+        )
+        set_seed(seed)
+        trainer = Trainer(model=setfit_model, args=args,
+                          train_dataset=Dataset.from_dict({"text": texts, "label": labels}))
+        with contextlib.redirect_stdout(sys.stderr), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            trainer.train_embeddings(texts, labels, args=args)
+    return int(trainer.st_trainer.state.global_step)
 
 
 def _tune(body, texts: list[str], targets: list[int], logits_of: Callable, before_epoch: Callable | None, *,
