@@ -58,9 +58,7 @@ from .crossfit import (
     stratified_folds,
 )
 from .features import leave_one_out_prototypes
-from .tuning import Turns, run_alongside, tune_contrastive, tuning_epochs
-from .tuning import tune_on_descriptions as _tune_on_descriptions
-from .tuning import tune_on_prototypes as _tune_on_prototypes
+from .tuning import Turns, run_alongside, tune_contrastive, tune_on_descriptions, tune_on_prototypes, tuning_epochs
 
 __all__ = ["SetFitLabeler"]
 
@@ -285,17 +283,17 @@ class SetFitLabeler:
                                         batch_size=s["batch_size"], lr=body_lr, seed=s["seed"], bf16=bf16,
                                         progress=self.progress)
             if tuning == "prototypes":
-                return _tune_on_prototypes(body, texts, [self.classes.index(y) for y in labels], epochs=epochs,
-                                           batch_size=s["batch_size"], lr=body_lr,
-                                           scale=s["description_logit_scale"], seed=s["seed"], bf16=bf16,
-                                           word_embeddings=s["tune_word_embeddings"], progress=self.progress,
-                                           turns=turns)
-            return _tune_on_descriptions(body, texts, [self.classes.index(y) for y in labels],
-                                         [self.descriptions[c] for c in self.classes], epochs=epochs,
-                                         batch_size=s["batch_size"], lr=body_lr,
-                                         scale=s["description_logit_scale"], seed=s["seed"], bf16=bf16,
-                                         word_embeddings=s["tune_word_embeddings"], progress=self.progress,
-                                         turns=turns)
+                return tune_on_prototypes(body, texts, [self.classes.index(y) for y in labels], epochs=epochs,
+                                          batch_size=s["batch_size"], lr=body_lr,
+                                          scale=s["description_logit_scale"], seed=s["seed"], bf16=bf16,
+                                          word_embeddings=s["tune_word_embeddings"], progress=self.progress,
+                                          turns=turns)
+            return tune_on_descriptions(body, texts, [self.classes.index(y) for y in labels],
+                                        [self.descriptions[c] for c in self.classes], epochs=epochs,
+                                        batch_size=s["batch_size"], lr=body_lr,
+                                        scale=s["description_logit_scale"], seed=s["seed"], bf16=bf16,
+                                        word_embeddings=s["tune_word_embeddings"], progress=self.progress,
+                                        turns=turns)
 
         folds = self._fold_jobs(examples, labels, tuning, epochs, s["seed"], turns) if crossfit else []
         parallel = min(self._parallel(tuning), 1 + len(folds))
