@@ -120,13 +120,13 @@ def test_few_examples_get_epochs_up_to_the_minimum_steps_and_fold_models_the_sam
     assert [module.tuning_epochs(n, 16, 4, 24) for n in (16, 17, 40, 80, 81, 128)] == [24, 12, 8, 5, 4, 4]
     assert module.tuning_epochs(16, 16, 4, 0) == 4
     calls = []
-    tune = module._tune_on_descriptions
+    tune = module.tune_on_descriptions
 
     def spy(body, texts, *args, **kwargs):  # the real tuning, recording how many texts for how many epochs
         calls.append((len(texts), kwargs["epochs"]))
         return tune(body, texts, *args, **kwargs)
 
-    monkeypatch.setattr(module, "_tune_on_descriptions", spy)
+    monkeypatch.setattr(module, "tune_on_descriptions", spy)
     descriptions = {"animal": "a cat or a dog", "water": "rivers and the sea"}
     texts, labels = A + B, ["animal"] * 4 + ["water"] * 4   # 8 examples: one batch of 16 an epoch
     lab = SetFitLabeler(tiny_bert, descriptions=descriptions, description_min_steps=6, calibration="none",
