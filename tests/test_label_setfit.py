@@ -350,6 +350,32 @@ def test_label_bad_input(tmp_path, examples, extra, pattern):
     assert result.exit_code == 2 and pattern in result.stderr, result.output
 
 
+@pytest.mark.parametrize("output,content,pattern", [
+    ("notes.txt", b"line one\nprecious last line without newline", "notes.txt:2: not a labelling output line"),
+    ("notes.txt", b"line one\n", "notes.txt:1: not a labelling output line"),
+    ("latin1.jsonl", "caf\xe9\n".encode("latin-1"), "not a UTF-8 labelling output"),
+    ("missing/out.jsonl", None, "does not exist"),
+    ("folder", "dir", "is a folder"),
+])
+def test_label_refuses_an_output_it_cannot_append_to_before_fitting_and_leaves_it_as_it_was(
+        tmp_path, monkeypatch, output, content, pattern):
+    import semsearch.label.documents as documents
+
+    _files(tmp_path, EXAMPLES)
+    target = tmp_path / output
+    if content == "dir":
+        target.mkdir()
+    elif content is not None:
+        target.write_bytes(content)
+    monkeypatch.setattr(documents, "fit_labeler", lambda *a, **k: pytest.fail("fitted before checking --output"))
+    args = ["label", "--input", tmp_path / "texts.txt", "--examples", tmp_path / "ex.jsonl", "--labels",
+            tmp_path / "labels.json", "--method", "threshold", "--output", target, "-q"]
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == 2 and pattern in result.stderr and "Traceback" not in result.output, result.output
+    if isinstance(content, bytes):
+        assert target.read_bytes() == content
+
+
 def test_label_every_document_of_an_index(tmp_path, minilm):
     from semsearch import Document, SearchEngine
 

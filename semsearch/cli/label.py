@@ -29,6 +29,7 @@ def label(index_dir, input_file, examples, labels_file, method, rerank, abstain_
     from ..corpus.readers import read_corpus
     from ..errors import BadInput
     from ..label.documents import (
+        check_label_output,
         fit_labeler,
         label_documents,
         read_examples,
@@ -38,6 +39,7 @@ def label(index_dir, input_file, examples, labels_file, method, rerank, abstain_
 
     if (index_dir is None) == (input_file is None):
         raise BadInput("give exactly one of --index or --input")
+    check_label_output(output)  # before any model loads: a bad --output fails in a second, not after the fit
     method = method or ("setfit" if examples else "zero-shot")
     texts, labels = read_examples(examples) if examples else ([], [])
     descriptions = read_label_descriptions(labels_file) if labels_file else None

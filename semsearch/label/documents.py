@@ -36,7 +36,7 @@ from ..types import Document
 from .threshold import ABSTAIN, ThresholdLabeler
 
 __all__ = ["DescriptionScorer", "LabelSummary", "read_examples", "read_label_descriptions", "fit_labeler",
-           "label_documents", "METHODS"]
+           "label_documents", "check_label_output", "METHODS"]
 
 METHODS = ("threshold", "setfit", "zero-shot")
 
@@ -178,7 +178,10 @@ def label_documents(docs: Iterable[Document], method, output: str | os.PathLike,
     from tqdm.auto import tqdm
 
     output = Path(output)
-    done = _labelled_ids(output)
+    done, cut = _read_output(output)
+    if cut is not None:
+        with open(output, "r+b") as fh:
+            fh.truncate(cut)
     counts: Counter[str] = Counter()
     labelled = skipped = 0
     with open(output, "a", encoding="utf-8") as fh, tqdm(total=total, unit="doc", desc="labelling",
@@ -214,18 +217,41 @@ def label_documents(docs: Iterable[Document], method, output: str | os.PathLike,
     return LabelSummary(dict(counts), labelled, skipped, str(output))
 
 
-def _labelled_ids(output: Path) -> set[str]:
-    """Ids already in ``output``; a torn last line (from a crash mid-write) is cut off."""
+def check_label_output(output: str | os.PathLike) -> set[str]:
+    """The ids already labelled in ``output`` (none if it does not exist yet), checked before any work is done.
+
+    Raises :class:`~semsearch.errors.BadInput` if ``output`` cannot be appended to (a folder, a missing
+    folder, not UTF-8) or holds a line that is not a labelling output row. Changes nothing:
+    :func:`label_documents` cuts a torn last row (from a crash mid-write) before it appends.
+    """
+    return _read_output(Path(output))[0]
+
+
+def _read_output(output: Path) -> tuple[set[str], int | None]:
+    """Ids in ``output`` and, if its last line is a torn row of ours, the length to cut it back to."""
+    if not output.parent.is_dir():
+        raise BadInput(f"cannot write {output}: the folder {output.parent} does not exist")
+    if output.is_dir():
+        raise BadInput(f"{output} is a folder; --output takes a JSONL file")
     if not output.exists():
-        return set()
-    raw = output.read_bytes()
-    if raw and not raw.endswith(b"\n"):
-        raw = raw[: raw.rfind(b"\n") + 1]
-        output.write_bytes(raw)
+        return set(), None
+    try:
+        raw = output.read_bytes()
+        text = raw.decode("utf-8")
+    except OSError as exc:
+        raise BadInput(f"cannot read {output}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise BadInput(f"{output} is not a UTF-8 labelling output; refusing to append to it") from None
+    cut = None
+    lines = text.split("\n")
+    if lines[-1]:  # no newline at the end: a torn row of ours is cut, anything else is not ours to touch
+        if not lines[-1].startswith('{"id": '):
+            raise BadInput(f"{output}:{len(lines)}: not a labelling output line; refusing to append to it")
+        cut = raw.rfind(b"\n") + 1
     ids = set()
-    for number, line in enumerate(raw.decode("utf-8").splitlines(), start=1):
+    for number, line in enumerate(lines[:-1], start=1):
         try:
             ids.add(str(json.loads(line)["id"]))
         except (ValueError, KeyError, TypeError):
             raise BadInput(f"{output}:{number}: not a labelling output line; refusing to append to it") from None
-    return ids
+    return ids, cut

@@ -58,7 +58,14 @@ from .crossfit import (
     stratified_folds,
 )
 from .features import leave_one_out_prototypes
-from .tuning import Turns, run_alongside, tune_contrastive, tune_on_descriptions, tune_on_prototypes, tuning_epochs
+from .tuning import (
+    Turns,
+    run_alongside,
+    tune_contrastive,
+    tune_on_descriptions,
+    tune_on_prototypes,
+    tuning_epochs,
+)
 
 __all__ = ["SetFitLabeler"]
 
