@@ -9,11 +9,11 @@ import os
 import shutil
 import tempfile
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_folder", "fsync_folder", "cache_dir", "file_sha256"]
+__all__ = ["atomic_folder", "atomic_write_text", "fsync_folder", "cache_dir", "file_sha256"]
 
 _HASHES_FILE = "file-hashes.json"
 _HASHES: dict[str, str] = {}  # "path|size|mtime_ns" -> SHA-256, for this process
@@ -68,11 +68,44 @@ def fsync_folder(folder: str | Path) -> None:
         os.close(fd)
 
 
+def _fsync_tree(folder: Path) -> None:
+    """Flush every file under ``folder``, and the folders themselves, to disk."""
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        fsync_folder(root)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Replace the file ``path`` by ``text`` (UTF-8) whole: written beside it, flushed, then renamed over it."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_folder(path.parent)
+
+
 @contextmanager
 def atomic_folder(target: str | Path) -> Iterator[Path]:
     """Yield an empty temporary folder next to ``target``; when the block ends without error it
     becomes ``target`` (an existing ``target`` is moved aside first and deleted only after the new
-    one is in place). On any error or interruption the temporary folder is removed.
+    one is in place). Its files are flushed to disk before the rename and the rename after it, so a
+    crash or power loss leaves the old folder or the new one. On any error or interruption the
+    temporary folder is removed.
 
     Callers decide beforehand whether replacing ``target`` is allowed.
     """
@@ -82,6 +115,7 @@ def atomic_folder(target: str | Path) -> Iterator[Path]:
     tmp.mkdir()
     try:
         yield tmp
+        _fsync_tree(tmp)
         old = None
         if target.exists():
             old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
@@ -92,6 +126,7 @@ def atomic_folder(target: str | Path) -> Iterator[Path]:
             if old is not None:
                 old.rename(target)
             raise
+        fsync_folder(target.parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:

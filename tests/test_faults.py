@@ -299,3 +299,32 @@ def test_an_overwrite_killed_between_its_renames_points_to_the_previous_index(tm
     with pytest.raises(IndexNotFound, match=r"interrupted and left the previous index at .*\.idx\.old-1234abcd "
                                             r"\(rename it back to idx\)"):
         SearchEngine.open(index, embedder=HashEmbedder())
+
+
+def test_a_new_folder_is_flushed_to_disk_before_it_replaces_the_old_one(tmp_path, monkeypatch):
+    from semsearch import files
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "old.txt").write_text("old")
+    events = []
+    real_fsync, real_rename = os.fsync, Path.rename
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    def rename(self, target):
+        events.append(("rename", str(target)))
+        return real_rename(self, target)
+
+    monkeypatch.setattr(files.os, "fsync", fsync)
+    monkeypatch.setattr(Path, "rename", rename)
+    with files.atomic_folder(tmp_path / "out") as tmp:
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "vectors.bin").write_bytes(b"\0" * 10)
+        (tmp / "manifest.json").write_text("{}")
+    first_rename = next(i for i, e in enumerate(events) if e[0] == "rename")
+    flushed = {Path(path).name for kind, path in events[:first_rename] if kind == "fsync"}
+    assert {"vectors.bin", "manifest.json", "sub"} <= flushed
+    assert events[-1] == ("fsync", str(tmp_path))  # the renames themselves, before the old folder is deleted
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["manifest.json", "sub"]

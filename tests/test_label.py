@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -94,6 +96,24 @@ def test_json_roundtrip_and_source_check(tmp_path):
         again.check_source("probability")
     with pytest.raises(ManifestMismatch):
         again.check_source("logit", "models/other")
+
+
+def test_a_saved_threshold_labeller_is_written_whole_and_bad_files_are_typed_errors(tmp_path):
+    s, y = _synthetic(100, seed=6)
+    lab = ThresholdLabeler().fit(s, y)
+    (tmp_path / "lab.json").write_text("an older file")
+    lab.save(tmp_path / "lab.json")
+    assert ThresholdLabeler.load(tmp_path / "lab.json").predict([0.3]) == lab.predict([0.3])
+    assert [p.name for p in tmp_path.iterdir()] == ["lab.json"]  # no temporary file left beside it
+    with pytest.raises(BadInput, match="cannot write labeller"):
+        lab.save(tmp_path / "missing" / "lab.json")
+    with pytest.raises(BadInput, match="cannot read labeller"):
+        ThresholdLabeler.load(tmp_path / "missing.json")
+    data = json.loads((tmp_path / "lab.json").read_text())
+    del data["fit"]
+    (tmp_path / "damaged.json").write_text(json.dumps(data))
+    with pytest.raises(ManifestMismatch, match="damaged threshold labeller"):
+        ThresholdLabeler.load(tmp_path / "damaged.json")
 
 
 def test_bad_input():

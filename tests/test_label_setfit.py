@@ -35,6 +35,17 @@ def test_setfit_learns_a_separable_task_and_roundtrips(tiny_bert, tmp_path, desc
     again = SetFitLabeler.load(tmp_path / "lab")
     np.testing.assert_allclose(again.predict_proba(probe), proba, atol=1e-6)
     assert again.classes == ["animal", "water"]
+    with pytest.raises(BadInput, match="pass overwrite=True"):
+        lab.save(tmp_path / "lab")
+    lab.save(tmp_path / "lab", overwrite=True)  # a labeller is replaced when asked
+    (tmp_path / "thesis").mkdir()
+    (tmp_path / "thesis" / "thesis.tex").write_text("years of work")
+    with pytest.raises(BadInput, match="is not a SetFit labeller; refusing to replace it"):
+        lab.save(tmp_path / "thesis", overwrite=True)
+    assert (tmp_path / "thesis" / "thesis.tex").read_text() == "years of work"
+    (tmp_path / "empty").mkdir()
+    lab.save(tmp_path / "empty")  # an empty folder is written into
+    assert SetFitLabeler.load(tmp_path / "empty").classes == ["animal", "water"]
 
 
 def test_tuning_on_descriptions_pulls_each_text_to_its_label_description(tiny_bert, tmp_path):

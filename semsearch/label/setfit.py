@@ -411,6 +411,7 @@ class SetFitLabeler:
         return self._features(texts) @ self._coef.T + self._intercept
 
     def predict(self, texts: Sequence[str]) -> list[str]:
+        """The most probable label of each text."""
         proba = self.predict_proba(texts)
         return [self.classes[i] for i in proba.argmax(axis=1)]
 
@@ -418,8 +419,12 @@ class SetFitLabeler:
         """Write the labeller to a folder: body (safetensors), head and config (JSON). Atomic."""
         self._check_fitted()
         folder = Path(folder)
-        if folder.exists() and not overwrite:
-            raise BadInput(f"{folder} exists; pass overwrite=True to replace it")
+        if folder.exists():
+            ours = folder.is_dir() and (not any(folder.iterdir()) or _is_labeller(folder))
+            if not ours:
+                raise BadInput(f"{folder} exists and is not a SetFit labeller; refusing to replace it")
+            if any(folder.iterdir()) and not overwrite:
+                raise BadInput(f"{folder} exists; pass overwrite=True to replace it")
         with atomic_folder(folder) as tmp:
             self.body.save(str(tmp / _BODY), safe_serialization=True)
             (tmp / _HEAD).write_text(json.dumps({
@@ -435,6 +440,7 @@ class SetFitLabeler:
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> "SetFitLabeler":
+        """A labeller written by :meth:`save`, ready to predict."""
         folder = Path(folder)
         try:
             config = json.loads((folder / _CONFIG).read_text(encoding="utf-8"))
@@ -459,3 +465,9 @@ class SetFitLabeler:
         if self.body is None or self._coef is None:
             raise BadInput("the labeller is not fitted yet; call fit() first")
 
+
+def _is_labeller(folder: Path) -> bool:
+    try:
+        return json.loads((folder / _CONFIG).read_text(encoding="utf-8")).get("format") == _FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False

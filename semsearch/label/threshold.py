@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import BadInput, ManifestMismatch
+from ..files import atomic_write_text
 from ..version import __version__
 
 __all__ = ["ThresholdLabeler", "ThresholdFit", "expected_calibration_error", "OBJECTIVES", "CALIBRATIONS", "ABSTAIN"]
@@ -174,6 +175,7 @@ class ThresholdLabeler:
     # --- saving ---------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
+        """The fitted labeller as plain JSON-able data (what :meth:`save` writes)."""
         self._check_fitted()
         return {
             "format": _FORMAT, "semsearch_version": __version__, "score_kind": self.score_kind, "model": self.model,
@@ -184,23 +186,32 @@ class ThresholdLabeler:
         }
 
     def save(self, path: str | os.PathLike) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        """Write the fitted labeller to the JSON file ``path``, replacing it whole (never half-written)."""
+        try:
+            atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+        except OSError as exc:
+            raise BadInput(f"cannot write labeller {path}: {exc.strerror or exc}") from None
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ThresholdLabeler":
+        """A labeller written by :meth:`save`."""
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise BadInput(f"cannot read labeller {path}: {exc}") from None
         if not isinstance(data, dict) or data.get("format") != _FORMAT:
             raise ManifestMismatch(f"{path} is not a semsearch threshold labeller ({_FORMAT})")
-        lab = cls(objective=data["objective"], target_precision=data["target_precision"],
-                  calibration=data["calibration"], abstain_band=data["abstain_band"],
-                  score_kind=data["score_kind"], model=data["model"], labels=tuple(data["labels"]))
-        lab.fit_report = ThresholdFit(**data["fit"])
-        lab._threshold = lab.fit_report.threshold
-        lab._platt = tuple(data["platt"]) if data["platt"] else None
-        lab._isotonic = tuple(np.asarray(v, dtype=np.float64) for v in data["isotonic"]) if data["isotonic"] else None
+        try:
+            lab = cls(objective=data["objective"], target_precision=data["target_precision"],
+                      calibration=data["calibration"], abstain_band=data["abstain_band"],
+                      score_kind=data["score_kind"], model=data["model"], labels=tuple(data["labels"]))
+            lab.fit_report = ThresholdFit(**data["fit"])
+            lab._threshold = lab.fit_report.threshold
+            lab._platt = tuple(data["platt"]) if data["platt"] else None
+            lab._isotonic = (tuple(np.asarray(v, dtype=np.float64) for v in data["isotonic"])
+                             if data["isotonic"] else None)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ManifestMismatch(f"{path} is a damaged threshold labeller ({type(exc).__name__}: {exc})") from None
         return lab
 
     def _check_fitted(self) -> None:
