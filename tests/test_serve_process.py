@@ -181,6 +181,10 @@ def test_serve_refuses_bad_setups(index_dir, tmp_path):
         (("--index", str(index_dir), "--index", f"docs={index_dir}"), "given twice"),
         (("--index", str(index_dir), "--api-key-reads"), "needs --api-key"),
         (("--labeler", "nameonly"), "NAME=PATH"),
+        (("--index", str(index_dir), "--batch-wait-ms", "500"), "between 0 and 100 ms"),
+        (("--index", str(index_dir), "--max-batch", "0"), "max batch must be at least 1"),
+        (("--labeler", f"x={tmp_path / 'missing'}"), "no file or folder at"),
+        (("--labeler", f"x={tmp_path}"), "not a saved SetFit labeller"),
     ]:
         proc = run(*args)
         assert proc.returncode == 2, (args, proc.stderr)

@@ -59,11 +59,11 @@ def serve(indexes, labelers, host, port, api_key, api_key_reads, cors_origins, i
         raise BadInput("--api-key-reads needs --api-key (or $SEMSEARCH_API_KEY)")
     if max_body_mb <= 0:
         raise BadInput(f"--max-body-mb must be positive, got {max_body_mb}")
-    sock = _bind(host, port)
     app = create_app(served, labelers=named_labelers, api_key=api_key, api_key_reads=api_key_reads,
                      cors_origins=tuple(cors_origins), max_body=int(max_body_mb * 1024 * 1024),
                      micro_batch=micro_batch, batch_wait=batch_wait_ms / 1000, max_batch=max_batch,
                      precision=precision, backend=backend)
+    sock = _bind(host, port)
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"semsearch: serving {', '.join(served) or 'no indexes'} on http://{shown}:{bound} "

@@ -44,7 +44,7 @@ from ..version import __version__
 from .labelers import ServedLabeler
 from .limits import BodyLimit, one_line, validation_message
 from .schemas import AddRequest, DeleteRequest, PredictRequest, SearchRequest
-from .served import SearchJob, ServedIndex, hits_json
+from .served import SearchJob, ServedIndex, check_batching, hits_json
 
 __all__ = ["create_app", "DEFAULT_MAX_BODY"]
 
@@ -82,6 +82,9 @@ def create_app(indexes: Mapping[str, str | Path], *, labelers: Mapping[str, str 
         raise BadInput("nothing to serve: give at least one index or labeller")
     if api_key_reads and not api_key:
         raise BadInput("api_key_reads needs an api_key")
+    check_batching(batch_wait, max_batch)  # what can be checked without loading a model fails here, not in /health
+    for name, path in (labelers or {}).items():
+        ServedLabeler.check(name, path)
     state = _State()
 
     def load() -> None:

@@ -33,6 +33,18 @@ class ServedLabeler:
         self.kind = "setfit" if isinstance(labeler, SetFitLabeler) else "threshold"
         self._lock = threading.Lock()
 
+    @staticmethod
+    def check(name: str, path: str | os.PathLike) -> None:
+        """Raise :class:`BadInput` unless ``path`` holds a labeller :meth:`load` can read (a quick look, no model)."""
+        path = Path(path)
+        if path.is_dir():
+            if not (path / "labeler.json").is_file():
+                raise BadInput(f"labeller {name!r}: {path} is a folder but not a saved SetFit labeller (no labeler.json)")
+        elif path.is_file():
+            ThresholdLabeler.load(path)
+        else:
+            raise BadInput(f"labeller {name!r}: no file or folder at {path}")
+
     @classmethod
     def load(cls, name: str, path: str | os.PathLike) -> "ServedLabeler":
         """A folder is a SetFit labeller (``SetFitLabeler.save``), a file a threshold one (``ThresholdLabeler.save``)."""

@@ -80,6 +80,14 @@ class BatchStats:
                 "mean": round(self.queries / self.batches, 2) if self.batches else 0.0}
 
 
+def check_batching(batch_wait: float, max_batch: int) -> None:
+    """Raise :class:`BadInput` unless ``batch_wait`` (seconds) and ``max_batch`` are usable by :class:`ServedIndex`."""
+    if not 0 <= batch_wait <= 0.1:
+        raise BadInput(f"batch wait must be between 0 and 100 ms, got {batch_wait * 1000:g} ms")
+    if max_batch < 1:
+        raise BadInput(f"max batch must be at least 1, got {max_batch}")
+
+
 class ServedIndex:
     """An index served by name. ``micro_batch``: encode queries of concurrent requests together;
     ``batch_wait``: seconds to wait for more requests once the queue is empty, when the last batch held
@@ -89,10 +97,7 @@ class ServedIndex:
     def __init__(self, name: str, path: str | os.PathLike, *, embedder: Embedder | None = None,
                  precision: str | None = None, backend: str | None = None, micro_batch: bool = True,
                  batch_wait: float = 0.002, max_batch: int = 64):
-        if batch_wait < 0 or batch_wait > 0.1:
-            raise BadInput(f"batch wait must be between 0 and 100 ms, got {batch_wait * 1000:g} ms")
-        if max_batch < 1:
-            raise BadInput(f"max batch must be at least 1, got {max_batch}")
+        check_batching(batch_wait, max_batch)
         if embedder is None:
             embedder = embedder_loader(Manifest.load(Path(path)).embedder, precision, backend)()
         self.name = name
