@@ -178,6 +178,10 @@ def test_default_reranker_and_rerank_errors(built, tiny_cross_encoder, tmp_path)
     assert result.exit_code == 0 and "rerank_score" in json.loads(result.stdout.splitlines()[0])
     one_line_error(run("query", "cats", "--index", idx, "-k", 20, "--candidates", 5, "--rerank"),
                     "k (20) is larger than candidates (5)")
+    many = run("query", "cats", "--index", idx, "--json", "-k", 60, "--rerank")  # -k above the default 50
+    assert many.exit_code == 0, many.output
+    rows = [json.loads(line) for line in many.stdout.splitlines()]
+    assert len(rows) == len(DOCS) and all("rerank_score" in r for r in rows)  # every document, reranked
     one_line_error(run("query", "cats", "--index", idx, "--rerank", tmp_path / "none"), "train-reranker")
     assert run("set-reranker", "--clear", "--index", idx).exit_code == 0
     assert json.loads((idx / "manifest.json").read_text())["reranker"] is None

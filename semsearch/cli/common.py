@@ -145,7 +145,7 @@ def rerank_options(command):
                                 "[default: the reranker's, else 256]")(command)
     command = click.option("--candidates", default=None, type=int,
                            help="First-stage hits the reranker reads. [default: what the reranker's blend "
-                                "weight was tuned for (semsearch tune --rerank), else 50]")(command)
+                                "weight was tuned for (semsearch tune --rerank), else 50; at least -k]")(command)
     command = click.option("--rerank", "rerank", is_flag=False, flag_value="", default=None, metavar="[MODEL]",
                            help="Rerank with a cross-encoder (folder or hub id); "
                                 "alone: the index's default reranker.")(command)
@@ -233,11 +233,13 @@ def reranker_for(engine, rerank: str | None, max_length: int | None, precision: 
     return reranker
 
 
-def rerank_candidates(reranker, candidates: int | None) -> int:
-    """--candidates, defaulting to the count the reranker's blend weight was tuned for (else 50)."""
+def rerank_candidates(reranker, candidates: int | None, k: int = 1) -> int:
+    """--candidates, defaulting to the count the reranker's blend weight was tuned for (else 50), at least ``k``."""
+    from ..rerank.blend import default_candidates
+
     tuned = getattr(reranker, "tuned_on", None) or {}
     if candidates is None:
-        return int(tuned.get("candidates") or 50)
+        return default_candidates(reranker, k)
     if tuned.get("candidates") and candidates != tuned["candidates"]:
         logging.getLogger(__name__).warning(
             "the reranker's blend weight was tuned for %d candidates, not %d", tuned["candidates"], candidates)

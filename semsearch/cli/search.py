@@ -45,7 +45,7 @@ def query(queries, index_dir, k, as_json, model, pooling, mode, filters, plain, 
     parsed = parse_filters(filters)  # a malformed filter fails before the model loads
     engine = open_index(index_dir, model, pooling, precision, backend)
     reranker = reranker_for(engine, rerank, rerank_max_length, rerank_precision, rerank_backend, rerank_passages)
-    candidates = rerank_candidates(reranker, candidates)
+    candidates = rerank_candidates(reranker, candidates, k)
     results = engine.search_many(list(queries), k=k, mode=mode, filters=parsed, reranker=reranker,
                                  candidates=candidates)
     if as_json:

@@ -28,7 +28,8 @@ from ..metrics import judged_queries, ndcg_at_k
 if TYPE_CHECKING:
     from .reranker import Reranker
 
-__all__ = ["BLEND_WEIGHTS", "MARGIN_SE", "BlendCheck", "blend_order", "check_blend", "check_candidates", "tune_rerank_weight"]
+__all__ = ["BLEND_WEIGHTS", "MARGIN_SE", "BlendCheck", "blend_order", "check_blend", "check_candidates",
+           "default_candidates", "tune_rerank_weight"]
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +166,17 @@ def check_blend(
         reranked_ndcg10=float(table[:, 0].mean()) if weights[0] == 0 else float("nan"),
         fitted_ndcg10=float(table[:, fitted if useful else first].mean()), source=source,
     )
+
+
+def default_candidates(reranker, k: int) -> int:
+    """How many first-stage hits to rerank when not told: the count the reranker's blend weight was tuned for
+    (``tuned_on``), else 50; never fewer than ``k``, the hits asked for.
+
+    >>> default_candidates(None, 10), default_candidates(None, 80)
+    (50, 80)
+    """
+    tuned = getattr(reranker, "tuned_on", None) or {}
+    return max(int(tuned.get("candidates") or 50), k)
 
 
 def check_candidates(k: int, candidates: int) -> None:

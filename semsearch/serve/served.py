@@ -40,6 +40,7 @@ from ..errors import BadInput
 from ..index.engine import SearchEngine
 from ..index.filters import parse_filters
 from ..index.manifest import Manifest
+from ..rerank.blend import default_candidates
 from ..types import Document, Hit
 from .shared import SharedEmbedder
 
@@ -224,7 +225,7 @@ class ServedIndex:
             queries = [q for j in jobs for q in j.queries]
             group_vectors = np.vstack([vectors[id(j)] for j in jobs]) if id(first) in vectors else None
             reranker = self.reranker if first.rerank else None
-            candidates = first.candidates or _rerank_candidates(reranker, first.k)
+            candidates = first.candidates or default_candidates(reranker, first.k)
             try:
                 results = engine.search_many(queries, first.k, mode=first.mode, filters=first.filters,
                                              reranker=reranker, candidates=candidates, vectors=group_vectors)
@@ -312,17 +313,11 @@ class ServedIndex:
             "passages_config": m.passages,
             "reranker": None if self.reranker is None else {
                 "model": self.reranker.name, "max_length": self.reranker.max_length,
-                "candidates": _rerank_candidates(self.reranker, 0)},
+                "candidates": default_candidates(self.reranker, 0)},
             "micro_batching": self.micro_batch,
             "format_version": m.format_version,
             "created": m.created,
         }
-
-
-def _rerank_candidates(reranker, k: int) -> int:
-    """The candidates the reranker's blend weight was tuned for, else 50 (at least ``k``)."""
-    tuned = getattr(reranker, "tuned_on", None) or {}
-    return max(int(tuned.get("candidates") or 50), k)
 
 
 def hits_json(hits: list[Hit]) -> list[dict]:
