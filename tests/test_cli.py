@@ -215,3 +215,24 @@ def test_train_reranker_cli(built, tiny_bert, tmp_path):
     assert run("query", "cats", "--index", built, "--rerank", out, "-k", 1).exit_code == 0
     one_line_error(run("train-reranker", "--data", beir, "--output", out, "--base", tiny_bert, "-q"), "exists")
     one_line_error(run("train-reranker", "--data", tmp_path / "nope", "--output", tmp_path / "x"), "does not exist")
+
+
+def test_an_index_built_with_trust_remote_code_asks_for_it_again_when_its_models_load(tiny_bert, corpus_file,
+                                                                                      tiny_cross_encoder, tmp_path):
+    from semsearch import ModelError, Reranker
+
+    idx = tmp_path / "idx"
+    assert run("index", corpus_file, "--index", idx, "--model", tiny_bert, "--trust-remote-code").exit_code == 0
+    assert json.loads((idx / "manifest.json").read_text())["embedder"]["trust_remote_code"] is True
+    one_line_error(run("query", "cats", "--index", idx, "--mode", "dense"), "runs code shipped with the model")
+    one_line_error(run("add", corpus_file, "--index", idx, "-q"), "--trust-remote-code")
+    assert run("query", "cats", "--index", idx, "--mode", "dense", "--trust-remote-code").exit_code == 0
+    assert run("query", "cats", "--index", idx, "--mode", "lexical").exit_code == 0  # no model loads: nothing asked
+    with pytest.raises(ModelError, match="trust_remote_code=True"):
+        SearchEngine.open(idx)
+    with SearchEngine.open(idx, trust_remote_code=True) as engine:
+        assert engine.search("cats", k=2, mode="dense")
+    config = dict(Reranker(tiny_cross_encoder).config(), trust_remote_code=True)
+    with pytest.raises(ModelError, match="the index's reranker"):
+        Reranker.from_config(config)
+    assert Reranker.from_config(config, trust_remote_code=True).trust_remote_code

@@ -466,12 +466,36 @@ def test_health_is_ready_only_once_models_have_loaded(index_dir):
         assert c.post("/indexes/docs/search", json={"query": "cat"}).status_code == 200
 
 
-def test_a_failed_load_is_reported(tmp_path):
-    with TestClient(create_app({"gone": tmp_path / "missing"}), raise_server_exceptions=False) as c:
+def test_a_failed_load_is_reported(tmp_path, fresh_index):
+    from semsearch import IndexNotFound
+
+    with pytest.raises(IndexNotFound):  # what needs no model is checked before the app starts
+        create_app({"gone": tmp_path / "missing"})
+    # the index's fake embedder is not given: loading its recorded one fails in the background
+    with TestClient(create_app({"docs": fresh_index}), raise_server_exceptions=False) as c:
         for _ in range(200):
             if c.get("/health").json()["status"] != "loading":
                 break
             time.sleep(0.02)
         health = c.get("/health")
-        assert health.status_code == 503 and health.json()["status"] == "failed" and "missing" in health.json()["error"]
-        _error(c.post("/indexes/gone/search", json={"query": "x"}), 503, "could not load")
+        assert health.status_code == 503 and health.json()["status"] == "failed"
+        assert "custom embedder" in health.json()["error"]
+        _error(c.post("/indexes/docs/search", json={"query": "x"}), 503, "could not load")
+
+
+def test_models_that_run_their_own_code_are_refused_before_the_app_starts_unless_allowed(fresh_index,
+                                                                                         tiny_cross_encoder):
+    from semsearch import ModelError
+
+    with SearchEngine.open(fresh_index, embedder=HashEmbedder()) as engine:
+        engine.set_default_reranker(Reranker(str(tiny_cross_encoder)))
+    manifest = json.loads((fresh_index / "manifest.json").read_text())
+    manifest["reranker"]["trust_remote_code"] = True  # as if set by someone who trusts this model's code
+    (fresh_index / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="the index's reranker"):
+        create_app({"docs": fresh_index}, embedders={"docs": HashEmbedder()})
+    c = _client(create_app({"docs": fresh_index}, embedders={"docs": HashEmbedder()}, trust_remote_code=True))
+    try:
+        assert c.post("/indexes/docs/search", json={"query": "cat", "rerank": True}).status_code == 200
+    finally:
+        c.__exit__(None, None, None)

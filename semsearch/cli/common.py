@@ -15,8 +15,8 @@ import click
 
 from ..errors import SemsearchError
 
-__all__ = ["cli", "index_option", "precision_options", "corpus_options", "engine_options", "rerank_options",
-           "mode_option", "index_path", "open_index", "reranker_for", "rerank_candidates", "say_check"]
+__all__ = ["cli", "index_option", "trust_option", "precision_options", "corpus_options", "engine_options",
+           "rerank_options", "mode_option", "index_path", "open_index", "reranker_for", "rerank_candidates", "say_check"]
 
 DEFAULT_INDEX = os.path.join("indexes", "default")
 
@@ -29,6 +29,12 @@ index_option = click.option(
     show_envvar=True,
     type=click.Path(file_okay=False),
     help="Index: a NAME under the index root ($SEMSEARCH_INDEX_ROOT, default indexes/), or a PATH (with a '/').",
+)
+
+trust_option = click.option(
+    "--trust-remote-code", is_flag=True,
+    help="Let the index's recorded models run code shipped with them (asked only of an index built with "
+         "--trust-remote-code).",
 )
 
 
@@ -181,7 +187,7 @@ def index_path(index_dir: str):
 
 
 def open_index(index_dir: str, model: str | None, pooling: str | None, precision: str | None = None,
-          backend: str | None = None):
+               backend: str | None = None, trust_remote_code: bool = False):
     """Open an index; ``model``/``pooling`` given by the user must match what it was built with;
     queries are embedded at ``precision`` (default: the index's)."""
     from ..encode.models import model_name
@@ -206,8 +212,9 @@ def open_index(index_dir: str, model: str | None, pooling: str | None, precision
                               else runnable_here(*recorded, "the index's embedder"))
         return SearchEngine.open(path, embedder=TransformerEmbedder(
             model, pooling=built.get("pooling"), max_length=built.get("max_length"), precision=precision,
-            backend=backend))
-    return SearchEngine.open(path, precision=precision, backend=backend, lazy=True)  # a model only if needed
+            backend=backend), trust_remote_code=trust_remote_code)
+    return SearchEngine.open(path, precision=precision, backend=backend, lazy=True,  # a model only if needed
+                             trust_remote_code=trust_remote_code)
 
 
 def reranker_for(engine, rerank: str | None, max_length: int | None, precision: str | None = None,

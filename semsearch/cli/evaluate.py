@@ -16,6 +16,7 @@ from .common import (
     rerank_options,
     reranker_for,
     say_check,
+    trust_option,
 )
 
 
@@ -27,13 +28,14 @@ from .common import (
 @mode_option
 @precision_options(default_help="the index's")
 @rerank_options
+@trust_option
 def eval_(index_dir, queries_file, qrels_file, as_json, mode, precision, backend, rerank, candidates,
-          rerank_max_length, rerank_precision, rerank_backend, rerank_passages):
+          rerank_max_length, rerank_precision, rerank_backend, rerank_passages, trust_remote_code):
     """Evaluate the index on judged queries: nDCG@10, MRR@10, Recall@100, MAP@100."""
     from ..corpus.readers import read_qrels, read_queries
 
     queries, qrels = read_queries(queries_file), read_qrels(qrels_file)
-    engine = open_index(index_dir, None, None, precision, backend)
+    engine = open_index(index_dir, None, None, precision, backend, trust_remote_code)
     reranker = reranker_for(engine, rerank, rerank_max_length, rerank_precision, rerank_backend, rerank_passages)
     candidates = rerank_candidates(reranker, candidates)
     result = engine.evaluate(queries, qrels, mode=mode, reranker=reranker, candidates=candidates)
@@ -57,14 +59,15 @@ def eval_(index_dir, queries_file, qrels_file, as_json, mode, precision, backend
 @click.option("--candidates", default=20, show_default=True, type=int, help="With --rerank: hits reranked.")
 @mode_option
 @click.option("--dry-run", is_flag=True, help="Print the result without storing it.")
-def tune(index_dir, queries_file, qrels_file, methods, rerank, candidates, mode, dry_run):
+@trust_option
+def tune(index_dir, queries_file, qrels_file, methods, rerank, candidates, mode, dry_run, trust_remote_code):
     """Fit the hybrid fusion (method and dense weight) on judged queries; store it in the manifest.
 
     With --rerank, fit the reranker's first-stage blend weight for this index instead."""
     from ..corpus.readers import read_qrels, read_queries
 
     queries, qrels = read_queries(queries_file), read_qrels(qrels_file)
-    engine = open_index(index_dir, None, None)
+    engine = open_index(index_dir, None, None, trust_remote_code=trust_remote_code)
     if rerank is not None:
         tuned = engine.tune_rerank_weight(queries, qrels, reranker_for(engine, rerank, None), candidates=candidates,
                                           mode=mode, save=not dry_run)

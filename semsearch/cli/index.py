@@ -16,6 +16,7 @@ from .common import (
     index_path,
     open_index,
     precision_options,
+    trust_option,
 )
 
 
@@ -123,7 +124,8 @@ def _quiet_ray(quiet: bool) -> None:
 @click.option("--batch-size", default=32, show_default=True, type=int, help="Texts per model call.")
 @corpus_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def add(corpus, index_dir, batch_size, fmt, id_field, text_field, title_field, on_error, quiet):
+@trust_option
+def add(corpus, index_dir, batch_size, fmt, id_field, text_field, title_field, on_error, quiet, trust_remote_code):
     """Add the documents of CORPUS to an index: new ids are inserted, existing ones updated.
 
     Only new or changed text is embedded. Each batch is durable once written; re-running the same
@@ -132,7 +134,7 @@ def add(corpus, index_dir, batch_size, fmt, id_field, text_field, title_field, o
 
     docs = read_corpus(corpus, format=fmt, id_field=id_field, text_field=text_field, title_field=title_field,
                        on_error=on_error)
-    engine = open_index(index_dir, None, None)
+    engine = open_index(index_dir, None, None, trust_remote_code=trust_remote_code)
     report = engine.add(docs, batch_size=batch_size, progress=not quiet)
     click.echo(f"{engine.path}: {report.added} added, {report.updated} updated, {report.unchanged} unchanged; "
                f"{report.embedded} passages embedded, {report.from_cache} from the cache; "

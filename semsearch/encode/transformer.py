@@ -21,7 +21,13 @@ from ..errors import BadInput, ManifestMismatch, ModelError
 from .agreement import measure_vectors, report, settle
 from .batching import run_sorted
 from .embedder import Embedder, check_same_embedder
-from .models import DEFAULT_MODEL, model_folder, model_name, weights_sha256
+from .models import (
+    DEFAULT_MODEL,
+    check_remote_code,
+    model_folder,
+    model_name,
+    weights_sha256,
+)
 from .pooling import check_pooling, pool, pool_arrays
 from .precision import autocast, fill_in, resolve_precision, runnable_here, runs_here
 from .tokenizer import FastTokenizer
@@ -188,22 +194,24 @@ class TransformerEmbedder(RuntimeBacked, Embedder):
         return run_sorted(texts, [len(t) for t in texts], 32, lambda batch: self._torch_batch(batch, "fp32"))
 
 
-def embedder_from_config(config: dict[str, Any], precision: str | None = None,
-                         backend: str | None = None) -> Embedder:
+def embedder_from_config(config: dict[str, Any], precision: str | None = None, backend: str | None = None, *,
+                         trust_remote_code: bool = False) -> Embedder:
     """Rebuild the embedder an index was built with, from its manifest entry.
 
-    ``precision``/``backend`` default to the recorded ones. Where the recorded one cannot run
-    here, a precision whose vectors mix with it is used instead (bf16 without native bf16 → fp32,
-    ONNX fp32 without ONNX Runtime → torch fp32), with a warning.
+    ``precision``/``backend`` default to the recorded ones. A model recorded with ``trust_remote_code``
+    loads only if ``trust_remote_code`` is given now too (:class:`~semsearch.errors.ModelError`
+    otherwise). Where the recorded precision cannot run here, a precision whose vectors mix with it is
+    used instead (bf16 without native bf16 → fp32, ONNX fp32 without ONNX Runtime → torch fp32), with a
+    warning.
     """
-    return embedder_loader(config, precision, backend)()
+    return embedder_loader(config, precision, backend, trust_remote_code=trust_remote_code)()
 
 
-def embedder_loader(config: dict[str, Any], precision: str | None = None,
-                    backend: str | None = None) -> Callable[[], Embedder]:
+def embedder_loader(config: dict[str, Any], precision: str | None = None, backend: str | None = None, *,
+                    trust_remote_code: bool = False) -> Callable[[], Embedder]:
     """:func:`embedder_from_config` in two steps: what can be refused without a model is refused now
     (a custom embedder, a precision whose vectors do not mix, a runtime that is not installed); the
-    returned function loads the model."""
+    returned function loads the model (a model recorded with ``trust_remote_code`` only if it is given)."""
     if config.get("kind") != "transformers":
         raise ManifestMismatch(
             f"the index was built with a custom embedder of kind {config.get('kind')!r}; "
@@ -221,6 +229,7 @@ def embedder_loader(config: dict[str, Any], precision: str | None = None,
 
     def load() -> Embedder:
         nonlocal precision, backend
+        check_remote_code(config, trust_remote_code, "the index's embedder")  # when it loads: a lazy open needs none
         if (precision, backend) == recorded and backend == "torch":
             precision, backend = runnable_here(precision, backend, "the index's embedder")
         embedder = TransformerEmbedder(
@@ -228,7 +237,7 @@ def embedder_loader(config: dict[str, Any], precision: str | None = None,
             pooling=config["pooling"],
             normalize=config["normalize"],
             max_length=config["max_length"],
-            trust_remote_code=config.get("trust_remote_code", False),
+            trust_remote_code=bool(config.get("trust_remote_code", False)),
             precision=precision,
             backend=backend,
         )

@@ -79,6 +79,8 @@ class SearchEngine:
         self._embedder, self._load_embedder = (embedder, None) if isinstance(embedder, Embedder) else (None, embedder)
         self.index, self.store, self.lexical = index, store, lexical
         self.generation = manifest.generation  # the store generation the in-memory index reflects
+        #: whether models recorded with trust_remote_code may load (:meth:`open`; a build trusts what it was given)
+        self.trust_remote_code = bool(manifest.embedder.get("trust_remote_code"))
 
     # --- building --------------------------------------------------------------------------
 
@@ -133,19 +135,20 @@ class SearchEngine:
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, embedder: Embedder | None = None, precision: str | None = None,
-             backend: str | None = None, lazy: bool = False) -> "SearchEngine":
+             backend: str | None = None, lazy: bool = False, trust_remote_code: bool = False) -> "SearchEngine":
         """Open an index folder. Without ``embedder`` the one recorded in the manifest is loaded,
         at the recorded precision unless ``precision``/``backend`` say otherwise; with one, it must
         match the manifest (model weights, pooling, normalisation, dimension, a precision whose
         vectors mix) or :class:`~semsearch.errors.ManifestMismatch` is raised. With ``lazy``, the
         recorded embedder loads when something first needs it (a dense search, an add): deleting,
-        compacting and lexical search then load no model."""
+        compacting and lexical search then load no model. A model recorded with ``trust_remote_code`` (the
+        embedder, the default reranker) loads only if ``trust_remote_code`` is given here too."""
         path = Path(path)
         manifest = Manifest.load(path)
         if embedder is not None and (precision or backend):
             raise BadInput("give either an embedder or a precision/backend, not both")
         if embedder is None:
-            embedder = embedder_loader(manifest.embedder, precision, backend)
+            embedder = embedder_loader(manifest.embedder, precision, backend, trust_remote_code=trust_remote_code)
             if not lazy:
                 embedder = embedder()
         else:
@@ -189,7 +192,7 @@ class SearchEngine:
             raise ManifestMismatch(f"index at {path} is inconsistent: document store has {entries} {unit}s, "
                                    f"lexical index {path / LEXICAL_DIR} has {len(lexical)}")
         engine = cls(path, manifest, embedder, index, store, lexical)
-        engine.generation = generation
+        engine.generation, engine.trust_remote_code = generation, trust_remote_code
         return engine
 
     def _in_index(self, ids: np.ndarray) -> np.ndarray:
@@ -424,7 +427,8 @@ class SearchEngine:
         if not self.manifest.reranker:
             return None
         config = dict(self.manifest.reranker, **({"max_length": max_length} if max_length else {}))
-        reranker = Reranker.from_config(config, precision=precision, backend=backend)
+        reranker = Reranker.from_config(config, precision=precision, backend=backend,
+                                        trust_remote_code=self.trust_remote_code)
         recorded = self.manifest.reranker.get("weights_sha256")
         if recorded and reranker.weights_sha256 and recorded != reranker.weights_sha256:
             log.warning("the weights of reranker %s changed since it was set as this index's default; "

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..encode.agreement import measure_scores, report, settle
 from ..encode.batching import run_sorted
-from ..encode.models import model_folder, model_name
+from ..encode.models import check_remote_code, model_folder, model_name
 from ..encode.precision import (
     autocast,
     fill_in,
@@ -170,10 +170,12 @@ class Reranker(RuntimeBacked):
         }
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], precision: str | None = None,
-                    backend: str | None = None) -> "Reranker":
+    def from_config(cls, config: dict[str, Any], precision: str | None = None, backend: str | None = None, *,
+                    trust_remote_code: bool = False) -> "Reranker":
         """The reranker described by a manifest's ``reranker`` entry, at ``precision``/``backend``
-        (default: the recorded ones, or the nearest that runs here)."""
+        (default: the recorded ones, or the nearest that runs here). One recorded with
+        ``trust_remote_code`` loads only if ``trust_remote_code`` is given now too."""
+        check_remote_code(config, trust_remote_code, "the index's reranker")
         recorded = (config.get("precision", "fp32"), config.get("backend", "torch"))
         if precision is None and backend is None:
             precision, backend = runnable_here(*recorded, f"reranker {config['model']}")

@@ -204,7 +204,8 @@ def _worker_embedder(embedder: Embedder) -> Callable[[], Embedder]:
     model files travel as a name, not as weights); any other embedder is copied as it is."""
     if isinstance(embedder, TransformerEmbedder):
         config = embedder.config()
-        return functools.partial(embedder_from_config, config, config["precision"], config["backend"])
+        return functools.partial(embedder_from_config, config, config["precision"], config["backend"],
+                                 trust_remote_code=bool(config.get("trust_remote_code")))
     return functools.partial(_same, embedder)
 
 

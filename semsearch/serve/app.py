@@ -44,7 +44,13 @@ from ..version import __version__
 from .labelers import ServedLabeler
 from .limits import BodyLimit, one_line, validation_message
 from .schemas import AddRequest, DeleteRequest, PredictRequest, SearchRequest
-from .served import SearchJob, ServedIndex, check_batching, hits_json
+from .served import (
+    SearchJob,
+    ServedIndex,
+    check_batching,
+    check_index_models,
+    hits_json,
+)
 
 __all__ = ["create_app", "DEFAULT_MAX_BODY"]
 
@@ -70,19 +76,23 @@ def create_app(indexes: Mapping[str, str | Path], *, labelers: Mapping[str, str 
                embedders: Mapping[str, Embedder] | None = None, api_key: str | None = None,
                api_key_reads: bool = False, cors_origins: tuple[str, ...] = (), max_body: int = DEFAULT_MAX_BODY,
                micro_batch: bool = True, batch_wait: float = 0.002, max_batch: int = 64,
-               precision: str | None = None, backend: str | None = None) -> FastAPI:
+               precision: str | None = None, backend: str | None = None,
+               trust_remote_code: bool = False) -> FastAPI:
     """The ASGI app serving ``indexes`` (name → index folder) and ``labelers`` (name → saved labeller).
 
     Models load in a background thread when the app starts; until they have, ``GET /health`` answers
     503 and so does every route that needs them. ``embedders`` (name → embedder) overrides the
     recorded bi-encoder of an index (tests use a fake). ``api_key``: writes need
-    ``Authorization: Bearer KEY`` (reads too with ``api_key_reads``).
+    ``Authorization: Bearer KEY`` (reads too with ``api_key_reads``). ``trust_remote_code``: let models
+    recorded with it run the code shipped with them.
     """
     if not indexes and not labelers:
         raise BadInput("nothing to serve: give at least one index or labeller")
     if api_key_reads and not api_key:
         raise BadInput("api_key_reads needs an api_key")
     check_batching(batch_wait, max_batch)  # what can be checked without loading a model fails here, not in /health
+    for name, path in indexes.items():
+        check_index_models(path, trust_remote_code, embedder=name not in (embedders or {}))
     for name, path in (labelers or {}).items():
         ServedLabeler.check(name, path)
     state = _State()
@@ -92,7 +102,8 @@ def create_app(indexes: Mapping[str, str | Path], *, labelers: Mapping[str, str 
             for name, path in indexes.items():
                 state.indexes[name] = served = ServedIndex(
                     name, path, embedder=(embedders or {}).get(name), precision=precision, backend=backend,
-                    micro_batch=micro_batch, batch_wait=batch_wait, max_batch=max_batch)
+                    micro_batch=micro_batch, batch_wait=batch_wait, max_batch=max_batch,
+                    trust_remote_code=trust_remote_code)
                 served.start()
             for name, path in (labelers or {}).items():
                 state.labelers[name] = ServedLabeler.load(name, path)

@@ -39,7 +39,8 @@ class ServedLabeler:
         path = Path(path)
         if path.is_dir():
             if not (path / "labeler.json").is_file():
-                raise BadInput(f"labeller {name!r}: {path} is a folder but not a saved SetFit labeller (no labeler.json)")
+                raise BadInput(f"labeller {name!r}: {path} is a folder but not a saved SetFit labeller "
+                               "(no labeler.json)")
         elif path.is_file():
             ThresholdLabeler.load(path)
         else:

@@ -35,6 +35,7 @@ from typing import Sequence
 import numpy as np
 
 from ..encode.embedder import Embedder
+from ..encode.models import check_remote_code
 from ..encode.transformer import embedder_loader
 from ..errors import BadInput
 from ..index.engine import SearchEngine
@@ -81,6 +82,16 @@ class BatchStats:
                 "mean": round(self.queries / self.batches, 2) if self.batches else 0.0}
 
 
+def check_index_models(path: str | os.PathLike, trust_remote_code: bool, *, embedder: bool = True) -> None:
+    """Refuse, before any model loads, an index whose recorded models (its embedder unless another is given,
+    its default reranker) run their own code when ``trust_remote_code`` was not given."""
+    manifest = Manifest.load(Path(path))
+    if embedder:
+        check_remote_code(manifest.embedder, trust_remote_code, "the index's embedder")
+    if manifest.reranker:
+        check_remote_code(manifest.reranker, trust_remote_code, "the index's reranker")
+
+
 def check_batching(batch_wait: float, max_batch: int) -> None:
     """Raise :class:`BadInput` unless ``batch_wait`` (seconds) and ``max_batch`` are usable by :class:`ServedIndex`."""
     if not 0 <= batch_wait <= 0.1:
@@ -97,12 +108,15 @@ class ServedIndex:
 
     def __init__(self, name: str, path: str | os.PathLike, *, embedder: Embedder | None = None,
                  precision: str | None = None, backend: str | None = None, micro_batch: bool = True,
-                 batch_wait: float = 0.002, max_batch: int = 64):
+                 batch_wait: float = 0.002, max_batch: int = 64, trust_remote_code: bool = False):
         check_batching(batch_wait, max_batch)
+        check_index_models(path, trust_remote_code, embedder=embedder is None)
         if embedder is None:
-            embedder = embedder_loader(Manifest.load(Path(path)).embedder, precision, backend)()
+            embedder = embedder_loader(Manifest.load(Path(path)).embedder, precision, backend,
+                                       trust_remote_code=trust_remote_code)()
         self.name = name
-        self.engine = engine = SearchEngine.open(path, embedder=SharedEmbedder(embedder))
+        self.engine = engine = SearchEngine.open(path, embedder=SharedEmbedder(embedder),
+                                                 trust_remote_code=trust_remote_code)
         self.micro_batch, self.batch_wait, self.max_batch = micro_batch, batch_wait, max_batch
         self.reranker = engine.default_reranker() if engine.manifest.reranker else None
         self.stats = BatchStats()
