@@ -11,7 +11,7 @@ import tempfile
 import uuid
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 __all__ = ["atomic_folder", "atomic_write_text", "fsync_folder", "cache_dir", "file_sha256"]
 
@@ -100,12 +100,12 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 @contextmanager
-def atomic_folder(target: str | Path) -> Iterator[Path]:
+def atomic_folder(target: str | Path, keep_on_error: Callable[[BaseException], bool] | None = None) -> Iterator[Path]:
     """Yield an empty temporary folder next to ``target``; when the block ends without error it
     becomes ``target`` (an existing ``target`` is moved aside first and deleted only after the new
     one is in place). Its files are flushed to disk before the rename and the rename after it, so a
     crash or power loss leaves the old folder or the new one. On any error or interruption the
-    temporary folder is removed.
+    temporary folder is removed, unless ``keep_on_error(error)`` says to keep it (work a later run reuses).
 
     Callers decide beforehand whether replacing ``target`` is allowed.
     """
@@ -129,6 +129,7 @@ def atomic_folder(target: str | Path) -> Iterator[Path]:
         fsync_folder(target.parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException as exc:
+        if not (keep_on_error is not None and tmp.exists() and keep_on_error(exc)):
+            shutil.rmtree(tmp, ignore_errors=True)
         raise

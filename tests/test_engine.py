@@ -96,6 +96,18 @@ def test_empty_corpus_is_refused(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == [".idx.lock"]  # only the writer lock file, by design
 
 
+def test_a_factory_that_cannot_train_keeps_the_vectors_for_the_next_build(tmp_path):
+    embedder = HashEmbedder()
+    with pytest.raises(BadInput, match="cannot train FAISS index 'IVF16,Flat' on 4 vectors.*vectors embedded are kept"):
+        _build(tmp_path / "idx", factory="IVF16,Flat", embedder=embedder)
+    assert not (tmp_path / "idx").exists() and len(_leftovers(tmp_path)) == 1 and embedder.calls
+    embedder.calls.clear()
+    engine = _build(tmp_path / "idx", factory="Flat", embedder=embedder)
+    assert embedder.calls == [] and len(engine) == 4  # every vector came from the failed build
+    assert engine.search("which animal chases mice", k=1)[0].id == "cats"
+    assert _leftovers(tmp_path) == []
+
+
 def test_interrupted_build_leaves_nothing_and_keeps_the_old_index(tmp_path):
     _build(tmp_path / "idx")
     before = (tmp_path / "idx" / "manifest.json").read_text()

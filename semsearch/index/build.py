@@ -53,7 +53,8 @@ def build_index(documents: Iterable[Document], path: Path, embedder: Embedder, *
     started = time.perf_counter()
     leftovers = _interrupted_builds(path)  # a killed build's vectors: reused, not embedded again
     truncated_before = embedder.truncated
-    with atomic_folder(path) as tmp:
+    embedded = False  # once every vector is stored, a failure (a factory that cannot train) keeps them for a rebuild
+    with atomic_folder(path, keep_on_error=lambda exc: embedded and isinstance(exc, BadInput)) as tmp:
         total = len(documents) if hasattr(documents, "__len__") else None
         count = reused = passages = 0
         with DocStore(tmp / DOCS_FILE, create=True, id_bits=splitter.id_bits) as store, tqdm(
@@ -91,7 +92,12 @@ def build_index(documents: Iterable[Document], path: Path, embedder: Embedder, *
             log.info("%d of %d vectors came from an interrupted build of %s", reused, passages, path)
         embedder.report_truncated(truncated_before, passages)
         t0 = time.perf_counter()
-        index = builder.finish()
+        embedded = True
+        try:
+            index = builder.finish()
+        except BadInput as exc:
+            raise BadInput(f"{exc}; the {passages} vectors embedded are kept beside {path.name}, and building it "
+                           "again (with another factory) reuses them") from None
         index.save(tmp / VECTORS_FILE)
         t1 = time.perf_counter()
         lexical_index = None
