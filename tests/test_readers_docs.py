@@ -234,3 +234,25 @@ def test_pdf_hits_name_the_page_of_their_passage_and_skip_counts_broken_files(tm
     assert rows[0]["id"] == "manual.pdf" and rows[0]["page"] == 3 and "rivers" in rows[0]["passage"]
     table = _cli("query", "birds trees", "--index", index, "--mode", "lexical", "-k", 1).stdout
     assert "Birds" in table and "birds sang" in table
+
+
+def test_a_build_reads_each_file_of_a_folder_once_and_the_progress_total_needs_no_reading(tmp_path, monkeypatch):
+    from fakes import HashEmbedder
+
+    from semsearch import SearchEngine
+    from semsearch.corpus import readers
+
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"n{i}.txt").write_text(f"note number {i} about cats")
+    reads = []
+    real = readers._read_file
+    monkeypatch.setattr(readers, "_read_file", lambda *a: reads.append(a[1]) or real(*a))
+    corpus = read_corpus(folder)
+    assert corpus.size_hint == 3 and reads == []  # counted without reading a file
+    SearchEngine.build(corpus, tmp_path / "idx", embedder=HashEmbedder(), progress=True).close()
+    assert sorted(reads) == ["n0.txt", "n1.txt", "n2.txt"]  # once each (len() used to read them all first)
+    (tmp_path / "c.jsonl").write_text("".join(json.dumps({"id": str(i), "text": "x"}) + "\n" for i in range(5)))
+    assert read_corpus(tmp_path / "c.jsonl").size_hint == 5 == len(read_corpus(tmp_path / "c.jsonl"))
+    assert readers.size_hint(iter([])) is None and readers.size_hint([1, 2]) == 2

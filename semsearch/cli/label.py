@@ -66,7 +66,7 @@ def label(index_dir, input_file, examples, labels_file, method, rerank, abstain_
         docs, total = engine.store.iter_documents(), len(engine.store)
     else:
         corpus = read_corpus(input_file)
-        docs, total = corpus, len(corpus)
+        docs, total = corpus, corpus.size_hint
     summary = label_documents(docs, fitted, output, total=total, progress=not quiet)
     counts = ", ".join(f"{k}: {v}" for k, v in sorted(summary.counts.items()))
     click.echo(f"labelled {summary.labelled} documents into {summary.output} ({counts}); "

@@ -29,7 +29,7 @@ from ..errors import BadInput
 from ..types import Document
 from .extract import html_text, pdf_text
 
-__all__ = ["Corpus", "read_corpus", "document_from_record", "json_record", "read_queries", "read_qrels",
+__all__ = ["Corpus", "read_corpus", "size_hint", "document_from_record", "json_record", "read_queries", "read_qrels",
            "read_jsonl_fields", "python_docstrings", "FORMATS", "EXTENSIONS", "ON_ERROR", "DIR_SUFFIXES"]
 
 log = logging.getLogger(__name__)
@@ -90,12 +90,38 @@ class Corpus:
         self._skipped.append((path, reason))
 
     def __len__(self) -> int:
+        """The number of documents: the corpus is read through once to count them (then remembered)."""
         if self._len is None:
             self._len = sum(1 for _ in self)
         return self._len
 
+    @property
+    def size_hint(self) -> int:
+        """About how many documents there are, for a progress bar, without parsing them: a folder's
+        readable-looking files (none is read, so a PDF is not extracted twice), a JSONL or text file's
+        lines; the exact :func:`len` for the other formats."""
+        if self._len is not None:
+            return self._len
+        if self.format == "dir":
+            return sum(1 for f in Path(self.source).rglob("*") if f.suffix.lower() in DIR_SUFFIXES and f.is_file())
+        if self.format in ("jsonl", "txt"):
+            try:
+                with open(self.source, "rb") as fh:
+                    return sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 20), b""))
+            except OSError:
+                return 0  # reading it will say why
+        return len(self)
+
     def __repr__(self) -> str:
         return f"Corpus({self.source!r}, format={self.format!r})"
+
+
+def size_hint(documents) -> int | None:
+    """About how many documents an iterable holds, for a progress bar: :attr:`Corpus.size_hint`, ``len()``
+    of a sized collection, else ``None`` (a generator is never consumed to count it)."""
+    if isinstance(documents, Corpus):
+        return documents.size_hint
+    return len(documents) if hasattr(documents, "__len__") else None
 
 
 def read_corpus(

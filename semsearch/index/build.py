@@ -19,6 +19,7 @@ from typing import Iterable
 
 import numpy as np
 
+from ..corpus.readers import size_hint
 from ..encode.embedder import Embedder
 from ..errors import BadInput, SemsearchError
 from ..files import atomic_folder
@@ -55,7 +56,7 @@ def build_index(documents: Iterable[Document], path: Path, embedder: Embedder, *
     truncated_before = embedder.truncated
     embedded = False  # once every vector is stored, a failure (a factory that cannot train) keeps them for a rebuild
     with atomic_folder(path, keep_on_error=lambda exc: embedded and isinstance(exc, BadInput)) as tmp:
-        total = len(documents) if hasattr(documents, "__len__") else None
+        total = size_hint(documents)
         count = reused = passages = 0
         with DocStore(tmp / DOCS_FILE, create=True, id_bits=splitter.id_bits) as store, tqdm(
             total=total, unit="doc", desc="indexing", file=sys.stderr, disable=not progress, dynamic_ncols=True

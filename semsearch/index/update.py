@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from ..corpus.readers import size_hint
 from ..errors import BadInput
 from ..files import fsync_folder
 from ..types import Document
@@ -111,7 +112,7 @@ def add_documents(engine: "SearchEngine", documents: Iterable[Document], *, batc
     counts = dict.fromkeys(("added", "updated", "unchanged", "embedded", "from_cache"), 0)
     seen: set[str] = set()
     written = 0
-    total = len(documents) if hasattr(documents, "__len__") else None
+    total = size_hint(documents)
     with storage_errors(engine.path, "every batch reported written is kept, the rest was not written"), \
             writer_lock(engine.path), _writable_store(engine) as store, tqdm(
         total=total, unit="doc", desc="adding", file=sys.stderr, disable=not progress, dynamic_ncols=True
