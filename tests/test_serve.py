@@ -499,3 +499,24 @@ def test_models_that_run_their_own_code_are_refused_before_the_app_starts_unless
         assert c.post("/indexes/docs/search", json={"query": "cat", "rerank": True}).status_code == 200
     finally:
         c.__exit__(None, None, None)
+
+
+def test_a_fusion_or_default_reranker_set_by_another_process_is_picked_up(fresh_index, tiny_cross_encoder):
+    from semsearch.index.fusion import Fusion
+
+    c = _client(create_app({"docs": fresh_index}, embedders={"docs": HashEmbedder()}))
+    try:
+        assert c.get("/indexes/docs").json()["fusion"]["weight"] == 0.5
+        _error(c.post("/indexes/docs/search", json={"query": "cat", "rerank": True}), 400, "no default reranker")
+        with SearchEngine.open(fresh_index, embedder=HashEmbedder()) as outside:  # as `semsearch tune` would
+            outside.set_fusion(Fusion("score", 0.8))
+            outside.set_default_reranker(Reranker(str(tiny_cross_encoder)))
+        for _ in range(300):  # a search notices the new manifest; a reader is reopened in the background
+            answer = c.post("/indexes/docs/search", json={"query": "cat", "rerank": True})
+            if answer.status_code == 200:
+                break
+            time.sleep(0.02)
+        assert answer.status_code == 200 and answer.json()["reranked"] is True
+        assert c.get("/indexes/docs").json()["fusion"]["weight"] == 0.8
+    finally:
+        c.__exit__(None, None, None)

@@ -40,6 +40,7 @@ from ..encode.transformer import embedder_loader
 from ..errors import BadInput
 from ..index.engine import SearchEngine
 from ..index.filters import parse_filters
+from ..index.layout import MANIFEST_FILE
 from ..index.manifest import Manifest
 from ..rerank.blend import default_candidates
 from ..types import Document, Hit
@@ -82,6 +83,15 @@ class BatchStats:
                 "mean": round(self.queries / self.batches, 2) if self.batches else 0.0}
 
 
+def _manifest_stamp(path: str | os.PathLike) -> tuple[int, int, int] | None:
+    """What tells that an index's manifest was replaced (it is written whole and renamed into place)."""
+    try:
+        st = os.stat(Path(path) / MANIFEST_FILE)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
 def check_index_models(path: str | os.PathLike, trust_remote_code: bool, *, embedder: bool = True) -> None:
     """Refuse, before any model loads, an index whose recorded models (its embedder unless another is given,
     its default reranker) run their own code when ``trust_remote_code`` was not given."""
@@ -114,7 +124,8 @@ class ServedIndex:
         if embedder is None:
             embedder = embedder_loader(Manifest.load(Path(path)).embedder, precision, backend,
                                        trust_remote_code=trust_remote_code)()
-        self.name = name
+        self.name, self._trust = name, trust_remote_code
+        self._manifest_seen = _manifest_stamp(path)  # before opening: a change meanwhile is picked up
         self.engine = engine = SearchEngine.open(path, embedder=SharedEmbedder(embedder),
                                                  trust_remote_code=trust_remote_code)
         self.micro_batch, self.batch_wait, self.max_batch = micro_batch, batch_wait, max_batch
@@ -159,6 +170,7 @@ class ServedIndex:
         self.engine.check_mode(job.mode)
         parse_filters(job.filters)
         if job.rerank and self.reranker is None:
+            self._refresh_if_stale(manifest_only=True)  # a reranker set meanwhile (semsearch set-reranker) serves the next request
             raise BadInput(f"index {self.name!r} has no default reranker (semsearch set-reranker)")
         if job.candidates is not None and not job.rerank:
             raise BadInput("candidates: only with rerank")
@@ -258,16 +270,24 @@ class ServedIndex:
 
     def _swap_reader(self) -> None:
         """In the worker: take a newer reader if one was handed over; start a refresh if another process
-        wrote to the store since the reader was opened."""
+        wrote to the store, or changed the manifest (``semsearch tune``, ``set-reranker``), since the reader
+        was opened."""
         with self._handover:
             fresh, self._fresh = self._fresh, None
         if fresh is not None:
             old, self.engine = self.engine, fresh
             if old is not self._writer:
                 old.close()
-        elif self.engine.store.generation != self.engine.generation and not self._write_lock.locked():
-            if self._refreshing.acquire(blocking=False):
-                threading.Thread(target=self._refresh, name=f"semsearch-refresh-{self.name}", daemon=True).start()
+        else:
+            self._refresh_if_stale()
+
+    def _refresh_if_stale(self, manifest_only: bool = False) -> None:
+        """Start reopening the reader in the background if the manifest (or, in the worker, the store) moved
+        under it."""
+        stale = (_manifest_stamp(self.engine.path) != self._manifest_seen
+                 or (not manifest_only and self.engine.store.generation != self.engine.generation))
+        if stale and not self._write_lock.locked() and self._refreshing.acquire(blocking=False):
+            threading.Thread(target=self._refresh, name=f"semsearch-refresh-{self.name}", daemon=True).start()
 
     def _refresh(self) -> None:
         try:
@@ -279,7 +299,13 @@ class ServedIndex:
             self._refreshing.release()
 
     def _open_fresh(self) -> None:
-        fresh = SearchEngine.open(self.engine.path, embedder=self.engine.embedder)
+        """Open a new reader (and load the default reranker again if the manifest now names another one)."""
+        seen = _manifest_stamp(self.engine.path)
+        fresh = SearchEngine.open(self.engine.path, embedder=self.engine.embedder, trust_remote_code=self._trust)
+        if fresh.manifest.reranker != self.engine.manifest.reranker:
+            self.reranker = fresh.default_reranker() if fresh.manifest.reranker else None
+            log.info("index %s: default reranker now %s", self.name, self.reranker.name if self.reranker else "none")
+        self._manifest_seen = seen
         with self._handover:
             stale, self._fresh = self._fresh, fresh
         if stale is not None:
