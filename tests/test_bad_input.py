@@ -270,3 +270,9 @@ def test_adding_non_documents_and_duplicate_ids_in_one_batch(tmp_path):
     with pytest.raises(BadInput, match="'b' appears twice"):
         engine.add([Document("b", "x"), Document("b", "y")], progress=False)
     assert len(SearchEngine.open(tmp_path / "idx", embedder=HashEmbedder())) == 1
+
+
+def test_the_command_alone_prints_its_help_and_a_wrong_command_is_one_line():
+    bare = run()
+    assert bare.exit_code == 0 and bare.stdout.startswith("Usage: semsearch") and "\n  query " in bare.stdout
+    one_line_error(run("nosuch"), "No such command 'nosuch'")

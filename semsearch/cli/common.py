@@ -82,6 +82,11 @@ def engine_options(command):
     return command
 
 
+#: click 8.2+ raises this for a command run without the arguments it needs to do anything (older click printed
+#: the help itself); a class no error is an instance of where it does not exist
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", type("_Never", (Exception,), {}))
+
+
 class _Cli(click.Group):
     """A click group whose errors are one line on stderr (exit 2), with no usage dump or traceback."""
 
@@ -92,6 +97,9 @@ class _Cli(click.Group):
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.exceptions.Abort:
             _fail("interrupted", 130)
+        except _NO_ARGS_IS_HELP as exc:  # `semsearch` alone (or a group without its command): the help, as asked
+            click.echo(exc.ctx.get_help())
+            sys.exit(0)
         except click.ClickException as exc:
             _fail(exc.format_message(), exc.exit_code)
         except SemsearchError as exc:
