@@ -274,5 +274,5 @@ def test_adding_non_documents_and_duplicate_ids_in_one_batch(tmp_path):
 
 def test_the_command_alone_prints_its_help_and_a_wrong_command_is_one_line():
     bare = run()
-    assert bare.exit_code == 0 and bare.stdout.startswith("Usage: semsearch") and "\n  query " in bare.stdout
+    assert bare.exit_code == 0 and bare.stdout.startswith("Usage: ") and "\n  query " in bare.stdout
     one_line_error(run("nosuch"), "No such command 'nosuch'")
