@@ -128,6 +128,8 @@ def test_index_names_stay_under_the_index_root(tmp_path, tiny_bert, monkeypatch)
     assert run("index", corpus, "--index", "cats", "--model", tiny_bert, "-q").exit_code == 0
     assert (tmp_path / "root" / "cats" / "manifest.json").is_file()  # a name lives under the root
     assert run("query", "cat", "--index", "cats").exit_code == 0
+    assert run("index", corpus, "--model", tiny_bert, "-q").exit_code == 0  # no --index: the name "default"
+    assert (tmp_path / "root" / "default" / "manifest.json").is_file()
     for bad in ("-x", "a b", "caf\u00e9", "x" * 200):
         one_line_error(run("query", "cat", "--index", bad), "invalid index name")
     one_line_error(run("query", "cat", "--index", ".."), "climbs out of its folder")

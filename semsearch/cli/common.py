@@ -18,14 +18,14 @@ from ..errors import SemsearchError
 __all__ = ["cli", "index_option", "trust_option", "precision_options", "corpus_options", "engine_options",
            "rerank_options", "mode_option", "index_path", "open_index", "reranker_for", "rerank_candidates", "say_check"]
 
-DEFAULT_INDEX = os.path.join("indexes", "default")
+DEFAULT_INDEX = "default"  # a name: under $SEMSEARCH_INDEX_ROOT like any other
 
 index_option = click.option(
     "--index",
     "index_dir",
     envvar="SEMSEARCH_INDEX",
     default=DEFAULT_INDEX,
-    show_default=True,
+    show_default="the name 'default'",
     show_envvar=True,
     type=click.Path(file_okay=False),
     help="Index: a NAME under the index root ($SEMSEARCH_INDEX_ROOT, default indexes/), or a PATH (with a '/').",
