@@ -72,7 +72,8 @@ def test_markdown_is_cut_at_headings(tiny):
     ({"mode": "all"}, "unknown passages mode 'all'; valid values are: auto, off"),
     ({"tokens": 8}, "at least 16"),
     ({"tokens": 65}, "more than the embedder reads"),
-    ({"tokens": 32, "overlap": 32}, "from 0 to 31"),
+    ({"tokens": 32, "overlap": 32}, "from 0 to 16"),
+    ({"tokens": 32, "overlap": 17}, r"from 0 to 16 \(half the passage tokens\)"),
     ({"overlap": -1}, "from 0 to"),
 ])
 def test_bad_passage_options_name_the_valid_values(tiny, options, pattern):

@@ -61,8 +61,10 @@ class PassageSplitter:
 
     ``tokens`` is the most tokens a passage's embedding text (title, passage and the model's special
     tokens) may have; default and ceiling: the embedder's max length. ``overlap`` tokens are shared
-    by neighbours (``0 <= overlap < tokens``; default 32, at most a quarter of ``tokens``). With ``mode="auto"`` a document that fits in ``tokens``
-    stays one passage; ``"off"`` never splits (the model reads the start of a long document).
+    by neighbours (``0 <= overlap <= tokens // 2``; default 32, or a quarter of ``tokens`` if that is less;
+    a long title leaves less room for the text, and the overlap is then cut to half of what is left). With
+    ``mode="auto"`` a document that fits in ``tokens`` stays one passage; ``"off"`` never splits (the model
+    reads the start of a long document).
     """
 
     def __init__(self, embedder: "Embedder", *, mode: str = "auto", tokens: int | None = None,
@@ -76,8 +78,8 @@ class PassageSplitter:
             raise BadInput(f"passage tokens {tokens} is more than the embedder reads ({limit} tokens)")
         self.tokens = int(tokens or limit or 256)
         overlap = min(DEFAULT_OVERLAP, self.tokens // 4) if overlap is None else overlap
-        if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap < self.tokens:
-            raise BadInput(f"passage overlap must be an integer from 0 to {self.tokens - 1} (below the passage "
+        if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap <= self.tokens // 2:
+            raise BadInput(f"passage overlap must be an integer from 0 to {self.tokens // 2} (half the passage "
                            f"tokens), got {overlap!r}")
         if id_bits is None:  # off: document ids are the vector ids, as before passages (older readers can read it)
             id_bits = ID_BITS if mode == "auto" else 0
@@ -97,7 +99,9 @@ class PassageSplitter:
         """The splitter an index was built with (``None``: an index from before passages)."""
         if not config:
             return cls(embedder, mode="off", id_bits=0)
-        return cls(embedder, mode=config["mode"], tokens=int(config["tokens"]), overlap=int(config["overlap"]),
+        tokens = int(config["tokens"])
+        # an index from before overlaps were limited to half the window: it split with at most that anyway
+        return cls(embedder, mode=config["mode"], tokens=tokens, overlap=min(int(config["overlap"]), tokens // 2),
                    id_bits=int(config["id_bits"]))
 
     def split(self, doc: Document) -> list[Span]:
