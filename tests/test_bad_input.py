@@ -278,3 +278,18 @@ def test_the_command_alone_prints_its_help_and_a_wrong_command_is_one_line():
     bare = run()
     assert bare.exit_code == 0 and bare.stdout.startswith("Usage: ") and "\n  query " in bare.stdout
     one_line_error(run("nosuch"), "No such command 'nosuch'")
+
+
+@pytest.mark.parametrize("options,pattern", [
+    (["--passages", "all"], "valid values are: auto, off"),
+    (["--passage-tokens", "8"], "at least 16"),
+    (["--batch-size", "0"], "batch size must be at least 1"),
+    (["--lexical-unit", "sentence"], "valid values are: document, passage"),
+])
+def test_bad_index_options_fail_before_a_model_loads(tmp_path, monkeypatch, options, pattern):
+    from semsearch.encode import transformer
+
+    monkeypatch.setattr(transformer, "TransformerEmbedder", lambda *a, **k: pytest.fail("a model was loaded"))
+    corpus = tmp_path / "ok.jsonl"
+    corpus.write_text('{"_id": "x", "text": "words"}\n')
+    one_line_error(run("index", corpus, "--index", tmp_path / "new", *options), pattern)

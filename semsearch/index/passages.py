@@ -34,8 +34,8 @@ from ..types import Document
 if TYPE_CHECKING:
     from ..encode.embedder import Embedder
 
-__all__ = ["PassageSplitter", "Span", "PASSAGE_MODES", "ID_BITS", "DEFAULT_OVERLAP", "document_ids",
-           "passage_text", "page_of", "query_terms"]
+__all__ = ["PassageSplitter", "Span", "check_passage_options", "PASSAGE_MODES", "ID_BITS", "DEFAULT_OVERLAP",
+           "document_ids", "passage_text", "page_of", "query_terms"]
 
 #: ``auto``: split documents longer than the passage budget; ``off``: one passage per document (cut to fit).
 PASSAGE_MODES = ("auto", "off")
@@ -56,6 +56,14 @@ class Span:
     page: int | None = None
 
 
+def check_passage_options(mode: str, tokens: int | None = None) -> None:
+    """Raise :class:`BadInput` for a passages mode or token budget no model could take (checked before one loads)."""
+    if mode not in PASSAGE_MODES:
+        raise BadInput(f"unknown passages mode {mode!r}; valid values are: {', '.join(PASSAGE_MODES)}")
+    if tokens is not None and (isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < _MIN_BUDGET):
+        raise BadInput(f"passage tokens must be an integer of at least {_MIN_BUDGET}, got {tokens!r}")
+
+
 class PassageSplitter:
     """Cuts documents into passages the embedder reads whole.
 
@@ -69,11 +77,8 @@ class PassageSplitter:
 
     def __init__(self, embedder: "Embedder", *, mode: str = "auto", tokens: int | None = None,
                  overlap: int | None = None, id_bits: int | None = None):
-        if mode not in PASSAGE_MODES:
-            raise BadInput(f"unknown passages mode {mode!r}; valid values are: {', '.join(PASSAGE_MODES)}")
+        check_passage_options(mode, tokens)
         limit = getattr(embedder, "max_length", None)
-        if tokens is not None and (isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < _MIN_BUDGET):
-            raise BadInput(f"passage tokens must be an integer of at least {_MIN_BUDGET}, got {tokens!r}")
         if tokens is not None and limit and tokens > limit:
             raise BadInput(f"passage tokens {tokens} is more than the embedder reads ({limit} tokens)")
         self.tokens = int(tokens or limit or 256)
