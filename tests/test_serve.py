@@ -520,3 +520,20 @@ def test_a_fusion_or_default_reranker_set_by_another_process_is_picked_up(fresh_
         assert c.get("/indexes/docs").json()["fusion"]["weight"] == 0.8
     finally:
         c.__exit__(None, None, None)
+
+
+def test_a_loopback_server_answers_only_to_loopback_host_names(fresh_index):
+    app = create_app({"docs": fresh_index}, embedders={"docs": HashEmbedder()},
+                     allowed_hosts=("localhost", "127.0.0.1", "::1"))
+    with TestClient(app, base_url="http://127.0.0.1:8000", raise_server_exceptions=False) as c:
+        for _ in range(200):
+            if c.get("/health").status_code == 200:
+                break
+            time.sleep(0.02)
+        for host in ("127.0.0.1:8000", "localhost", "[::1]:8000", "LOCALHOST:1"):
+            assert c.get("/health", headers={"host": host}).status_code == 200, host
+        for host in ("evil.example:8000", "evil.example", "127.0.0.1.evil.example", ""):
+            answer = c.post("/indexes/docs/documents", headers={"host": host},
+                            json={"documents": [{"id": "x", "text": "planted"}]})
+            _error(answer, 400, "unknown Host")
+        assert c.get("/indexes/docs").json()["documents"] == 40  # nothing was written

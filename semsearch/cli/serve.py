@@ -63,7 +63,8 @@ def serve(indexes, labelers, host, port, api_key, api_key_reads, cors_origins, i
     app = create_app(served, labelers=named_labelers, api_key=api_key, api_key_reads=api_key_reads,
                      cors_origins=tuple(cors_origins), max_body=int(max_body_mb * 1024 * 1024),
                      micro_batch=micro_batch, batch_wait=batch_wait_ms / 1000, max_batch=max_batch,
-                     precision=precision, backend=backend, trust_remote_code=trust_remote_code)
+                     precision=precision, backend=backend, trust_remote_code=trust_remote_code,
+                     allowed_hosts=("localhost", "127.0.0.1", "::1", host) if _loopback(host) else None)
     sock = _bind(host, port)
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host

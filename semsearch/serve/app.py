@@ -42,7 +42,7 @@ from ..errors import (
 from ..types import Document
 from ..version import __version__
 from .labelers import ServedLabeler
-from .limits import BodyLimit, one_line, validation_message
+from .limits import BodyLimit, HostCheck, one_line, validation_message
 from .schemas import AddRequest, DeleteRequest, PredictRequest, SearchRequest
 from .served import (
     SearchJob,
@@ -77,14 +77,15 @@ def create_app(indexes: Mapping[str, str | Path], *, labelers: Mapping[str, str 
                api_key_reads: bool = False, cors_origins: tuple[str, ...] = (), max_body: int = DEFAULT_MAX_BODY,
                micro_batch: bool = True, batch_wait: float = 0.002, max_batch: int = 64,
                precision: str | None = None, backend: str | None = None,
-               trust_remote_code: bool = False) -> FastAPI:
+               trust_remote_code: bool = False, allowed_hosts: tuple[str, ...] | None = None) -> FastAPI:
     """The ASGI app serving ``indexes`` (name → index folder) and ``labelers`` (name → saved labeller).
 
     Models load in a background thread when the app starts; until they have, ``GET /health`` answers
     503 and so does every route that needs them. ``embedders`` (name → embedder) overrides the
     recorded bi-encoder of an index (tests use a fake). ``api_key``: writes need
     ``Authorization: Bearer KEY`` (reads too with ``api_key_reads``). ``trust_remote_code``: let models
-    recorded with it run the code shipped with them.
+    recorded with it run the code shipped with them. ``allowed_hosts``: answer only requests whose ``Host``
+    header names one of them (``semsearch serve`` on loopback: the loopback names and the address bound).
     """
     if not indexes and not labelers:
         raise BadInput("nothing to serve: give at least one index or labeller")
@@ -126,6 +127,8 @@ def create_app(indexes: Mapping[str, str | Path], *, labelers: Mapping[str, str 
                   description="Semantic search, reranking and few-shot labels over semsearch indexes.")
     app.state.semsearch = state
     app.add_middleware(BodyLimit, max_body=max_body)
+    if allowed_hosts:
+        app.add_middleware(HostCheck, hosts=tuple(allowed_hosts))
     if cors_origins:
         from starlette.middleware.cors import CORSMiddleware
 

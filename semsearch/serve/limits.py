@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-__all__ = ["BodyLimit", "one_line", "validation_message"]
+__all__ = ["BodyLimit", "HostCheck", "one_line", "validation_message"]
 
 
 def one_line(message) -> str:
@@ -72,3 +72,26 @@ class BodyLimit:
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
+
+
+class HostCheck:
+    """ASGI middleware: a request whose ``Host`` header names none of ``hosts`` gets 400. A server on
+    loopback answers only to loopback names, so a web page whose own name was re-pointed at 127.0.0.1
+    (DNS rebinding) cannot read or write through a visitor's browser."""
+
+    def __init__(self, app, hosts: tuple[str, ...]):
+        self.app, self.hosts = app, {h.lower().strip("[]") for h in hosts}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1").lower()
+            name = host[1:].split("]")[0] if host.startswith("[") else host.rsplit(":", 1)[0] if ":" in host else host
+            if name not in self.hosts:
+                body = json.dumps({"error": f"unknown Host {host!r}: this server answers to "
+                                            f"{', '.join(sorted(self.hosts))}"}).encode()
+                await send({"type": "http.response.start", "status": 400,
+                            "headers": [(b"content-type", b"application/json"),
+                                        (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
