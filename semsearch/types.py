@@ -100,6 +100,7 @@ class Hit:
                 for p in spans]
 
     def to_dict(self) -> dict[str, Any]:
+        """The hit as JSON-able data (what ``semsearch query --json`` and the server print)."""
         data = {
             "rank": self.rank,
             "id": self.id,
@@ -130,6 +131,7 @@ class EvalResult:
     queries: int
 
     def to_dict(self) -> dict[str, float | int]:
+        """The metrics keyed as printed: ``ndcg@10``, ``mrr@10``, ``recall@100``, ``map@100``, ``queries``."""
         return {
             "ndcg@10": self.ndcg_at_10,
             "mrr@10": self.mrr_at_10,

@@ -126,6 +126,7 @@ class TransformerEmbedder(RuntimeBacked, Embedder):
         return self._rt.runner
 
     def config(self) -> dict[str, Any]:
+        """How this embedder was set up, as an index's manifest records it (:func:`embedder_from_config`)."""
         return {
             "kind": "transformers",
             "model": self.name,

@@ -301,6 +301,7 @@ class SearchEngine:
         return reranker.rerank(queries, first, k) if reranker is not None else first
 
     def check_mode(self, mode: str | None) -> str:
+        """The search mode to run: ``mode``, or this index's default; :class:`BadInput` for one it cannot run."""
         mode = self.default_mode if mode is None else mode
         if mode not in MODES:
             raise BadInput(f"unknown search mode {mode!r}; valid: {', '.join(MODES)}")
@@ -450,6 +451,7 @@ class SearchEngine:
         return describe(self.path)
 
     def close(self) -> None:
+        """Close the document store (also on leaving a ``with`` block)."""
         self.store.close()
 
     def __enter__(self) -> "SearchEngine":

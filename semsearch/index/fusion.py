@@ -54,15 +54,18 @@ class Fusion:
             raise BadInput(f"rrf_k must be at least 1, got {self.rrf_k}")
 
     def fuse(self, dense: Ranking, lexical: Ranking) -> Ranking:
+        """One ranking from a query's dense and lexical rankings, by :attr:`method` at :attr:`weight`."""
         if self.method == "rrf":
             return rrf(dense, lexical, weight=self.weight, k=self.rrf_k)
         return score_fusion(dense, lexical, weight=self.weight)
 
     def to_dict(self) -> dict[str, Any]:
+        """As the manifest records it."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "Fusion":
+        """A fusion read from the manifest (``None``: plain RRF at weight 0.5)."""
         if not data:
             return cls()
         try:

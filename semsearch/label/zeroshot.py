@@ -69,4 +69,5 @@ class ZeroShotLabeler:
         return softmax(self.scale * self.cosines(texts))
 
     def predict(self, texts: Sequence[str]) -> list[str]:
+        """The label whose description is closest to each text."""
         return [self.classes[i] for i in self.cosines(texts).argmax(axis=1)]

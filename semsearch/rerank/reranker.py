@@ -155,6 +155,7 @@ class Reranker(RuntimeBacked):
         return "probability" if self.activation == "sigmoid" else "logit"
 
     def config(self) -> dict[str, Any]:
+        """What an index's manifest records of this reranker (:meth:`from_config` loads it again)."""
         return {
             "model": self.name,
             "weights_sha256": self.weights_sha256,
