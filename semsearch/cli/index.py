@@ -194,7 +194,7 @@ def compact(index_dir):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(index_dir, as_json):
     """Print the manifest of an index and what is on disk."""
-    from ..index.engine import describe
+    from ..index.info import describe
 
     data = describe(index_path(index_dir))  # loads no model: works even where the model is missing
     if as_json:

@@ -23,22 +23,21 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..encode.embedder import Embedder, check_same_embedder
-from ..encode.transformer import TransformerEmbedder, embedder_loader, stored_agreement
+from ..encode.transformer import TransformerEmbedder, embedder_loader
 from ..errors import BadInput, IndexNotFound, ManifestMismatch
 from ..metrics import evaluate_run, judged_queries
 from ..rerank.blend import check_candidates, tune_rerank_weight
 from ..rerank.reranker import Reranker
-from ..rerank.reranker import stored_agreement as reranker_agreement
 from ..types import Document, EvalResult, Hit
 from .build import build_index
 from .filters import Filter, parse_filters
 from .fusion import FUSION_DEPTH, Fusion
+from .info import describe
 from .layout import (
     DOCS_FILE,
     LEXICAL_DIR,
     VECTORS_FILE,
     check_target,
-    folder_size,
     storage_errors,
     writer_lock,
 )
@@ -62,7 +61,7 @@ from .update import (
 )
 from .vectors import VectorIndex
 
-__all__ = ["SearchEngine", "describe", "MODES"]
+__all__ = ["SearchEngine", "MODES"]
 
 log = logging.getLogger(__name__)
 
@@ -472,26 +471,6 @@ def _load_lexical(path: Path) -> LexicalIndex | None:
     except (IndexNotFound, ManifestMismatch) as exc:
         log.warning("%s; rebuilding the BM25 side from the document store", exc)
         return None
-
-
-def describe(path: str | os.PathLike) -> dict:
-    """The manifest of the index at ``path`` plus counts, size on disk, and how its embedder's and default
-    reranker's precisions agreed with fp32 on this CPU (:mod:`semsearch.encode.agreement`); loads no model."""
-    path = Path(path)
-    manifest = Manifest.load(path)
-    with DocStore(path / DOCS_FILE) as store:
-        stored = len(store)
-    checks = {"embedder": stored_agreement(manifest.embedder)}
-    if manifest.reranker:
-        checks["reranker"] = reranker_agreement(manifest.reranker)
-    return {
-        **manifest.to_dict(),
-        "path": str(path),
-        "vectors": VectorIndex.load(path / VECTORS_FILE, manifest.factory).ntotal,
-        "stored_documents": stored,
-        "size_bytes": folder_size(path),
-        "agreement": {k: v for k, v in checks.items() if v is not None},
-    }
 
 
 def _check_queries(queries: list[str], k: int) -> None:
