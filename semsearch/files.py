@@ -3,6 +3,7 @@ either; where semsearch keeps what it derives (:func:`cache_dir`); fingerprintin
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -60,10 +61,14 @@ def file_sha256(path: str | Path) -> str:
 
 
 def fsync_folder(folder: str | Path) -> None:
-    """Make a rename inside ``folder`` durable (fsync the folder itself)."""
+    """Make a rename inside ``folder`` durable (fsync the folder itself; skipped on file systems that do
+    not flush folders)."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF):
+            raise
     finally:
         os.close(fd)
 
@@ -85,8 +90,11 @@ def _fsync_tree(folder: Path) -> None:
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Replace the file ``path`` by ``text`` (UTF-8) whole: written beside it, flushed, then renamed over it."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as to a plain open()
     try:
+        with suppress(OSError):
+            os.chmod(tmp, os.stat(path).st_mode & 0o7777)  # a replaced file keeps its mode
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
@@ -126,9 +134,11 @@ def atomic_folder(target: str | Path, keep_on_error: Callable[[BaseException], b
             if old is not None:
                 old.rename(target)
             raise
-        fsync_folder(target.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        try:
+            fsync_folder(target.parent)
+        finally:
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
     except BaseException as exc:
         if not (keep_on_error is not None and tmp.exists() and keep_on_error(exc)):
             shutil.rmtree(tmp, ignore_errors=True)

@@ -219,3 +219,14 @@ def test_the_numbers_decide_and_a_nan_never_passes():
     flat = agreement.measure_scores(lambda p: np.arange(len(p), dtype=float), lambda p: np.zeros(len(p)), "bf16",
                                     "torch")
     assert flat.pearson == 0.0 and not flat.passed
+
+
+def test_checks_of_two_model_files_in_one_folder_are_both_kept(tmp_path):
+    result = agreement.Agreement("encoder", "fp32", "onnx", texts=170, min_cosine=1.0)
+    keys = []
+    for name in ("model-a.onnx", "model-b.onnx"):
+        (tmp_path / name).write_bytes(name.encode())
+        keys.append(agreement.agreement_key("encoder", "fp32", "onnx", pooling="mean", max_length=64,
+                                            model_file=tmp_path / name))
+        agreement.save_agreement(tmp_path, keys[-1], result)
+    assert set(json.loads((tmp_path / agreement.AGREEMENT_FILE).read_text())["checks"]) == set(keys)

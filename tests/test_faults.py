@@ -328,3 +328,20 @@ def test_a_new_folder_is_flushed_to_disk_before_it_replaces_the_old_one(tmp_path
     assert {"vectors.bin", "manifest.json", "sub"} <= flushed
     assert events[-1] == ("fsync", str(tmp_path))  # the renames themselves, before the old folder is deleted
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["manifest.json", "sub"]
+
+
+def test_a_file_written_whole_keeps_its_mode_and_a_new_one_gets_the_umask(tmp_path):
+    from semsearch.files import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "new.json", "{}")
+        assert (tmp_path / "new.json").stat().st_mode & 0o777 == 0o644
+        (tmp_path / "shared.json").write_text("old")
+        os.chmod(tmp_path / "shared.json", 0o664)
+        atomic_write_text(tmp_path / "shared.json", "new")
+        assert (tmp_path / "shared.json").stat().st_mode & 0o777 == 0o664
+        assert (tmp_path / "shared.json").read_text() == "new"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["new.json", "shared.json"]
+    finally:
+        os.umask(old)

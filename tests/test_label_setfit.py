@@ -416,3 +416,23 @@ def test_fit_loads_its_bodies_without_transformers_bars_and_leaves_the_switch_as
     SetFitLabeler(tiny_bert, seed=0).fit(A + B, ["animal"] * 4 + ["water"] * 4)
     assert not hf_logging.is_progress_bar_enabled()
     hf_logging.enable_progress_bar()
+
+
+@pytest.mark.parametrize("tail", [b'{"id"', b'{"id": "2", "label": "caf\xc3', b'{'])
+def test_a_row_torn_anywhere_is_cut_on_resume(tmp_path, tail):
+    from semsearch.label.documents import check_label_output, label_documents
+
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(b'{"id": "1", "label": "pet", "probability": 0.9}\n' + tail)
+    assert check_label_output(out) == {"1"} and out.read_bytes().endswith(tail)  # checking changes nothing
+
+    class Fixed:
+        calibrated = True
+
+        def label(self, texts):
+            return [("other", 0.75)] * len(texts)
+
+    from semsearch import Document
+    summary = label_documents([Document("1", "a"), Document("2", "b")], Fixed(), out, progress=False)
+    assert (summary.labelled, summary.skipped) == (1, 1)
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["1", "2"]

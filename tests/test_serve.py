@@ -537,3 +537,46 @@ def test_a_loopback_server_answers_only_to_loopback_host_names(fresh_index):
                             json={"documents": [{"id": "x", "text": "planted"}]})
             _error(answer, 400, "unknown Host")
         assert c.get("/indexes/docs").json()["documents"] == 40  # nothing was written
+
+
+def _poll(send, done, tries=300):
+    for _ in range(tries):
+        answer = send()
+        if done(answer):
+            return answer
+        time.sleep(0.02)
+    return answer
+
+
+def test_a_new_reranker_that_fails_to_load_keeps_the_old_one_and_writes_still_succeed(fresh_index,
+                                                                                       tiny_cross_encoder):
+    with SearchEngine.open(fresh_index, embedder=HashEmbedder()) as engine:
+        engine.set_default_reranker(Reranker(str(tiny_cross_encoder)))
+    c = _client(create_app({"docs": fresh_index}, embedders={"docs": HashEmbedder()}))
+    try:
+        manifest = json.loads((fresh_index / "manifest.json").read_text())
+        manifest["reranker"]["trust_remote_code"] = True  # this server was not started with --trust-remote-code
+        (fresh_index / "manifest.json").write_text(json.dumps(manifest))
+        added = c.post("/indexes/docs/documents", json={"documents": [{"id": "new", "text": "zebra stripes"}]})
+        assert added.status_code == 200, added.text
+        found = _poll(lambda: c.post("/indexes/docs/search", json={"query": "zebra", "mode": "lexical", "k": 1}),
+                      lambda a: a.status_code == 200 and a.json()["hits"] and a.json()["hits"][0]["id"] == "new")
+        assert found.json()["hits"][0]["id"] == "new"
+        reranked = c.post("/indexes/docs/search", json={"query": "zebra", "rerank": True})
+        assert reranked.status_code == 200 and reranked.json()["reranked"] is True  # the reranker loaded at start
+        # cleared by another process: a rerank request is refused, never answered unreranked
+        with SearchEngine.open(fresh_index, embedder=HashEmbedder()) as outside:
+            outside.set_default_reranker(None)
+        refused = _poll(lambda: c.post("/indexes/docs/search", json={"query": "zebra", "rerank": True}),
+                        lambda a: a.status_code != 200)
+        _error(refused, 400, "no default reranker")
+    finally:
+        c.__exit__(None, None, None)
+
+
+def test_serve_answers_loopback_names_and_those_allowed():
+    from semsearch.cli.serve import _allowed_hosts
+
+    assert _allowed_hosts("127.0.0.1", ()) == ("localhost", "127.0.0.1", "::1", "127.0.0.1")
+    assert _allowed_hosts("127.0.0.1", ("search.example.org",))[-1] == "search.example.org"
+    assert _allowed_hosts("127.0.0.1", ("*",)) is None and _allowed_hosts("0.0.0.0", ()) is None

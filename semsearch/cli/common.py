@@ -220,7 +220,7 @@ def open_index(index_dir: str, model: str | None, pooling: str | None, precision
                               else runnable_here(*recorded, "the index's embedder"))
         return SearchEngine.open(path, embedder=TransformerEmbedder(
             model, pooling=built.get("pooling"), max_length=built.get("max_length"), precision=precision,
-            backend=backend), trust_remote_code=trust_remote_code)
+            backend=backend, trust_remote_code=trust_remote_code), trust_remote_code=trust_remote_code)
     return SearchEngine.open(path, precision=precision, backend=backend, lazy=True,  # a model only if needed
                              trust_remote_code=trust_remote_code)
 

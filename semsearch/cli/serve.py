@@ -27,6 +27,9 @@ from .common import NAME_PATTERN, cli, index_path, precision_options, trust_opti
 @click.option("--cors-origin", "cors_origins", multiple=True, metavar="ORIGIN",
               help="Allow browser requests from this origin (repeat; CORS is off by default).")
 @click.option("--insecure", is_flag=True, help="Allow binding a non-loopback address without an API key.")
+@click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
+              help="On loopback, also answer requests whose Host is NAME (a reverse proxy's public name; "
+                   "'*': any). [default: localhost, 127.0.0.1, ::1 and --host]")
 @click.option("--micro-batch/--no-micro-batch", default=True, show_default=True,
               help="Encode the queries of concurrent requests in one batch.")
 @click.option("--batch-wait-ms", default=2.0, show_default=True, type=float,
@@ -35,8 +38,8 @@ from .common import NAME_PATTERN, cli, index_path, precision_options, trust_opti
 @click.option("--max-body-mb", default=8.0, show_default=True, type=float, help="Largest request body.")
 @precision_options(default_help="the index's")
 @trust_option
-def serve(indexes, labelers, host, port, api_key, api_key_reads, cors_origins, insecure, micro_batch, batch_wait_ms,
-          max_batch, max_body_mb, precision, backend, trust_remote_code):
+def serve(indexes, labelers, host, port, api_key, api_key_reads, cors_origins, insecure, allow_hosts, micro_batch,
+          batch_wait_ms, max_batch, max_body_mb, precision, backend, trust_remote_code):
     """Serve indexes (and labellers) over HTTP: a JSON API, its docs at /docs, a search page at /.
 
     Models load once at start-up; GET /health answers 200 when they have. SIGTERM (or Ctrl-C) stops
@@ -64,7 +67,7 @@ def serve(indexes, labelers, host, port, api_key, api_key_reads, cors_origins, i
                      cors_origins=tuple(cors_origins), max_body=int(max_body_mb * 1024 * 1024),
                      micro_batch=micro_batch, batch_wait=batch_wait_ms / 1000, max_batch=max_batch,
                      precision=precision, backend=backend, trust_remote_code=trust_remote_code,
-                     allowed_hosts=("localhost", "127.0.0.1", "::1", host) if _loopback(host) else None)
+                     allowed_hosts=_allowed_hosts(host, allow_hosts))
     sock = _bind(host, port)
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
@@ -102,6 +105,13 @@ def _named(values, option: str, to_path) -> dict:
             raise BadInput(f"{option}: the name {name!r} is given twice")
         out[name] = path
     return out
+
+
+def _allowed_hosts(host: str, extra: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The Host names a loopback server answers (DNS rebinding); ``None``: any (not loopback, or ``'*'``)."""
+    if not _loopback(host) or "*" in extra:
+        return None
+    return ("localhost", "127.0.0.1", "::1", host, *extra)
 
 
 def _loopback(host: str) -> bool:

@@ -195,8 +195,12 @@ def agreement_key(task: str, precision: str, backend: str, *, pooling: str | Non
 
 def _same_but_file(old: str, new: str) -> bool:
     """Whether ``old`` is the check of an earlier version of ``new``'s model file (stale once it is replaced)."""
+    def names(field: str) -> list[str]:  # "file=name:size:mtime,name2:size:mtime" -> the names
+        return [f.rsplit(":", 2)[0] for f in field[len("file="):].split(",")]
+
     a, b = old.split("|"), new.split("|")
-    return a != b and len(a) == len(b) and all(x == y for x, y in zip(a, b) if not x.startswith("file="))
+    return a != b and len(a) == len(b) and all(
+        names(x) == names(y) if x.startswith("file=") else x == y for x, y in zip(a, b))
 
 
 def cached_agreement(folder: Path | None, key: str) -> Agreement | None:

@@ -217,6 +217,9 @@ def label_documents(docs: Iterable[Document], method, output: str | os.PathLike,
     return LabelSummary(dict(counts), labelled, skipped, str(output))
 
 
+_ROW_START = b'{"id": '  # how every row label_documents writes begins
+
+
 def check_label_output(output: str | os.PathLike) -> set[str]:
     """The ids already labelled in ``output`` (none if it does not exist yet), checked before any work is done.
 
@@ -237,19 +240,22 @@ def _read_output(output: Path) -> tuple[set[str], int | None]:
         return set(), None
     try:
         raw = output.read_bytes()
-        text = raw.decode("utf-8")
     except OSError as exc:
         raise BadInput(f"cannot read {output}: {exc.strerror or exc}") from None
+    complete, tail = raw[:raw.rfind(b"\n") + 1], raw[raw.rfind(b"\n") + 1:]
+    cut = None
+    if tail:  # no newline at the end: a torn row of ours (cut mid-write, maybe mid-character) is cut off,
+        # anything else is not ours to touch
+        if not (tail.startswith(_ROW_START) or _ROW_START.startswith(tail)):
+            number = complete.count(b"\n") + 1
+            raise BadInput(f"{output}:{number}: not a labelling output line; refusing to append to it")
+        cut = len(complete)
+    try:
+        lines = complete.decode("utf-8").splitlines()
     except UnicodeDecodeError:
         raise BadInput(f"{output} is not a UTF-8 labelling output; refusing to append to it") from None
-    cut = None
-    lines = text.split("\n")
-    if lines[-1]:  # no newline at the end: a torn row of ours is cut, anything else is not ours to touch
-        if not lines[-1].startswith('{"id": '):
-            raise BadInput(f"{output}:{len(lines)}: not a labelling output line; refusing to append to it")
-        cut = raw.rfind(b"\n") + 1
     ids = set()
-    for number, line in enumerate(lines[:-1], start=1):
+    for number, line in enumerate(lines, start=1):
         try:
             ids.add(str(json.loads(line)["id"]))
         except (ValueError, KeyError, TypeError):

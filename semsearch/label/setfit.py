@@ -420,7 +420,7 @@ class SetFitLabeler:
         self._check_fitted()
         folder = Path(folder)
         if folder.exists():
-            ours = folder.is_dir() and (not any(folder.iterdir()) or _is_labeller(folder))
+            ours = folder.is_dir() and (not any(folder.iterdir()) or self.saved_at(folder))
             if not ours:
                 raise BadInput(f"{folder} exists and is not a SetFit labeller; refusing to replace it")
             if any(folder.iterdir()) and not overwrite:
@@ -437,6 +437,14 @@ class SetFitLabeler:
                 "format": _FORMAT, "semsearch_version": __version__, "model": self.model,
                 "descriptions": self.descriptions, "settings": self.settings, "fit": self.fit_info,
             }, indent=2) + "\n", encoding="utf-8")
+
+    @staticmethod
+    def saved_at(folder: str | os.PathLike) -> bool:
+        """Whether ``folder`` holds a labeller :meth:`save` wrote (of a format :meth:`load` reads)."""
+        try:
+            return json.loads((Path(folder) / _CONFIG).read_text(encoding="utf-8")).get("format") == _FORMAT
+        except (OSError, ValueError, AttributeError):
+            return False
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> "SetFitLabeler":
@@ -465,9 +473,3 @@ class SetFitLabeler:
         if self.body is None or self._coef is None:
             raise BadInput("the labeller is not fitted yet; call fit() first")
 
-
-def _is_labeller(folder: Path) -> bool:
-    try:
-        return json.loads((folder / _CONFIG).read_text(encoding="utf-8")).get("format") == _FORMAT
-    except (OSError, ValueError, AttributeError):
-        return False

@@ -127,13 +127,13 @@ def create_app(indexes: Mapping[str, str | Path], *, labelers: Mapping[str, str 
                   description="Semantic search, reranking and few-shot labels over semsearch indexes.")
     app.state.semsearch = state
     app.add_middleware(BodyLimit, max_body=max_body)
-    if allowed_hosts:
-        app.add_middleware(HostCheck, hosts=tuple(allowed_hosts))
     if cors_origins:
         from starlette.middleware.cors import CORSMiddleware
 
         app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Authorization", "Content-Type"])
+    if allowed_hosts:  # added last: the outermost check, before CORS answers a preflight
+        app.add_middleware(HostCheck, hosts=tuple(allowed_hosts))
     _error_handlers(app, state)
 
     def key_check(needed: bool):

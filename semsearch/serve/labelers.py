@@ -38,7 +38,7 @@ class ServedLabeler:
         """Raise :class:`BadInput` unless ``path`` holds a labeller :meth:`load` can read (a quick look, no model)."""
         path = Path(path)
         if path.is_dir():
-            if not (path / "labeler.json").is_file():
+            if not SetFitLabeler.saved_at(path):
                 raise BadInput(f"labeller {name!r}: {path} is a folder but not a saved SetFit labeller "
                                "(no labeler.json)")
         elif path.is_file():

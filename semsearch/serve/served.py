@@ -130,6 +130,7 @@ class ServedIndex:
                                                  trust_remote_code=trust_remote_code)
         self.micro_batch, self.batch_wait, self.max_batch = micro_batch, batch_wait, max_batch
         self.reranker = engine.default_reranker() if engine.manifest.reranker else None
+        self._reranker_config = engine.manifest.reranker  # the manifest entry self.reranker was loaded from
         self.stats = BatchStats()
         self._jobs: queue.Queue = queue.Queue()
         self._write_lock = threading.Lock()
@@ -253,6 +254,8 @@ class ServedIndex:
             reranker = self.reranker if first.rerank else None
             candidates = first.candidates or default_candidates(reranker, first.k)
             try:
+                if first.rerank and reranker is None:  # cleared by another process since the request was checked
+                    raise BadInput(f"index {self.name!r} has no default reranker (semsearch set-reranker)")
                 results = engine.search_many(queries, first.k, mode=first.mode, filters=first.filters,
                                              reranker=reranker, candidates=candidates, vectors=group_vectors)
             except Exception as exc:  # noqa: BLE001  (this group's requests fail; the others go on)
@@ -299,17 +302,26 @@ class ServedIndex:
             self._refreshing.release()
 
     def _open_fresh(self) -> None:
-        """Open a new reader (and load the default reranker again if the manifest now names another one)."""
+        """Open a new reader and hand it to the worker; then, if the manifest names another default reranker
+        than the one loaded, load that (one that fails to load is logged, and the one loaded stays)."""
         seen = _manifest_stamp(self.engine.path)
         fresh = SearchEngine.open(self.engine.path, embedder=self.engine.embedder, trust_remote_code=self._trust)
-        if fresh.manifest.reranker != self.engine.manifest.reranker:
-            self.reranker = fresh.default_reranker() if fresh.manifest.reranker else None
-            log.info("index %s: default reranker now %s", self.name, self.reranker.name if self.reranker else "none")
-        self._manifest_seen = seen
         with self._handover:
             stale, self._fresh = self._fresh, fresh
         if stale is not None:
             stale.close()
+        self._manifest_seen = seen
+        wanted = fresh.manifest.reranker
+        if wanted != self._reranker_config:
+            self._reranker_config = wanted  # tried once per change of the manifest, not at every write
+            try:
+                self.reranker = fresh.default_reranker() if wanted else None
+            except Exception:  # noqa: BLE001  (the write or refresh that got here has succeeded)
+                log.exception("index %s: could not load its new default reranker %s; still reranking with %s",
+                              self.name, wanted.get("model"), self.reranker.name if self.reranker else "none")
+            else:
+                log.info("index %s: default reranker now %s", self.name,
+                         self.reranker.name if self.reranker else "none")
 
     # --- writing ----------------------------------------------------------------------------
 
