@@ -105,3 +105,59 @@ def test_queries_and_qrels(tmp_path):
     assert read_qrels(r) == {"1": {"d1": 1, "d2": 2}, "2": {"d3": 0}}
     with pytest.raises(BadInput, match=":2: expected 3 tab-separated"):
         read_qrels(_write(tmp_path / "bad.tsv", "query-id\tcorpus-id\tscore\n1 d1 1\n"))
+
+
+def test_tsv_quotes_are_text_and_rows_never_merge(tmp_path):
+    _write(tmp_path / "c.tsv", 'id\ttext\n1\t"Hello" she said\n2\t"unbalanced quote\n3\tthird doc\n4\tfourth doc\n')
+    docs = list(read_corpus(tmp_path / "c.tsv"))
+    assert [d.id for d in docs] == ["1", "2", "3", "4"]
+    assert [d.text for d in docs[:2]] == ['"Hello" she said', '"unbalanced quote']
+
+
+def test_a_byte_order_mark_is_dropped_by_every_reader(tmp_path):
+    bom = "\ufeff"
+    docs = {
+        "c.csv": bom + "id,text\n1,first\n",
+        "c.jsonl": bom + '{"id": "1", "text": "first"}\n',
+        "c.txt": bom + "first\n",
+    }
+    for name, text in docs.items():
+        got = list(read_corpus(_write(tmp_path / name, text)))
+        assert [(d.id, d.text) for d in got] == [("1", "first")], name
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    _write(folder / "n.md", bom + "first")
+    assert next(iter(read_corpus(folder))).text == "first"
+    _write(tmp_path / "q.tsv", bom + "query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    assert read_qrels(tmp_path / "q.tsv") == {"q1": {"d1": 1}}
+
+
+def test_a_csv_field_longer_than_the_csv_module_default_reads_whole(tmp_path):
+    text = "word " * 40_000  # 200,000 characters: over csv's default limit of 131,072
+    _write(tmp_path / "big.csv", f"id,text\n1,{text}\n")
+    assert next(iter(read_corpus(tmp_path / "big.csv"))).text == text
+
+
+def test_an_infinite_grade_in_qrels_is_a_one_line_error(tmp_path):
+    _write(tmp_path / "q.tsv", "q1\td1\tinf\n")
+    with pytest.raises(BadInput, match="is not a number"):
+        read_qrels(tmp_path / "q.tsv")
+
+
+def test_parquet_dates_and_decimals_become_metadata_json_can_hold(tmp_path):
+    import datetime
+    import decimal
+
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    from semsearch.index.store import metadata_json
+
+    table = pa.table({"id": ["a"], "text": ["x"], "when": [datetime.datetime(2024, 5, 1, 12, 30)],
+                      "day": [datetime.date(2024, 5, 1)], "price": pa.array([decimal.Decimal("9.50")],
+                                                                            pa.decimal128(5, 2)),
+                      "count": pa.array([decimal.Decimal("3")], pa.decimal128(5, 0))})
+    pq.write_table(table, tmp_path / "c.parquet")
+    doc = next(iter(read_corpus(tmp_path / "c.parquet")))
+    assert doc.metadata == {"when": "2024-05-01T12:30:00", "day": "2024-05-01", "price": 9.5, "count": 3}
+    assert json.loads(metadata_json(doc)) == doc.metadata

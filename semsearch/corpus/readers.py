@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import ast
 import csv
+import datetime
+import decimal
 import json
 import logging
 import sysconfig
@@ -33,6 +35,9 @@ __all__ = ["Corpus", "read_corpus", "size_hint", "document_from_record", "json_r
            "read_jsonl_fields", "python_docstrings", "FORMATS", "EXTENSIONS", "ON_ERROR", "DIR_SUFFIXES"]
 
 log = logging.getLogger(__name__)
+
+_BOM = b"\xef\xbb\xbf"  # UTF-8's byte-order mark
+_FIELD_LIMIT = 2**31 - 1  # the csv module's field size limit while reading a corpus (a C long on every platform)
 
 FORMATS = ("jsonl", "csv", "tsv", "parquet", "txt", "dir")
 #: File extension of each single-file format.
@@ -180,9 +185,12 @@ def _check_on_error(on_error: str) -> str:
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """The lines of a UTF-8 file, numbered from 1 (a byte-order mark at its start, as some editors write, dropped)."""
     try:
         with open(path, "rb") as fh:
             for number, raw in enumerate(fh, start=1):
+                if number == 1 and raw.startswith(_BOM):
+                    raw = raw[len(_BOM):]
                 try:
                     yield number, raw.decode("utf-8")
                 except UnicodeDecodeError as exc:
@@ -234,7 +242,11 @@ def _read_jsonl(path: Path, fmt, id_field, text_field, title_field) -> Iterator[
 
 
 def _read_csv(path: Path, fmt, id_field, text_field, title_field) -> Iterator[Document]:
-    rows = csv.DictReader((line for _, line in _lines(path)), delimiter="\t" if fmt == "tsv" else ",")
+    # TSV has no quoting: a field that starts with '"' is text, not the start of a quoted field spanning rows
+    quoting = csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL
+    csv.field_size_limit(_FIELD_LIMIT)  # Python's default, 128 KiB, is less than a long document
+    rows = csv.DictReader((line for _, line in _lines(path)), delimiter="\t" if fmt == "tsv" else ",",
+                          quoting=quoting)
     try:
         header = rows.fieldnames or []
         for field in (id_field or next((f for f in _ID_FIELDS if f in header), "id"), text_field):
@@ -263,7 +275,29 @@ def _read_parquet(path: Path, fmt, id_field, text_field, title_field) -> Iterato
     for batch in parquet.iter_batches(batch_size=1024):
         for record in batch.to_pylist():
             row += 1
-            yield document_from_record(record, f"{path}: row {row}", id_field, text_field, title_field)
+            yield document_from_record({k: _plain(v) for k, v in record.items()}, f"{path}: row {row}", id_field,
+                                       text_field, title_field)
+
+
+def _plain(value: Any) -> Any:
+    """A Parquet value as JSON can hold it (metadata is stored as JSON): dates and times as ISO 8601 text,
+    decimals as numbers, bytes as text where they are UTF-8 (else left out), inside lists and maps too."""
+    if isinstance(value, (datetime.date, datetime.time)):  # datetime is a date
+        return value.isoformat()
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value.is_finite() and value == value.to_integral_value() else float(value)
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def _read_txt(path: Path, fmt, id_field, text_field, title_field) -> Iterator[Document]:
@@ -309,7 +343,7 @@ def _read_file(file: Path, rel: str) -> Document | None:
 def _utf8_text(data: bytes, file: Path) -> str:
     """A text file's bytes as text; :class:`BadInput` naming ``file:line`` if not UTF-8 or binary (NUL bytes)."""
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         start = exc.start - (data.rfind(b"\n", 0, exc.start) + 1)
@@ -416,7 +450,7 @@ def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:
             raise BadInput(f"{p}:{number}: expected 3 tab-separated fields (query-id corpus-id score)")
         try:
             grade = int(float(parts[2]))
-        except ValueError:
+        except (ValueError, OverflowError):
             raise BadInput(f"{p}:{number}: score {parts[2]!r} is not a number") from None
         qrels.setdefault(parts[0], {})[parts[1]] = grade
     if not qrels:
