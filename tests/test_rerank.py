@@ -151,3 +151,22 @@ def test_pairs_file(tmp_path):
     f.write_text('{"query": "a?"}\n')
     with pytest.raises(BadInput, match=":1: expected a JSON object with 'query' and 'positive'"):
         read_pairs(f)
+
+
+def test_a_sigmoid_reranker_blends_its_logits_as_the_weight_was_fitted_on(tmp_path, tiny_cross_encoder,
+                                                                          monkeypatch):
+    from semsearch.rerank import reranker as module
+
+    blended = []
+    real = module.blend_order
+    monkeypatch.setattr(module, "blend_order", lambda ids, scores, w: blended.append(scores) or real(ids, scores, w))
+    engine = SearchEngine.build(DOCS, tmp_path / "idx", embedder=HashEmbedder(), progress=False)
+    plain = Reranker(tiny_cross_encoder, precision="fp32", first_stage_weight=0.5)
+    sigmoid = Reranker(tiny_cross_encoder, precision="fp32", first_stage_weight=0.5, activation="sigmoid")
+    for query in ("the moon and stars", "birds in trees", "cat"):
+        hits = engine.search(query, k=6, mode="dense")
+        by_logits, by_probs = plain.rerank([query], [hits], 6)[0], sigmoid.rerank([query], [hits], 6)[0]
+        assert [h.id for h in by_probs] == [h.id for h in by_logits]  # the same blend
+        logits = np.array([h.rerank_score for h in by_logits], dtype=np.float64)
+        np.testing.assert_allclose([h.rerank_score for h in by_probs], 1 / (1 + np.exp(-logits)), atol=1e-6)
+        np.testing.assert_allclose(blended[-1], blended[-2])  # the blend read the logits both times

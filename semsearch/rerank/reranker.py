@@ -199,6 +199,18 @@ class Reranker(RuntimeBacked):
         self, pairs: Sequence[tuple[str, str]], on_batch: Callable[[int], None] | None = None
     ) -> PairScores:
         """Score (query, document) pairs; pairs from many queries can be scored together."""
+        raw = self._raw_scores(pairs, on_batch)
+        return PairScores(self._activate(raw.scores), raw.truncated)
+
+    def _activate(self, logits: np.ndarray) -> np.ndarray:
+        """What :meth:`score` reports: the logits, or with ``activation="sigmoid"`` their probabilities."""
+        if self.activation == "sigmoid":
+            return (0.5 * (1.0 + np.tanh(0.5 * np.asarray(logits, np.float64)))).astype(np.float32)  # no overflow
+        return logits
+
+    def _raw_scores(self, pairs: Sequence[tuple[str, str]], on_batch: Callable[[int], None] | None = None
+                    ) -> PairScores:
+        """The model's logit of each pair (before any activation), and which pairs were cut."""
         pairs = [(str(q), str(d)) for q, d in pairs]
         if not pairs:
             return PairScores(np.empty(0, dtype=np.float32), np.zeros(0, dtype=bool))
@@ -213,10 +225,7 @@ class Reranker(RuntimeBacked):
         return PairScores(scores.astype(np.float32), truncated)
 
     def _batch(self, pairs: list[tuple[str, str]]) -> np.ndarray:
-        scores = self._logit_scores(pairs, self.precision, torch=self._rt.runner is None)
-        if self.activation == "sigmoid":
-            scores = 0.5 * (1.0 + np.tanh(0.5 * scores))  # the logistic function, without overflow
-        return scores
+        return self._logit_scores(pairs, self.precision, torch=self._rt.runner is None)
 
     def _logit_scores(self, pairs: list[tuple[str, str]], precision: str, torch: bool) -> np.ndarray:
         """The model's score of each pair before any activation: on the exported runtime, or on torch."""
@@ -242,10 +251,12 @@ class Reranker(RuntimeBacked):
 
     def score_hits(self, queries: Sequence[str], hits: Sequence[Sequence[Hit]]
                    ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Each query's hits scored, ``(scores, truncated)`` per query: the pair (query, title and best
-        passage), or with ``passages`` 2 the better of the best two passages. One scoring call for all."""
+        """Each query's hits scored, ``(logits, truncated)`` per query: the pair (query, title and best
+        passage), or with ``passages`` 2 the better of the best two passages. One scoring call for all. The
+        blend with the first stage reads these logits whatever the ``activation`` (its weight was fitted on
+        them: a sigmoid, min-max scaled, would blend differently)."""
         texts = [[h.passage_texts(self.passages) for h in hs] for hs in hits]
-        result = self.score([(q, t) for q, ts in zip(queries, texts) for per_hit in ts for t in per_hit])
+        result = self._raw_scores([(q, t) for q, ts in zip(queries, texts) for per_hit in ts for t in per_hit])
         out, at = [], 0
         for hs, ts in zip(hits, texts):
             scores, cut = np.empty(len(hs), np.float32), np.zeros(len(hs), bool)
@@ -266,8 +277,9 @@ class Reranker(RuntimeBacked):
         when ``first_stage_weight`` > 0 (see :func:`blend_order`).
         """
         out = []
-        for hs, (scores, cut) in zip(hits, self.score_hits(queries, hits)):
-            order = blend_order(list(range(len(hs))), scores, self.first_stage_weight)[:k]
+        for hs, (logits, cut) in zip(hits, self.score_hits(queries, hits)):
+            order = blend_order(list(range(len(hs))), logits, self.first_stage_weight)[:k]
+            scores = self._activate(logits)
             out.append([
                 dataclasses.replace(hs[i], rank=r, rerank_score=float(scores[i]), truncated=bool(cut[i]))
                 for r, i in enumerate(order, start=1)
