@@ -16,7 +16,12 @@ from semsearch import Hit, Reranker
 from semsearch.cli import cli
 from semsearch.errors import BadInput
 from semsearch.metrics import ndcg_at_k
-from semsearch.rerank.blend import BLEND_WEIGHTS, blend_order, check_blend
+from semsearch.rerank.blend import (
+    BLEND_WEIGHTS,
+    blend_order,
+    check_blend,
+    default_candidates,
+)
 from semsearch.rerank.train import train_reranker
 from semsearch.rerank.training_data import TrainingData
 from semsearch.types import Document
@@ -138,6 +143,9 @@ def test_a_reranker_that_helps_keeps_its_blend_weight(tmp_path, tiny_bert):
     assert report.check["gain"] > 0.1 and report.check["first_stage_ndcg10"] < 0.7
     reranker = Reranker(tmp_path / "r")
     assert reranker.first_stage_weight == report.first_stage_weight and reranker.check.useful
+    # the weight was fitted on the check's candidates: searches rerank as many unless told otherwise
+    assert report.candidates == reranker.trained_candidates == _TINY["candidates"]
+    assert default_candidates(reranker, 5) == report.candidates and default_candidates(reranker, 30) == 30
     assert "**Worth using:**" in (tmp_path / "r" / "README.md").read_text()
     assert json.loads((tmp_path / "r" / "validation_queries.json").read_text()) == []  # the final model saw all
 

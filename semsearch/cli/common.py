@@ -250,14 +250,14 @@ def reranker_for(engine, rerank: str | None, max_length: int | None, precision: 
 
 def rerank_candidates(reranker, candidates: int | None, k: int = 1) -> int:
     """--candidates, defaulting to the count the reranker's blend weight was tuned for (else 50), at least ``k``."""
-    from ..rerank.blend import default_candidates
+    from ..rerank.blend import default_candidates, fitted_candidates
 
-    tuned = getattr(reranker, "tuned_on", None) or {}
     if candidates is None:
         return default_candidates(reranker, k)
-    if tuned.get("candidates") and candidates != tuned["candidates"]:
+    fitted = fitted_candidates(reranker)
+    if fitted and candidates != fitted and (reranker.first_stage_weight or 0) > 0:
         logging.getLogger(__name__).warning(
-            "the reranker's blend weight was tuned for %d candidates, not %d", tuned["candidates"], candidates)
+            "the reranker's blend weight was fitted on %d candidates, not %d", fitted, candidates)
     return candidates
 
 

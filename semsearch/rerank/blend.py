@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from .reranker import Reranker
 
 __all__ = ["BLEND_WEIGHTS", "MARGIN_SE", "BlendCheck", "blend_order", "check_blend", "check_candidates",
-           "default_candidates", "tune_rerank_weight"]
+           "default_candidates", "fitted_candidates", "tune_rerank_weight"]
 
 log = logging.getLogger(__name__)
 
@@ -168,15 +168,22 @@ def check_blend(
     )
 
 
+def fitted_candidates(reranker) -> int | None:
+    """The first-stage hits per query the reranker's blend weight was fitted on: by ``semsearch tune --rerank``
+    for an index (``tuned_on``), else while training (``trained_candidates``); ``None`` if not recorded."""
+    tuned = getattr(reranker, "tuned_on", None) or {}
+    found = tuned.get("candidates") or getattr(reranker, "trained_candidates", None)
+    return int(found) if found else None
+
+
 def default_candidates(reranker, k: int) -> int:
-    """How many first-stage hits to rerank when not told: the count the reranker's blend weight was tuned for
-    (``tuned_on``), else 50; never fewer than ``k``, the hits asked for.
+    """How many first-stage hits to rerank when not told: the count the reranker's blend weight was fitted on
+    (:func:`fitted_candidates`), else 50; never fewer than ``k``, the hits asked for.
 
     >>> default_candidates(None, 10), default_candidates(None, 80)
     (50, 80)
     """
-    tuned = getattr(reranker, "tuned_on", None) or {}
-    return max(int(tuned.get("candidates") or 50), k)
+    return max(fitted_candidates(reranker) or 50, k)
 
 
 def check_candidates(k: int, candidates: int) -> None:

@@ -134,6 +134,8 @@ class Reranker(RuntimeBacked):
         self.trust_remote_code = bool(trust_remote_code)
         self.weights_sha256 = self._rt.weights_sha256
         self.tuned_on: dict[str, Any] | None = None  # set when the blend weight was tuned for an index
+        #: first-stage hits per query the trained blend weight was fitted on (None: not recorded)
+        self.trained_candidates: int | None = trained.get("candidates")
         self._trained_check = trained.get("check")
         self.precision, self.backend, self.agreement = settle(self._start, precision, backend,
                                                               f"reranker {self.name}", runs_here)

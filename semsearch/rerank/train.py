@@ -76,6 +76,7 @@ class TrainingReport:
     seconds: float
     check: dict[str, Any] | None = None
     check_method: str = "none"
+    candidates: int = 20  # first-stage hits per query the check reranked: the blend weight fits this many
 
     @property
     def blend_check(self) -> BlendCheck | None:
@@ -236,7 +237,7 @@ def train_reranker(
         validation_ndcg10_reranked=check.reranked_ndcg10 if check else float("nan"),
         validation_ndcg10_blended=check.held_out_ndcg10 if check else float("nan"),
         first_stage_weight=weight, max_length=max_length, seed=seed, seconds=time.perf_counter() - started,
-        check=check.to_dict() if check else None, check_method=method,
+        check=check.to_dict() if check else None, check_method=method, candidates=candidates,
     )
     (log.info if report.useful else log.warning)("reranker %s: %s", output, report.summary())
     save_reranker(model, trainer.tokenizer, output, report, history, val_qids)
