@@ -226,6 +226,22 @@ def test_pseudo_queries_never_draw_their_own_document_as_a_negative():
         assert "d0" not in chosen and len(chosen) == 4
 
 
+def test_a_relevant_document_is_never_its_query_s_negative_even_in_a_tiny_corpus():
+    from semsearch.rerank.mining import draw_negatives
+
+    rng = random.Random(0)
+    ids = [f"d{i}" for i in range(10)]
+    judged = {"d0": 1, **{f"d{i}": 0 for i in range(1, 9)}}  # grade-0 judgements are not relevant
+    for _ in range(200):
+        chosen = draw_negatives(rng, judged, ids[:5], ids, hard=2, total=4)
+        assert "d0" not in chosen and len(chosen) == 4
+    two = {"d0": 1, "d1": 1}  # a pairs file with two positives, in a corpus of three documents
+    for _ in range(50):
+        assert draw_negatives(rng, two, ids[:3], ids[:3], hard=1, total=4) == ["d2"] * 4
+    with pytest.raises(BadInput, match="no document can serve as a negative"):
+        draw_negatives(rng, {"d0": 1, "d1": 2}, ids[:2], ids[:2], hard=1, total=3)
+
+
 def test_a_reranker_trained_on_pseudo_queries_is_not_checked_and_says_so(tmp_path, tiny_bert):
     from semsearch.rerank.training_data import inverse_cloze
 

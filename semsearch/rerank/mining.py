@@ -14,6 +14,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..encode.models import DEFAULT_MODEL
+from ..errors import BadInput
 from .blend import BlendCheck, check_blend
 from .training_data import TrainingData
 
@@ -56,15 +57,23 @@ class Mined:
 def draw_negatives(rng: random.Random, relevant: Mapping[str, int], ranked: Sequence[str], doc_ids: Sequence[str],
                    hard: int, total: int, exclude: frozenset[str] = frozenset()) -> list[str]:
     """``hard`` documents from the first-stage ranking that are not judged relevant (nor excluded), then
-    random ones."""
-    pool = [d for d in ranked if relevant.get(d, 0) < 1 and d not in exclude]
+    random ones; never a relevant or excluded one. In a corpus too small for ``total`` distinct negatives,
+    the ones there are repeat; :class:`BadInput` if there is none."""
+    blocked = {d for d, grade in relevant.items() if grade >= 1} | set(exclude)
+    pool = [d for d in ranked if d not in blocked]
     chosen = rng.sample(pool, min(hard, len(pool)))
+    tries = 0
     while len(chosen) < total:
         d = doc_ids[rng.randrange(len(doc_ids))]
-        if relevant.get(d, 0) < 1 and d not in chosen and d not in exclude:
+        tries += 1
+        if d not in blocked and d not in chosen:
             chosen.append(d)
-        elif len(doc_ids) <= len(relevant) + len(exclude) + len(chosen):  # tiny corpus: allow repeats
-            chosen.append(d)
+        elif tries > 20 * total:  # a tiny corpus: too few documents that are not relevant; repeat them
+            eligible = [d for d in doc_ids if d not in blocked]
+            if not eligible:
+                raise BadInput("no document can serve as a negative: every document of the corpus is relevant "
+                               "to a query")
+            chosen += [eligible[rng.randrange(len(eligible))] for _ in range(total - len(chosen))]
     return chosen
 
 
