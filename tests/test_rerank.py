@@ -151,6 +151,10 @@ def test_pairs_file(tmp_path):
     f.write_text('{"query": "a?"}\n')
     with pytest.raises(BadInput, match=":1: expected a JSON object with 'query' and 'positive'"):
         read_pairs(f)
+    for positive in ('{"a": 1}', "5", "null"):
+        f.write_text('{"query": "b?", "positive": "B."}\n{"query": "a?", "positive": %s}\n' % positive)
+        with pytest.raises(BadInput, match=":2: query and positive must be strings"):
+            read_pairs(f)
 
 
 def test_a_sigmoid_reranker_blends_its_logits_as_the_weight_was_fitted_on(tmp_path, tiny_cross_encoder,
@@ -170,3 +174,21 @@ def test_a_sigmoid_reranker_blends_its_logits_as_the_weight_was_fitted_on(tmp_pa
         logits = np.array([h.rerank_score for h in by_logits], dtype=np.float64)
         np.testing.assert_allclose([h.rerank_score for h in by_probs], 1 / (1 + np.exp(-logits)), atol=1e-6)
         np.testing.assert_allclose(blended[-1], blended[-2])  # the blend read the logits both times
+
+
+def test_a_base_classifier_with_two_outputs_is_refused_before_mining(tmp_path, tiny_cross_encoder, monkeypatch):
+    import shutil
+
+    from semsearch.rerank import train as module
+
+    base = tmp_path / "two-outputs"
+    shutil.copytree(tiny_cross_encoder, base)
+    config = json.loads((base / "config.json").read_text())
+    config.update(id2label={"0": "no", "1": "yes"}, label2id={"no": 0, "yes": 1})
+    (base / "config.json").write_text(json.dumps(config))
+    monkeypatch.setattr(module, "Mined", lambda *a, **k: pytest.fail("mined before checking the base"))
+    data = TrainingData({f"d{i}": Document(f"d{i}", f"text {i}") for i in range(4)},
+                        {"q0": "text 0?", "q1": "text 1?"}, {"q0": {"d0": 1}, "q1": {"d1": 1}}, "toy")
+    with pytest.raises(BadInput, match="is a classifier with 2 outputs"):
+        train_reranker(data, tmp_path / "r", base=str(base), progress=False)
+

@@ -23,6 +23,7 @@ positive is blended at weight 1: rankings keep the first stage's order.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -92,7 +93,8 @@ class TrainingReport:
         """One sentence on the check (what the blend weight is and why)."""
         if self.check is None:
             why = ("it was trained on pseudo-queries, which cannot check it" if self.check_method.startswith("none:")
-                   else "there were fewer than 2 judged queries to hold out")
+                   else "no judged queries were held out: cross-fitting was off and there were too few queries "
+                   "(20) to hold a share out")
             return (f"the reranker was not checked on judged queries ({why}); it is blended at weight "
                     f"{self.first_stage_weight:.2f} until `semsearch tune --rerank` checks it")
         return BlendCheck.from_dict(self.check).summary()
@@ -187,10 +189,12 @@ def train_reranker(
     n_val = 0 if folds or len(qids) < 20 or not data.judged else int(round(len(qids) * validation_fraction))
     n_val = n_val if n_val >= 2 else 0  # a check needs 2 queries at least
     val_qids, train_qids = sorted(qids[:n_val]), sorted(qids[n_val:])
+    base_name = model_name(base)
+    base_folder = model_folder(base_name)
+    _check_base(base_folder, base_name)  # before mining, which takes minutes
     mined = Mined(data, qids, max(mine_depth, candidates), candidates if data.judged else 0, first_stage, progress)
 
-    base_name = model_name(base)
-    trainer = _Trainer(data, mined, recipe, model_folder(base_name))
+    trainer = _Trainer(data, mined, recipe, base_folder)
     fold_sets = [sorted(qids[f::folds]) for f in range(folds)]
     total = sum(recipe.steps(len(mined.positives(set(qids) - set(held))))[1] for held in fold_sets)
     total += recipe.steps(len(mined.positives(train_qids)))[1]
@@ -242,6 +246,19 @@ def train_reranker(
     (log.info if report.useful else log.warning)("reranker %s: %s", output, report.summary())
     save_reranker(model, trainer.tokenizer, output, report, history, val_qids)
     return report
+
+
+def _check_base(folder: Path, name: str) -> None:
+    """Refuse a base that is a classifier with other than one output: the reranker trains a one-output head."""
+    try:
+        config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # loading it will say what is wrong
+    outputs = len(config.get("id2label") or {}) or config.get("num_labels")
+    if any(str(a).endswith("ForSequenceClassification") for a in config.get("architectures") or []) \
+            and outputs and outputs != 1:
+        raise BadInput(f"base {name!r} is a classifier with {outputs} outputs; train-reranker trains one output: "
+                       "start from an encoder (a new head is added) or a one-output cross-encoder")
 
 
 def _folds(n: int, cross_fit: int | None) -> int:

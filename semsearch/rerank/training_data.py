@@ -73,7 +73,10 @@ def read_pairs(path: str | os.PathLike) -> TrainingData:
     by_text: dict[str, str] = {}
     qid_of: dict[str, str] = {}
     for number, (query, positive) in read_jsonl_fields(path, ("query", "positive"), "pairs"):
-        if not str(query).strip() or not str(positive).strip():
+        if not isinstance(query, str) or not isinstance(positive, str):
+            raise BadInput(f"{path}:{number}: query and positive must be strings, got {type(query).__name__} and "
+                           f"{type(positive).__name__}")
+        if not query.strip() or not positive.strip():
             raise BadInput(f"{path}:{number}: empty query or positive")
         doc_id = by_text.setdefault(positive, f"p{len(by_text)}")
         corpus[doc_id] = Document(doc_id, positive)
