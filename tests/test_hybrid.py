@@ -150,6 +150,17 @@ def test_filter_edge_cases(tmp_path):
         ids("year>=nan")
 
 
+def test_a_field_with_spaces_or_dots_is_filtered_in_quotes_and_one_with_a_quote_is_refused(tmp_path):
+    docs = [Document("a", "apple one", metadata={"unit price": "9.5", "v.2": "x", 'say "hi"': 1}),
+            Document("b", "apple two", metadata={"unit price": 20, "v.2": "y"})]
+    engine = SearchEngine.build(docs, tmp_path / "idx", embedder=HashEmbedder(), progress=False)
+    ids = lambda f: sorted(h.id for h in engine.search("apple", k=2, mode="dense", filters=f))  # noqa: E731
+    assert ids('"unit price"<=10') == ["a"] and ids("'unit price' in 20, 21") == ["b"]
+    assert ids('"v.2"=y') == ids("v.2=y") == ["b"]  # a field name is never a path: a dot is a dot
+    with pytest.raises(BadInput, match="cannot filter on the field"):
+        parse_filter("""'say "hi"'=1""")
+
+
 def test_corpus_of_stop_words_only_needs_no_lexical(tmp_path):
     docs = [Document("a", "the of and"), Document("b", "a an it")]
     with pytest.raises(BadInput, match="--no-lexical"):

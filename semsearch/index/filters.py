@@ -6,12 +6,14 @@ Several filters must all hold. ``=`` / ``!=`` / ``in`` compare text, numbers
 (``year=2020`` matches 2020 and "2020") and booleans (``true``/``false``); on a
 list they test membership (``tag=a`` matches ``["a", "b"]``). The ordering
 operators need a number and compare numbers, and text that reads as one (CSV/TSV
-metadata is text).
+metadata is text). A field name with spaces goes in quotes (``"unit price"<=10``).
 
 >>> parse_filter("year>=2020")
 Filter(field='year', op='>=', values=('2020',))
 >>> parse_filter("lang in en, de")
 Filter(field='lang', op='in', values=('en', 'de'))
+>>> parse_filter('"unit price"<=9.5')
+Filter(field='unit price', op='<=', values=('9.5',))
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ from ..errors import BadInput
 __all__ = ["Filter", "parse_filter", "parse_filters"]
 
 _OPS = (">=", "<=", "!=", "=", ">", "<")
-_IN = re.compile(r"^\s*(?P<field>[^\s=<>!]+)\s+in\s+(?P<values>.+)$", re.IGNORECASE)
-_CMP = re.compile(r"^\s*(?P<field>[^\s=<>!]+)\s*(?P<op>>=|<=|!=|=|>|<)\s*(?P<value>.*?)\s*$")
+#: a field: a bare name, or one in double or single quotes (a CSV header with spaces: "unit price">=5)
+_FIELD = r"""(?:"(?P<dq>[^"]+)"|'(?P<sq>[^']+)'|(?P<field>[^\s=<>!"']+))"""
+_IN = re.compile(rf"^\s*{_FIELD}\s+in\s+(?P<values>.+)$", re.IGNORECASE)
+_CMP = re.compile(rf"^\s*{_FIELD}\s*(?P<op>>=|<=|!=|=|>|<)\s*(?P<value>.*?)\s*$")
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,9 @@ class Filter:
     values: tuple[str, ...]
 
     def __post_init__(self):
+        if '"' in self.field:
+            raise BadInput(f"cannot filter on the field {self.field!r}: SQLite's JSON paths cannot name a field "
+                           "with a '\"' in it")
         if self.op not in _OPS + ("in",):
             raise BadInput(f"unknown filter operator {self.op!r}; valid: {', '.join(_OPS + ('in',))}")
         if not self.values or any(v == "" for v in self.values):
@@ -52,7 +59,7 @@ class Filter:
     @property
     def path(self) -> str:
         """The field as a SQLite JSON path."""
-        return '$."' + self.field.replace('"', '""') + '"'
+        return '$."' + self.field + '"'
 
     def sql(self) -> tuple[str, list]:
         """A SQLite condition on the ``metadata`` JSON column, and its parameters."""
@@ -115,11 +122,15 @@ def parse_filter(expr: str) -> Filter:
     m = _IN.match(expr)
     if m:
         values = tuple(v.strip() for v in m["values"].split(","))
-        return Filter(m["field"], "in", values)
+        return Filter(_field(m), "in", values)
     m = _CMP.match(expr)
     if not m:
         raise BadInput(f"cannot parse filter {expr!r}; expected field=value, field>=n or 'field in a,b'")
-    return Filter(m["field"], m["op"], (m["value"],))
+    return Filter(_field(m), m["op"], (m["value"],))
+
+
+def _field(m: re.Match) -> str:
+    return m["dq"] or m["sq"] or m["field"]
 
 
 def parse_filters(exprs: Iterable[str | Filter] | None) -> list[Filter]:
