@@ -107,11 +107,18 @@ def test_queries_and_qrels(tmp_path):
         read_qrels(_write(tmp_path / "bad.tsv", "query-id\tcorpus-id\tscore\n1 d1 1\n"))
 
 
-def test_tsv_quotes_are_text_and_rows_never_merge(tmp_path):
-    _write(tmp_path / "c.tsv", 'id\ttext\n1\t"Hello" she said\n2\t"unbalanced quote\n3\tthird doc\n4\tfourth doc\n')
-    docs = list(read_corpus(tmp_path / "c.tsv"))
-    assert [d.id for d in docs] == ["1", "2", "3", "4"]
-    assert [d.text for d in docs[:2]] == ['"Hello" she said', '"unbalanced quote']
+def test_tsv_reads_quoted_fields_and_a_stray_quote_is_an_error_never_merged_rows(tmp_path):
+    import csv
+
+    with open(tmp_path / "q.tsv", "w", newline="", encoding="utf-8") as fh:  # as csv and pandas write TSV
+        writer = csv.writer(fh, delimiter="\t")
+        writer.writerows([["id", "text"], ["1", 'He said "hi"'], ["2", "two\nlines"], ["3", "plain"]])
+    assert [(d.id, d.text) for d in read_corpus(tmp_path / "q.tsv")] == [
+        ("1", 'He said "hi"'), ("2", "two\nlines"), ("3", "plain")]
+    for body in ('1\t"Hello" she said\n2\tsecond\n', '1\tfirst\n2\t"unbalanced quote\n3\tthird doc\n4\tfourth\n'):
+        _write(tmp_path / "c.tsv", "id\ttext\n" + body)
+        with pytest.raises(BadInput, match="c.tsv:"):  # named, not documents swallowed silently
+            list(read_corpus(tmp_path / "c.tsv"))
 
 
 def test_a_byte_order_mark_is_dropped_by_every_reader(tmp_path):
@@ -161,3 +168,13 @@ def test_parquet_dates_and_decimals_become_metadata_json_can_hold(tmp_path):
     doc = next(iter(read_corpus(tmp_path / "c.parquet")))
     assert doc.metadata == {"when": "2024-05-01T12:30:00", "day": "2024-05-01", "price": 9.5, "count": 3}
     assert json.loads(metadata_json(doc)) == doc.metadata
+
+
+def test_metadata_of_any_reader_is_made_plain_for_json():
+    import datetime
+
+    from semsearch.corpus.readers import document_from_record
+
+    doc = document_from_record({"id": "a", "text": "x", "day": datetime.date(2020, 1, 2)}, "here", None, "text",
+                               "title")
+    assert doc.metadata == {"day": "2020-01-02"}

@@ -159,6 +159,9 @@ def test_a_field_with_spaces_or_dots_is_filtered_in_quotes_and_one_with_a_quote_
     assert ids('"v.2"=y') == ids("v.2=y") == ["b"]  # a field name is never a path: a dot is a dot
     with pytest.raises(BadInput, match="cannot filter on the field"):
         parse_filter("""'say "hi"'=1""")
+    with pytest.raises(BadInput, match="cannot filter on the field"):
+        parse_filter('a"b=1')
+    assert parse_filter("author's=bob").field == "author's"  # a quote inside a bare name is part of it
 
 
 def test_corpus_of_stop_words_only_needs_no_lexical(tmp_path):

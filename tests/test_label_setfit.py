@@ -436,3 +436,12 @@ def test_a_row_torn_anywhere_is_cut_on_resume(tmp_path, tail):
     summary = label_documents([Document("1", "a"), Document("2", "b")], Fixed(), out, progress=False)
     assert (summary.labelled, summary.skipped) == (1, 1)
     assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["1", "2"]
+
+
+def test_a_row_holding_a_unicode_line_separator_is_one_row(tmp_path):
+    from semsearch.label.documents import check_label_output
+
+    out = tmp_path / "out.jsonl"
+    out.write_text(json.dumps({"id": "a\u2028b", "label": "x\u0085", "probability": 0.5}, ensure_ascii=False) + "\n",
+                   encoding="utf-8")
+    assert check_label_output(out) == {"a\u2028b"}

@@ -192,3 +192,16 @@ def test_a_base_classifier_with_two_outputs_is_refused_before_mining(tmp_path, t
     with pytest.raises(BadInput, match="is a classifier with 2 outputs"):
         train_reranker(data, tmp_path / "r", base=str(base), progress=False)
 
+
+
+def test_a_sigmoid_weight_tuned_before_the_blend_read_logits_asks_to_tune_again(tiny_cross_encoder, caplog):
+    config = dict(Reranker(tiny_cross_encoder, activation="sigmoid").config(),
+                  first_stage_weight_tuned_on={"queries": 40, "mode": "hybrid", "candidates": 20})
+    with caplog.at_level("WARNING", logger="semsearch.rerank.reranker"):
+        Reranker.from_config(config)
+    assert "run `semsearch tune --rerank` again" in caplog.text
+    caplog.clear()
+    config["first_stage_weight_tuned_on"]["blend_of"] = "logits"
+    with caplog.at_level("WARNING", logger="semsearch.rerank.reranker"):
+        Reranker.from_config(config)
+    assert "tune --rerank" not in caplog.text

@@ -240,6 +240,11 @@ def test_a_relevant_document_is_never_its_query_s_negative_even_in_a_tiny_corpus
         assert draw_negatives(rng, two, ids[:3], ids[:3], hard=1, total=4) == ["d2"] * 4
     with pytest.raises(BadInput, match="no document can serve as a negative"):
         draw_negatives(rng, {"d0": 1, "d1": 2}, ids[:2], ids[:2], hard=1, total=3)
+    many = [f"d{i}" for i in range(100)]
+    mostly_relevant = {d: 1 for d in many[:95]}
+    for _ in range(100):  # five negatives exist: four are drawn without repeats
+        chosen = draw_negatives(rng, mostly_relevant, many[:10], many, hard=2, total=4)
+        assert len(set(chosen)) == 4 and not set(chosen) & set(many[:95])
 
 
 def test_a_reranker_trained_on_pseudo_queries_is_not_checked_and_says_so(tmp_path, tiny_bert):
@@ -256,7 +261,10 @@ def test_a_reranker_trained_on_pseudo_queries_is_not_checked_and_says_so(tmp_pat
     assert report.check is None and report.first_stage_weight == 0.5 and report.validation_queries == 0
     assert report.train_queries == 12 and "pseudo-queries, which cannot check it" in report.summary()
     assert "**Not checked:**" in (tmp_path / "r" / "README.md").read_text()
-    assert Reranker(tmp_path / "r").first_stage_weight == 0.5
+    reranker = Reranker(tmp_path / "r")
+    assert reranker.first_stage_weight == 0.5
+    assert report.candidates is None and reranker.trained_candidates is None  # no check fitted a weight on any
+    assert default_candidates(reranker, 10) == 50
 
 
 def test_training_reads_each_candidate_as_the_index_s_best_passage_for_the_query():

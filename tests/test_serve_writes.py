@@ -191,3 +191,22 @@ def test_a_new_reranker_that_fails_to_load_keeps_the_old_one_and_writes_still_su
         assert_error(refused, 400, "no default reranker")
     finally:
         c.__exit__(None, None, None)
+
+
+def test_a_rerank_job_whose_reranker_was_cleared_after_its_check_fails_as_a_client_error(index_dir,
+                                                                                       tiny_cross_encoder):
+    from semsearch import BadInput
+
+    ranked = index_dir.parent / "ranked-cleared"
+    with SearchEngine.build(serve_docs(8), ranked, embedder=HashEmbedder(), progress=False) as engine:
+        engine.set_default_reranker(Reranker(str(tiny_cross_encoder)))
+    served = ServedIndex("ranked", ranked, embedder=HashEmbedder())
+    served.start()
+    try:
+        job = SearchJob(["cat"], k=2, rerank=True)
+        served.check(job)  # passes: a reranker is loaded
+        served.reranker = None  # cleared by a refresh before the worker runs the job
+        with pytest.raises(BadInput, match="no default reranker"):
+            served.search(job).result(10)
+    finally:
+        served.stop()

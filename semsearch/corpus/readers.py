@@ -217,7 +217,7 @@ def document_from_record(record: dict[str, Any], where: str, id_field: str | Non
     if not text.strip() and not title.strip():
         raise BadInput(f"{where}: record {doc_id!r} has an empty text")
     skip = {fields[0], text_field, title_field}
-    metadata = {k: v for k, v in record.items() if k not in skip}
+    metadata = {k: _plain(v) for k, v in record.items() if k not in skip}
     if set(metadata) == {"metadata"} and isinstance(metadata["metadata"], dict):
         metadata = metadata["metadata"]  # BEIR files nest it already
     return Document(str(doc_id), text, title, metadata)
@@ -242,11 +242,10 @@ def _read_jsonl(path: Path, fmt, id_field, text_field, title_field) -> Iterator[
 
 
 def _read_csv(path: Path, fmt, id_field, text_field, title_field) -> Iterator[Document]:
-    # TSV has no quoting: a field that starts with '"' is text, not the start of a quoted field spanning rows
-    quoting = csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL
-    csv.field_size_limit(_FIELD_LIMIT)  # Python's default, 128 KiB, is less than a long document
-    rows = csv.DictReader((line for _, line in _lines(path)), delimiter="\t" if fmt == "tsv" else ",",
-                          quoting=quoting)
+    # quoted fields as Python's csv and pandas write them; strict: a stray quote (a text that starts with '"' in
+    # a file that does not quote) is an error naming its line, never a field that swallows the rows after it
+    csv.field_size_limit(_FIELD_LIMIT)  # raised for the process: the default, 128 KiB, is less than a long document
+    rows = csv.DictReader((line for _, line in _lines(path)), delimiter="\t" if fmt == "tsv" else ",", strict=True)
     try:
         header = rows.fieldnames or []
         for field in (id_field or next((f for f in _ID_FIELDS if f in header), "id"), text_field):
@@ -275,12 +274,11 @@ def _read_parquet(path: Path, fmt, id_field, text_field, title_field) -> Iterato
     for batch in parquet.iter_batches(batch_size=1024):
         for record in batch.to_pylist():
             row += 1
-            yield document_from_record({k: _plain(v) for k, v in record.items()}, f"{path}: row {row}", id_field,
-                                       text_field, title_field)
+            yield document_from_record(record, f"{path}: row {row}", id_field, text_field, title_field)
 
 
 def _plain(value: Any) -> Any:
-    """A Parquet value as JSON can hold it (metadata is stored as JSON): dates and times as ISO 8601 text,
+    """A metadata value as JSON can hold it (Parquet's dates and the like): dates and times as ISO 8601 text,
     decimals as numbers, bytes as text where they are UTF-8 (else left out), inside lists and maps too."""
     if isinstance(value, (datetime.date, datetime.time)):  # datetime is a date
         return value.isoformat()

@@ -29,7 +29,7 @@ __all__ = ["Filter", "parse_filter", "parse_filters"]
 
 _OPS = (">=", "<=", "!=", "=", ">", "<")
 #: a field: a bare name, or one in double or single quotes (a CSV header with spaces: "unit price">=5)
-_FIELD = r"""(?:"(?P<dq>[^"]+)"|'(?P<sq>[^']+)'|(?P<field>[^\s=<>!"']+))"""
+_FIELD = r"""(?:"(?P<dq>[^"]+)"|'(?P<sq>[^']+)'|(?P<field>[^\s=<>!"'][^\s=<>!]*))"""
 _IN = re.compile(rf"^\s*{_FIELD}\s+in\s+(?P<values>.+)$", re.IGNORECASE)
 _CMP = re.compile(rf"^\s*{_FIELD}\s*(?P<op>>=|<=|!=|=|>|<)\s*(?P<value>.*?)\s*$")
 

@@ -251,7 +251,7 @@ def _read_output(output: Path) -> tuple[set[str], int | None]:
             raise BadInput(f"{output}:{number}: not a labelling output line; refusing to append to it")
         cut = len(complete)
     try:
-        lines = complete.decode("utf-8").splitlines()
+        lines = complete.decode("utf-8").split("\n")[:-1]  # rows end in "\n"; not splitlines(): U+2028 is text
     except UnicodeDecodeError:
         raise BadInput(f"{output} is not a UTF-8 labelling output; refusing to append to it") from None
     ids = set()

@@ -228,7 +228,7 @@ def tune_rerank_weight(
                         weights=weights, source="tuning queries")
     tuned = copy.copy(reranker)
     tuned.first_stage_weight = check.weight
-    tuned.tuned_on = {"queries": check.queries, "mode": mode, "candidates": candidates,
+    tuned.tuned_on = {"queries": check.queries, "mode": mode, "candidates": candidates, "blend_of": "logits",
                       "ndcg_at_10": round(check.fitted_ndcg10, 4), "check": check.to_dict()}
     (log.info if check.useful else log.warning)("reranker %s on the %s first stage (top %d): %s", reranker.name,
                                                 mode, candidates, check.summary())

@@ -33,7 +33,7 @@ def save_reranker(model, tokenizer, output: Path, report: "TrainingReport", hist
             "score_kind": "logit",
             "max_length": report.max_length,
             "first_stage_weight": report.first_stage_weight,
-            "candidates": report.candidates,
+            **({"candidates": report.candidates} if report.candidates else {}),
             "check": report.check,
             "training": asdict(report),
             "history": history,

@@ -73,6 +73,8 @@ def draw_negatives(rng: random.Random, relevant: Mapping[str, int], ranked: Sequ
             if not eligible:
                 raise BadInput("no document can serve as a negative: every document of the corpus is relevant "
                                "to a query")
+            left = [d for d in eligible if d not in chosen]
+            chosen += rng.sample(left, min(len(left), total - len(chosen)))
             chosen += [eligible[rng.randrange(len(eligible))] for _ in range(total - len(chosen))]
     return chosen
 

@@ -77,7 +77,7 @@ class TrainingReport:
     seconds: float
     check: dict[str, Any] | None = None
     check_method: str = "none"
-    candidates: int = 20  # first-stage hits per query the check reranked: the blend weight fits this many
+    candidates: int | None = None  # first-stage hits per query the check fitted the blend weight on (None: no check)
 
     @property
     def blend_check(self) -> BlendCheck | None:
@@ -93,8 +93,7 @@ class TrainingReport:
         """One sentence on the check (what the blend weight is and why)."""
         if self.check is None:
             why = ("it was trained on pseudo-queries, which cannot check it" if self.check_method.startswith("none:")
-                   else "no judged queries were held out: cross-fitting was off and there were too few queries "
-                   "(20) to hold a share out")
+                   else "no judged query was held out for it: cross-fitting was off and no share was held out")
             return (f"the reranker was not checked on judged queries ({why}); it is blended at weight "
                     f"{self.first_stage_weight:.2f} until `semsearch tune --rerank` checks it")
         return BlendCheck.from_dict(self.check).summary()
@@ -241,7 +240,8 @@ def train_reranker(
         validation_ndcg10_reranked=check.reranked_ndcg10 if check else float("nan"),
         validation_ndcg10_blended=check.held_out_ndcg10 if check else float("nan"),
         first_stage_weight=weight, max_length=max_length, seed=seed, seconds=time.perf_counter() - started,
-        check=check.to_dict() if check else None, check_method=method, candidates=candidates,
+        check=check.to_dict() if check else None, check_method=method,
+        candidates=candidates if check is not None else None,
     )
     (log.info if report.useful else log.warning)("reranker %s: %s", output, report.summary())
     save_reranker(model, trainer.tokenizer, output, report, history, val_qids)

@@ -69,9 +69,8 @@ def _columns(files: list[Path], fmt: str) -> list[list[str]]:
     headers = []
     for file in files:
         try:
-            with open(file, encoding="utf-8-sig", newline="") as fh:  # as the local reader: a BOM is dropped
-                headers.append(next(csv.reader(fh, delimiter="\t" if fmt == "tsv" else ",",
-                                               quoting=csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL), []))
+            with open(file, encoding="utf-8-sig", newline="") as fh:  # as the local reader, a BOM is dropped
+                headers.append(next(csv.reader(fh, delimiter="\t" if fmt == "tsv" else ","), []))
         except (OSError, UnicodeDecodeError, csv.Error) as exc:
             raise BadInput(f"cannot read the header of {file}: {exc}") from None
     return headers
