@@ -188,3 +188,31 @@ def index_recorded_as(model, corpus_file, path, **embedder_fields) -> dict:
     manifest["embedder"].update(embedder_fields)
     (path / "manifest.json").write_text(json.dumps(manifest))
     return manifest
+
+
+@pytest.fixture(scope="module")
+def hash_index(tmp_path_factory) -> Path:
+    """An index of 40 small documents (``serve_helpers.serve_docs``) built with the fake embedder, shared by
+    a module's tests (the server's tests: pass ``embedders={name: HashEmbedder()}``)."""
+    from fakes import HashEmbedder
+    from serve_helpers import serve_docs
+
+    from semsearch import SearchEngine
+
+    path = tmp_path_factory.mktemp("serve") / "docs"
+    SearchEngine.build(serve_docs(), path, embedder=HashEmbedder(), progress=False).close()
+    return path
+
+
+@pytest.fixture()
+def fresh_hash_index(tmp_path) -> Path:
+    """The same index, built for one test (one that writes to it)."""
+    from fakes import HashEmbedder
+    from serve_helpers import serve_docs
+
+    from semsearch import SearchEngine
+
+    path = tmp_path / "docs"
+    SearchEngine.build(serve_docs(), path, embedder=HashEmbedder(), progress=False).close()
+    return path
+

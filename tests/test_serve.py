@@ -24,28 +24,14 @@ from semsearch.serve.served import SearchJob, ServedIndex  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def index_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("serve") / "docs"
-    SearchEngine.build(serve_docs(), path, embedder=HashEmbedder(), progress=False).close()
-    return path
-
-
-@pytest.fixture()
-def fresh_index(tmp_path):
-    path = tmp_path / "docs"
-    SearchEngine.build(serve_docs(), path, embedder=HashEmbedder(), progress=False).close()
-    return path
-
-
-@pytest.fixture(scope="module")
-def client(index_dir, tiny_cross_encoder, tmp_path_factory):
+def client(hash_index, tiny_cross_encoder, tmp_path_factory):
     ranked = tmp_path_factory.mktemp("serve-rr") / "ranked"
     with SearchEngine.build(serve_docs(12), ranked, embedder=HashEmbedder(), progress=False) as engine:
         engine.set_default_reranker(Reranker(str(tiny_cross_encoder)))
     threshold = tmp_path_factory.mktemp("lab") / "threshold.json"
     ThresholdLabeler(score_kind="cosine", labels=("off", "on")).fit(
         [0.1, 0.2, 0.3, 0.6, 0.7, 0.8], [0, 0, 0, 1, 1, 1]).save(threshold)
-    app = create_app({"docs": index_dir, "ranked": ranked}, labelers={"gate": threshold},
+    app = create_app({"docs": hash_index, "ranked": ranked}, labelers={"gate": threshold},
                      embedders={"docs": HashEmbedder(), "ranked": HashEmbedder()}, max_body=64 * 1024)
     c = ready_client(app)
     yield c
@@ -68,8 +54,8 @@ def test_health_indexes_and_index_info(client):
 
 
 @pytest.mark.parametrize("mode", ["dense", "lexical", "hybrid"])
-def test_search_answers_what_the_library_answers(client, index_dir, mode):
-    with SearchEngine.open(index_dir, embedder=HashEmbedder()) as engine:
+def test_search_answers_what_the_library_answers(client, hash_index, mode):
+    with SearchEngine.open(hash_index, embedder=HashEmbedder()) as engine:
         expected = [h.to_dict() for h in engine.search("river sea", k=5, mode=mode, filters=["year>=2003"])]
     body = client.post("/indexes/docs/search", json={"query": "river sea", "k": 5, "mode": mode,
                                                      "filters": ["year>=2003"]}).json()
@@ -108,7 +94,7 @@ def test_labeller_predicts_from_scores(client):
     assert_error(client.post("/labelers/gate/predict", json={"texts": ["hello"]}), 400, "send scores")
 
 
-def test_setfit_labeller_predicts_texts(tiny_bert, index_dir, tmp_path):
+def test_setfit_labeller_predicts_texts(tiny_bert, hash_index, tmp_path):
     from semsearch import SetFitLabeler
 
     a = ["the cat sat on the mat", "a dog barked at the cat", "the cat and the dog", "a cat on a mat"]
@@ -219,9 +205,9 @@ class SlowHash(HashEmbedder):
 
 
 @pytest.mark.parametrize("micro_batch", [True, False])
-def test_queued_requests_are_encoded_together_and_each_gets_its_own_result(index_dir, micro_batch):
+def test_queued_requests_are_encoded_together_and_each_gets_its_own_result(hash_index, micro_batch):
     embedder = SlowHash()
-    served = ServedIndex("docs", index_dir, embedder=embedder, micro_batch=micro_batch, batch_wait=0.0)
+    served = ServedIndex("docs", hash_index, embedder=embedder, micro_batch=micro_batch, batch_wait=0.0)
     served.start()
     try:
         queries = [f"{WORDS[i]} {WORDS[(i + 5) % 16]}" for i in range(9)]
@@ -238,16 +224,16 @@ def test_queued_requests_are_encoded_together_and_each_gets_its_own_result(index
         assert embedder.calls == [1, 8] and served.stats.largest == 8
     else:
         assert embedder.calls == [1] * 9 and served.stats.largest == 1
-    with SearchEngine.open(index_dir, embedder=HashEmbedder()) as engine:
+    with SearchEngine.open(hash_index, embedder=HashEmbedder()) as engine:
         for job, got in zip(jobs, results):
             want = engine.search(job.queries[0], k=3, mode=job.mode)
             assert [h.id for h in got[0]] == [h.id for h in want]
             assert [h.score for h in got[0]] == pytest.approx([h.score for h in want], rel=1e-6)
 
 
-def test_one_bad_request_in_a_batch_fails_alone(index_dir):
+def test_one_bad_request_in_a_batch_fails_alone(hash_index):
     embedder = SlowHash()
-    served = ServedIndex("docs", index_dir, embedder=embedder, batch_wait=0.0)
+    served = ServedIndex("docs", hash_index, embedder=embedder, batch_wait=0.0)
     served.start()
     try:
         first = served.search(SearchJob(["cat"], k=2))
@@ -270,8 +256,8 @@ class Exploding(HashEmbedder):
         return super().embed_batch(texts)
 
 
-def test_a_server_error_is_a_one_line_500_logged_and_the_server_goes_on(index_dir, caplog):
-    c = ready_client(create_app({"docs": index_dir}, embedders={"docs": Exploding()}))
+def test_a_server_error_is_a_one_line_500_logged_and_the_server_goes_on(hash_index, caplog):
+    c = ready_client(create_app({"docs": hash_index}, embedders={"docs": Exploding()}))
     try:
         with caplog.at_level(logging.ERROR, logger="semsearch"):
             message = assert_error(c.post("/indexes/docs/search", json={"query": "explode now", "mode": "dense"}),
@@ -294,9 +280,9 @@ class Gated(HashEmbedder):
         return super().embed_batch(texts)
 
 
-def test_health_is_ready_only_once_models_have_loaded(index_dir):
+def test_health_is_ready_only_once_models_have_loaded(hash_index):
     embedder = Gated()
-    with TestClient(create_app({"docs": index_dir}, embedders={"docs": embedder}),
+    with TestClient(create_app({"docs": hash_index}, embedders={"docs": embedder}),
                     raise_server_exceptions=False) as c:
         health = c.get("/health")
         assert health.status_code == 503 and health.json()["status"] == "loading"
@@ -309,13 +295,13 @@ def test_health_is_ready_only_once_models_have_loaded(index_dir):
         assert c.post("/indexes/docs/search", json={"query": "cat"}).status_code == 200
 
 
-def test_a_failed_load_is_reported(tmp_path, fresh_index):
+def test_a_failed_load_is_reported(tmp_path, fresh_hash_index):
     from semsearch import IndexNotFound
 
     with pytest.raises(IndexNotFound):  # what needs no model is checked before the app starts
         create_app({"gone": tmp_path / "missing"})
     # the index's fake embedder is not given: loading its recorded one fails in the background
-    with TestClient(create_app({"docs": fresh_index}), raise_server_exceptions=False) as c:
+    with TestClient(create_app({"docs": fresh_hash_index}), raise_server_exceptions=False) as c:
         for _ in range(200):
             if c.get("/health").json()["status"] != "loading":
                 break

@@ -10,28 +10,13 @@ import pytest
 pytest.importorskip("fastapi", reason="the server needs the serve extra: pip install -e '.[serve]'")
 from fakes import HashEmbedder  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
-from serve_helpers import assert_error, ready_client, serve_docs  # noqa: E402
+from serve_helpers import assert_error, ready_client  # noqa: E402
 
-from semsearch import SearchEngine  # noqa: E402
 from semsearch.serve.app import create_app  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def index_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("serve") / "docs"
-    SearchEngine.build(serve_docs(), path, embedder=HashEmbedder(), progress=False).close()
-    return path
-
-
-@pytest.fixture()
-def fresh_index(tmp_path):
-    path = tmp_path / "docs"
-    SearchEngine.build(serve_docs(), path, embedder=HashEmbedder(), progress=False).close()
-    return path
-
-
-def test_api_key_guards_writes_and_optionally_reads(fresh_index):
-    c = ready_client(create_app({"docs": fresh_index}, embedders={"docs": HashEmbedder()}, api_key="s3cret"))
+def test_api_key_guards_writes_and_optionally_reads(fresh_hash_index):
+    c = ready_client(create_app({"docs": fresh_hash_index}, embedders={"docs": HashEmbedder()}, api_key="s3cret"))
     add = {"documents": [{"id": "k1", "text": "keyed text"}]}
     try:
         assert_error(c.post("/indexes/docs/documents", json=add), 401, "API key")
@@ -41,7 +26,7 @@ def test_api_key_guards_writes_and_optionally_reads(fresh_index):
         assert c.post("/indexes/docs/search", json={"query": "keyed"}).status_code == 200  # reads stay open
     finally:
         c.__exit__(None, None, None)
-    c = ready_client(create_app({"docs": fresh_index}, embedders={"docs": HashEmbedder()}, api_key="s3cret",
+    c = ready_client(create_app({"docs": fresh_hash_index}, embedders={"docs": HashEmbedder()}, api_key="s3cret",
                                 api_key_reads=True))
     try:
         assert_error(c.post("/indexes/docs/search", json={"query": "keyed"}), 401)
@@ -53,14 +38,14 @@ def test_api_key_guards_writes_and_optionally_reads(fresh_index):
         c.__exit__(None, None, None)
 
 
-def test_cors_is_off_unless_an_origin_is_given(index_dir):
+def test_cors_is_off_unless_an_origin_is_given(hash_index):
     origin = {"Origin": "http://app.example"}
-    plain = ready_client(create_app({"docs": index_dir}, embedders={"docs": HashEmbedder()}))
+    plain = ready_client(create_app({"docs": hash_index}, embedders={"docs": HashEmbedder()}))
     try:
         assert "access-control-allow-origin" not in plain.get("/indexes", headers=origin).headers
     finally:
         plain.__exit__(None, None, None)
-    c = ready_client(create_app({"docs": index_dir}, embedders={"docs": HashEmbedder()},
+    c = ready_client(create_app({"docs": hash_index}, embedders={"docs": HashEmbedder()},
                                 cors_origins=("http://app.example",)))
     try:
         assert c.get("/indexes", headers=origin).headers["access-control-allow-origin"] == "http://app.example"
@@ -70,8 +55,8 @@ def test_cors_is_off_unless_an_origin_is_given(index_dir):
         c.__exit__(None, None, None)
 
 
-def test_a_loopback_server_answers_only_to_loopback_host_names(fresh_index):
-    app = create_app({"docs": fresh_index}, embedders={"docs": HashEmbedder()},
+def test_a_loopback_server_answers_only_to_loopback_host_names(fresh_hash_index):
+    app = create_app({"docs": fresh_hash_index}, embedders={"docs": HashEmbedder()},
                      allowed_hosts=("localhost", "127.0.0.1", "::1"))
     with TestClient(app, base_url="http://127.0.0.1:8000", raise_server_exceptions=False) as c:
         for _ in range(200):

@@ -19,20 +19,6 @@ from semsearch.serve.schemas import MAX_DOCUMENTS  # noqa: E402
 from semsearch.serve.served import SearchJob, ServedIndex  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def index_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("serve") / "docs"
-    SearchEngine.build(serve_docs(), path, embedder=HashEmbedder(), progress=False).close()
-    return path
-
-
-@pytest.fixture()
-def fresh_index(tmp_path):
-    path = tmp_path / "docs"
-    SearchEngine.build(serve_docs(), path, embedder=HashEmbedder(), progress=False).close()
-    return path
-
-
 @pytest.mark.parametrize("body, fragment", [
     ({"documents": [{"id": "a", "text": "x"}, {"id": "a", "text": "y"}]}, "duplicate ids"),
     ({"documents": [{"id": "a", "text": "  "}]}, "non-empty"),
@@ -42,8 +28,8 @@ def fresh_index(tmp_path):
     ({"documents": []}, "documents"),
     ({"documents": [{"id": f"n{i}", "text": "x"} for i in range(MAX_DOCUMENTS + 1)]}, "documents"),
 ])
-def test_add_bad_input_writes_nothing(fresh_index, body, fragment):
-    c = ready_client(create_app({"docs": fresh_index}, embedders={"docs": HashEmbedder()}))
+def test_add_bad_input_writes_nothing(fresh_hash_index, body, fragment):
+    c = ready_client(create_app({"docs": fresh_hash_index}, embedders={"docs": HashEmbedder()}))
     try:
         assert_error(c.post("/indexes/docs/documents", json=body), 422, fragment)
         assert c.get("/indexes/docs").json()["documents"] == 40
@@ -54,8 +40,8 @@ def test_add_bad_input_writes_nothing(fresh_index, body, fragment):
 # --- writing ----------------------------------------------------------------------------------------
 
 
-def test_add_update_delete_are_searchable_once_acknowledged(fresh_index):
-    c = ready_client(create_app({"docs": fresh_index}, embedders={"docs": HashEmbedder()}))
+def test_add_update_delete_are_searchable_once_acknowledged(fresh_hash_index):
+    c = ready_client(create_app({"docs": fresh_hash_index}, embedders={"docs": HashEmbedder()}))
     try:
         added = c.post("/indexes/docs/documents", json={"documents": [
             {"id": "zeb", "text": "zebra stripes quagga", "title": "Zebra", "metadata": {"year": 1999}},
@@ -78,11 +64,11 @@ def test_add_update_delete_are_searchable_once_acknowledged(fresh_index):
         assert_error(c.request("DELETE", "/indexes/docs/documents", json={"ids": ["d2", "d2"]}), 422, "duplicate")
     finally:
         c.__exit__(None, None, None)
-    with SearchEngine.open(fresh_index, embedder=HashEmbedder()) as engine:  # on disk, for the next process
+    with SearchEngine.open(fresh_hash_index, embedder=HashEmbedder()) as engine:  # on disk, for the next process
         assert len(engine) == 40 and engine.store.lookup(["zeb"]) == {}
 
 
-def test_readers_keep_answering_while_a_write_is_stored(fresh_index, monkeypatch):
+def test_readers_keep_answering_while_a_write_is_stored(fresh_hash_index, monkeypatch):
     from semsearch.index import store as store_module
 
     held, release = threading.Event(), threading.Event()
@@ -94,7 +80,7 @@ def test_readers_keep_answering_while_a_write_is_stored(fresh_index, monkeypatch
         return upsert(self, *args, **kwargs)
 
     monkeypatch.setattr(store_module.DocStore, "upsert", slow_upsert)
-    served = ServedIndex("docs", fresh_index, embedder=HashEmbedder())
+    served = ServedIndex("docs", fresh_hash_index, embedder=HashEmbedder())
     served.start()
     try:
         writer = threading.Thread(target=served.add, args=([Document("new", "quagga zebra")],))
@@ -112,11 +98,11 @@ def test_readers_keep_answering_while_a_write_is_stored(fresh_index, monkeypatch
         served.stop()
 
 
-def test_outside_writes_are_picked_up(fresh_index):
-    served = ServedIndex("docs", fresh_index, embedder=HashEmbedder())
+def test_outside_writes_are_picked_up(fresh_hash_index):
+    served = ServedIndex("docs", fresh_hash_index, embedder=HashEmbedder())
     served.start()
     try:
-        with SearchEngine.open(fresh_index, embedder=HashEmbedder()) as other:  # e.g. semsearch add
+        with SearchEngine.open(fresh_hash_index, embedder=HashEmbedder()) as other:  # e.g. semsearch add
             other.add([Document("outside", "okapi giraffe")], progress=False)
         for _ in range(200):
             hits = served.search(SearchJob(["okapi giraffe"], k=1, mode="lexical")).result(timeout=10)
@@ -128,32 +114,32 @@ def test_outside_writes_are_picked_up(fresh_index):
         served.stop()
 
 
-def test_models_that_run_their_own_code_are_refused_before_the_app_starts_unless_allowed(fresh_index,
+def test_models_that_run_their_own_code_are_refused_before_the_app_starts_unless_allowed(fresh_hash_index,
                                                                                          tiny_cross_encoder):
     from semsearch import ModelError
 
-    with SearchEngine.open(fresh_index, embedder=HashEmbedder()) as engine:
+    with SearchEngine.open(fresh_hash_index, embedder=HashEmbedder()) as engine:
         engine.set_default_reranker(Reranker(str(tiny_cross_encoder)))
-    manifest = json.loads((fresh_index / "manifest.json").read_text())
+    manifest = json.loads((fresh_hash_index / "manifest.json").read_text())
     manifest["reranker"]["trust_remote_code"] = True  # as if set by someone who trusts this model's code
-    (fresh_index / "manifest.json").write_text(json.dumps(manifest))
+    (fresh_hash_index / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelError, match="the index's reranker"):
-        create_app({"docs": fresh_index}, embedders={"docs": HashEmbedder()})
-    c = ready_client(create_app({"docs": fresh_index}, embedders={"docs": HashEmbedder()}, trust_remote_code=True))
+        create_app({"docs": fresh_hash_index}, embedders={"docs": HashEmbedder()})
+    c = ready_client(create_app({"docs": fresh_hash_index}, embedders={"docs": HashEmbedder()}, trust_remote_code=True))
     try:
         assert c.post("/indexes/docs/search", json={"query": "cat", "rerank": True}).status_code == 200
     finally:
         c.__exit__(None, None, None)
 
 
-def test_a_fusion_or_default_reranker_set_by_another_process_is_picked_up(fresh_index, tiny_cross_encoder):
+def test_a_fusion_or_default_reranker_set_by_another_process_is_picked_up(fresh_hash_index, tiny_cross_encoder):
     from semsearch.index.fusion import Fusion
 
-    c = ready_client(create_app({"docs": fresh_index}, embedders={"docs": HashEmbedder()}))
+    c = ready_client(create_app({"docs": fresh_hash_index}, embedders={"docs": HashEmbedder()}))
     try:
         assert c.get("/indexes/docs").json()["fusion"]["weight"] == 0.5
         assert_error(c.post("/indexes/docs/search", json={"query": "cat", "rerank": True}), 400, "no default reranker")
-        with SearchEngine.open(fresh_index, embedder=HashEmbedder()) as outside:  # as `semsearch tune` would
+        with SearchEngine.open(fresh_hash_index, embedder=HashEmbedder()) as outside:  # as `semsearch tune` would
             outside.set_fusion(Fusion("score", 0.8))
             outside.set_default_reranker(Reranker(str(tiny_cross_encoder)))
         for _ in range(300):  # a search notices the new manifest; a reader is reopened in the background
@@ -167,15 +153,15 @@ def test_a_fusion_or_default_reranker_set_by_another_process_is_picked_up(fresh_
         c.__exit__(None, None, None)
 
 
-def test_a_new_reranker_that_fails_to_load_keeps_the_old_one_and_writes_still_succeed(fresh_index,
+def test_a_new_reranker_that_fails_to_load_keeps_the_old_one_and_writes_still_succeed(fresh_hash_index,
                                                                                        tiny_cross_encoder):
-    with SearchEngine.open(fresh_index, embedder=HashEmbedder()) as engine:
+    with SearchEngine.open(fresh_hash_index, embedder=HashEmbedder()) as engine:
         engine.set_default_reranker(Reranker(str(tiny_cross_encoder)))
-    c = ready_client(create_app({"docs": fresh_index}, embedders={"docs": HashEmbedder()}))
+    c = ready_client(create_app({"docs": fresh_hash_index}, embedders={"docs": HashEmbedder()}))
     try:
-        manifest = json.loads((fresh_index / "manifest.json").read_text())
+        manifest = json.loads((fresh_hash_index / "manifest.json").read_text())
         manifest["reranker"]["trust_remote_code"] = True  # this server was not started with --trust-remote-code
-        (fresh_index / "manifest.json").write_text(json.dumps(manifest))
+        (fresh_hash_index / "manifest.json").write_text(json.dumps(manifest))
         added = c.post("/indexes/docs/documents", json={"documents": [{"id": "new", "text": "zebra stripes"}]})
         assert added.status_code == 200, added.text
         found = poll(lambda: c.post("/indexes/docs/search", json={"query": "zebra", "mode": "lexical", "k": 1}),
@@ -184,7 +170,7 @@ def test_a_new_reranker_that_fails_to_load_keeps_the_old_one_and_writes_still_su
         reranked = c.post("/indexes/docs/search", json={"query": "zebra", "rerank": True})
         assert reranked.status_code == 200 and reranked.json()["reranked"] is True  # the reranker loaded at start
         # cleared by another process: a rerank request is refused, never answered unreranked
-        with SearchEngine.open(fresh_index, embedder=HashEmbedder()) as outside:
+        with SearchEngine.open(fresh_hash_index, embedder=HashEmbedder()) as outside:
             outside.set_default_reranker(None)
         refused = poll(lambda: c.post("/indexes/docs/search", json={"query": "zebra", "rerank": True}),
                         lambda a: a.status_code != 200)
@@ -193,11 +179,11 @@ def test_a_new_reranker_that_fails_to_load_keeps_the_old_one_and_writes_still_su
         c.__exit__(None, None, None)
 
 
-def test_a_rerank_job_whose_reranker_was_cleared_after_its_check_fails_as_a_client_error(index_dir,
+def test_a_rerank_job_whose_reranker_was_cleared_after_its_check_fails_as_a_client_error(hash_index,
                                                                                        tiny_cross_encoder):
     from semsearch import BadInput
 
-    ranked = index_dir.parent / "ranked-cleared"
+    ranked = hash_index.parent / "ranked-cleared"
     with SearchEngine.build(serve_docs(8), ranked, embedder=HashEmbedder(), progress=False) as engine:
         engine.set_default_reranker(Reranker(str(tiny_cross_encoder)))
     served = ServedIndex("ranked", ranked, embedder=HashEmbedder())
