@@ -218,6 +218,19 @@ def test_a_10_mb_document_is_truncated_with_a_warning(tmp_path, tiny_bert, caplo
     assert engine.search("cat cat cat", k=1)[0].id == "huge"
 
 
+def test_padding_cannot_push_a_text_s_words_past_the_cut_and_a_huge_query_reranks_at_once(tiny_bert,
+                                                                                          tiny_cross_encoder):
+    from semsearch import Reranker, TransformerEmbedder
+
+    embedder = TransformerEmbedder(tiny_bert, precision="fp32")
+    padded = " " * 20_000 + "hello world"  # 4 tokens, but over the 64 x 64 characters clipped before tokenising
+    np.testing.assert_allclose(embedder.encode([padded]), embedder.encode(["hello world"]), atol=1e-6)
+    reranker = Reranker(tiny_cross_encoder, precision="fp32")
+    huge = "cat " * 250_000  # 1 MB: clipped like a text before its tokens are counted
+    result = reranker.score([(huge, "a cat"), ("cat", "a cat")])
+    assert list(result.truncated) == [True, False] and np.isfinite(result.scores).all()
+
+
 def test_full_disk_while_building_keeps_the_old_index(tmp_path, monkeypatch):
     import faiss
 

@@ -74,6 +74,18 @@ def test_isotonic_is_monotone_and_calibrates():
     assert expected_calibration_error(lab.predict_proba(s[1000:]), y[1000:]) < 0.05
 
 
+def test_isotonic_treats_tied_scores_as_one_whatever_the_row_order():
+    rng = np.random.default_rng(7)
+    s = np.concatenate([rng.normal(size=200), np.ones(100)])
+    y = np.concatenate([rng.random(200) < 0.5, np.arange(100) % 2 == 0])  # half the tied scores positive
+    probs = []
+    for seed in range(3):
+        order = np.random.default_rng(seed).permutation(len(s))
+        lab = ThresholdLabeler(calibration="isotonic").fit(s[order], y[order])
+        probs.append(float(lab.predict_proba([1.0])[0]))
+    assert max(probs) - min(probs) < 1e-12 and abs(probs[0] - 0.5) < 0.1
+
+
 def test_abstain_band():
     s, y = _synthetic(100, seed=4)
     lab = ThresholdLabeler(abstain_band=0.15).fit(s, y)

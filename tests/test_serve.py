@@ -19,7 +19,7 @@ from serve_helpers import WORDS, assert_error, ready_client, serve_docs  # noqa:
 
 from semsearch import Reranker, SearchEngine, ThresholdLabeler  # noqa: E402
 from semsearch.serve.app import create_app  # noqa: E402
-from semsearch.serve.schemas import MAX_K, MAX_QUERIES  # noqa: E402
+from semsearch.serve.schemas import MAX_K, MAX_QUERIES, MAX_QUERY_CHARS  # noqa: E402
 from semsearch.serve.served import SearchJob, ServedIndex  # noqa: E402
 
 
@@ -146,9 +146,18 @@ def test_openapi_schema_and_docs_page_need_no_cdn(client):
     ({"query": "x", "filters": "year>2"}, 422, "filters:"),
     ({"query": "x", "rerank": True}, 400, "no default reranker"),
     ({"query": "x", "candidates": 20}, 400, "only with rerank"),
+    ({"query": "x" * (MAX_QUERY_CHARS + 1)}, 422, f"at most {MAX_QUERY_CHARS} characters"),
 ])
 def test_search_bad_input(client, body, status, fragment):
     assert_error(client.post("/indexes/docs/search", json=body), status, fragment)
+
+
+@pytest.mark.parametrize("raw", [rb'{"query": "bad \ud800 text", "mode": "dense"}',
+                                 rb'{"query": "bad \ud800 text", "mode": "lexical"}',
+                                 rb'{"query": "x", "filters": ["tag=\udfff"]}'])
+def test_a_lone_surrogate_is_a_client_error(client, raw):  # valid JSON, not valid Unicode
+    assert_error(client.post("/indexes/docs/search", content=raw, headers={"content-type": "application/json"}),
+                 422, "not valid Unicode")
 
 
 def test_candidates_below_k_and_mode_without_lexical(client, tmp_path):

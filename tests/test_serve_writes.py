@@ -196,3 +196,16 @@ def test_a_rerank_job_whose_reranker_was_cleared_after_its_check_fails_as_a_clie
             served.search(job).result(10)
     finally:
         served.stop()
+
+
+@pytest.mark.parametrize("raw", [rb'{"documents": [{"id": "a", "text": "bad \ud800"}]}',
+                                 rb'{"documents": [{"id": "a", "text": "x", "metadata": {"k": "\udc00"}}]}'])
+def test_a_document_with_a_lone_surrogate_is_refused_and_nothing_is_written(fresh_hash_index, raw):
+    c = ready_client(create_app({"docs": fresh_hash_index}, embedders={"docs": HashEmbedder()}))
+    try:
+        assert_error(c.post("/indexes/docs/documents", content=raw, headers={"content-type": "application/json"}),
+                     422, "not valid Unicode")
+        assert c.get("/indexes/docs").json()["documents"] == 40
+    finally:
+        c.__exit__(None, None, None)
+

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import BadInput, ManifestMismatch, ModelError
 from .agreement import measure_vectors, report, settle
-from .batching import run_sorted
+from .batching import clip_texts, run_sorted
 from .embedder import Embedder, check_same_embedder
 from .models import (
     DEFAULT_MODEL,
@@ -38,7 +38,6 @@ __all__ = ["TransformerEmbedder", "DEFAULT_MODEL", "embedder_from_config", "embe
 
 log = logging.getLogger(__name__)
 
-_CHARS_PER_TOKEN = 64  # texts are clipped to max_length × this many characters before tokenising
 
 
 class TransformerEmbedder(RuntimeBacked, Embedder):
@@ -160,10 +159,8 @@ class TransformerEmbedder(RuntimeBacked, Embedder):
         return [min(c, self.max_length) for c in counts]
 
     def _clip(self, texts: Sequence[str]) -> list[str]:
-        """Texts cut to ``max_length × 64`` characters: a 10 MB document costs no more than a long one
-        (the model reads at most ``max_length`` tokens, which never take that many characters)."""
-        limit = self.max_length * _CHARS_PER_TOKEN
-        return [t if len(t) <= limit else t[:limit] for t in texts]
+        """Texts cut to ``max_length × 64`` characters (:func:`~semsearch.encode.batching.clip_texts`)."""
+        return clip_texts(texts, self.max_length)
 
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
         texts = self._clip(texts)

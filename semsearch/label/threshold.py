@@ -285,11 +285,12 @@ def _fit_platt(s: np.ndarray, y: np.ndarray, iterations: int = 100) -> tuple[flo
 
 def _fit_isotonic(s: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pool-adjacent-violators: a non-decreasing step function of the score; returned as interpolation knots."""
-    order = np.argsort(s, kind="stable")
-    xs, ys = s[order], y[order].astype(np.float64)
+    xs, inverse = np.unique(s, return_inverse=True)  # tied scores are one block from the start: the fit
+    sums = np.bincount(inverse, weights=y.astype(np.float64))  # must not depend on the order of the rows
+    counts = np.bincount(inverse).astype(np.float64)
     blocks: list[list[float]] = []  # [sum, count, min x, max x]
-    for x, v in zip(xs, ys):
-        blocks.append([v, 1.0, x, x])
+    for x, total, count in zip(xs, sums, counts):
+        blocks.append([total, count, x, x])
         while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] >= blocks[-1][0] / blocks[-1][1]:
             top = blocks.pop()
             blocks[-1] = [blocks[-1][0] + top[0], blocks[-1][1] + top[1], blocks[-1][2], top[3]]

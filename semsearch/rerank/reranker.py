@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..encode.agreement import measure_scores, report, settle
-from ..encode.batching import run_sorted
+from ..encode.batching import clip_texts, run_sorted
 from ..encode.models import check_remote_code, model_folder, model_name
 from ..encode.precision import (
     autocast,
@@ -216,7 +216,9 @@ class Reranker(RuntimeBacked):
     def _raw_scores(self, pairs: Sequence[tuple[str, str]], on_batch: Callable[[int], None] | None = None
                     ) -> PairScores:
         """The model's logit of each pair (before any activation), and which pairs were cut."""
-        pairs = [(str(q), str(d)) for q, d in pairs]
+        # both sides clipped as the bi-encoder clips a text: a huge query or document costs no more than a long one
+        queries = clip_texts([str(q) for q, _ in pairs], self.max_length)
+        pairs = list(zip(queries, clip_texts([str(d) for _, d in pairs], self.max_length)))
         if not pairs:
             return PairScores(np.empty(0, dtype=np.float32), np.zeros(0, dtype=bool))
         full = self._rt.token_counter([q for q, _ in pairs], [d for _, d in pairs], truncation=False,

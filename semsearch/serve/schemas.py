@@ -11,13 +11,14 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = ["SearchRequest", "DocumentIn", "AddRequest", "DeleteRequest", "PredictRequest",
-           "MAX_K", "MAX_QUERIES", "MAX_DOCUMENTS", "MAX_TEXTS", "MAX_CANDIDATES"]
+           "MAX_K", "MAX_QUERIES", "MAX_DOCUMENTS", "MAX_TEXTS", "MAX_CANDIDATES", "MAX_QUERY_CHARS"]
 
 MAX_K = 1000          # hits per query
 MAX_CANDIDATES = 1000  # first-stage hits a reranker reads
 MAX_QUERIES = 64      # queries in one search request
 MAX_DOCUMENTS = 1000  # documents in one add or delete request
 MAX_TEXTS = 256       # texts in one predict request
+MAX_QUERY_CHARS = 4096  # characters in one query: the models read a few hundred tokens of it at most
 
 _STRICT = ConfigDict(extra="forbid", strict=True)
 
@@ -26,6 +27,23 @@ def _text(value: str, what: str) -> str:
     if not value.strip():
         raise ValueError(f"{what} must be non-empty text")
     return value
+
+
+def _unicode(value: Any, what: str) -> None:
+    """Refuse text that is not valid Unicode (a lone surrogate, which JSON can spell as "\\ud800"): the
+    models' tokenizers and the JSON answer cannot take it."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{what} is not valid Unicode (a lone surrogate)") from None
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _unicode(k, what)
+            _unicode(v, what)
+    elif isinstance(value, list):
+        for v in value:
+            _unicode(v, what)
 
 
 class SearchRequest(BaseModel):
@@ -52,6 +70,10 @@ class SearchRequest(BaseModel):
             raise ValueError("queries is empty")
         for q in [self.query] if self.query is not None else self.queries:
             _text(q, "a query")
+            if len(q) > MAX_QUERY_CHARS:
+                raise ValueError(f"a query is at most {MAX_QUERY_CHARS} characters, got {len(q)}")
+        _unicode(self.texts, "a query")
+        _unicode(self.filters, "a filter")
         return self
 
     @property
@@ -73,6 +95,8 @@ class DocumentIn(BaseModel):
     def _non_empty(self) -> "DocumentIn":
         if not self.id.strip():
             raise ValueError("a document id must be non-empty")
+        _unicode([self.id, self.text, self.title], "a document's id, text or title")
+        _unicode(self.metadata, "a document's metadata")
         _text(self.text, f"the text of document {self.id!r}")
         return self
 
@@ -95,6 +119,7 @@ class DeleteRequest(BaseModel):
 
     @model_validator(mode="after")
     def _unique(self) -> "DeleteRequest":
+        _unicode(self.ids, "an id")
         _unique_ids(self.ids)
         return self
 
@@ -113,6 +138,7 @@ class PredictRequest(BaseModel):
             raise ValueError("give exactly one of texts or scores")
         for t in self.texts or []:
             _text(t, "a text")
+        _unicode(self.texts, "a text")
         return self
 
 
