@@ -288,7 +288,7 @@ def test_bench_writes_report_results_and_plots(tmp_path, tiny_cross_encoder):
         run_bench(data, tmp_path / "rep", embedder=HashEmbedder(), progress=False)
 
 
-def test_bench_cli_and_bad_dataset(tmp_path, tiny_bert):
+def test_bench_cli_and_bad_dataset(tmp_path, tiny_bert, monkeypatch):
     data = _tiny_beir(tmp_path / "beir")
     ok = CliRunner().invoke(cli, ["bench", "--data", str(data), "--output", str(tmp_path / "rep"),
                                   "--model", str(tiny_bert), "--tune-split", "none", "-q"])
@@ -300,6 +300,14 @@ def test_bench_cli_and_bad_dataset(tmp_path, tiny_bert):
     typo = CliRunner().invoke(cli, ["bench", "--data", str(data), "--output", str(tmp_path / "rep3"),
                                     "--model", str(tiny_bert), "--tune-split", "trian"])
     assert typo.exit_code == 2 and "no qrels for the tuning split 'trian'" in typo.stderr
+    from semsearch.encode import transformer
+
+    monkeypatch.setattr(transformer, "TransformerEmbedder", lambda *a, **k: pytest.fail("a model loaded first"))
+    again = CliRunner().invoke(cli, ["bench", "--data", str(data), "--output", str(tmp_path / "rep")])
+    (tmp_path / "afile").write_text("x")
+    onto_file = CliRunner().invoke(cli, ["bench", "--data", str(data), "--output", str(tmp_path / "afile")])
+    assert again.exit_code == 2 and "exists and is not empty" in again.stderr
+    assert onto_file.exit_code == 2 and "is a file" in onto_file.stderr
 
 
 def test_cli_query_modes_filters_and_tune(tmp_path, tiny_bert):

@@ -139,3 +139,30 @@ def test_bad_input():
         ThresholdLabeler().fit([1.0, float("nan")], [0, 1])
     with pytest.raises(BadInput, match="not fitted"):
         ThresholdLabeler().predict([1.0])
+
+
+def test_an_abstention_reports_the_positive_label_s_probability():
+    pytest.importorskip("fastapi")
+    from semsearch.serve.labelers import ServedLabeler
+
+    s, y = _synthetic(400, seed=8)
+    lab = ThresholdLabeler(abstain_band=0.2, labels=("neg", "pos")).fit(s, np.where(y, "pos", "neg"))
+    scores = np.linspace(-3, 3, 61)
+    p_pos = lab.predict_proba(scores)
+    rows = ServedLabeler("gate", lab).predict(scores=scores.tolist())
+    assert {r["label"] for r in rows} == {"neg", ABSTAIN, "pos"}
+    for row, p in zip(rows, p_pos):
+        assert row["probability"] == pytest.approx(1 - p if row["label"] == "neg" else p)
+
+
+def test_the_description_scorer_reads_a_sigmoid_reranker_s_logits(tiny_cross_encoder):
+    from semsearch import Reranker
+    from semsearch.label.documents import DescriptionScorer
+
+    descriptions = {"pet": "an animal kept at home", "other": "anything else"}
+    texts = ["my cat sleeps", "the market fell"]
+    plain = DescriptionScorer(descriptions, "pet", reranker=Reranker(tiny_cross_encoder, precision="fp32"))
+    sigmoid = DescriptionScorer(descriptions, "pet",
+                                reranker=Reranker(tiny_cross_encoder, precision="fp32", activation="sigmoid"))
+    np.testing.assert_allclose(sigmoid(texts), plain(texts), atol=1e-6)
+    assert sigmoid.score_kind == "logit"

@@ -89,6 +89,19 @@ def test_sentence_transformers_folder_supplies_pooling_and_max_length(tiny_bert,
     assert (explicit.pooling, explicit.max_length) == ("mean", 8)
 
 
+def test_a_sentence_transformers_module_semsearch_does_not_run_is_refused(tiny_bert, tmp_path):
+    folder = tmp_path / "st-dense"
+    shutil.copytree(tiny_bert, folder)
+    (folder / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"},
+        {"idx": 3, "name": "3", "path": "3_Normalize", "type": "sentence_transformers.models.Normalize"},
+    ]))
+    with pytest.raises(ModelError, match=r"modules semsearch does not run \(Dense\)"):
+        TransformerEmbedder(folder)
+
+
 def test_truncation_to_max_length(tiny_bert):
     emb = TransformerEmbedder(tiny_bert, max_length=8)
     long_text = " ".join(["cat"] * 100)

@@ -70,6 +70,8 @@ def corpus() -> list[Document]:
                          metadata={"year": 2016, "lang": "en"}))
     docs.append(Document("markup", 'River markup: <script>window.pwned = 1</script> and <i>tags</i> stay text.',
                          title=MARKUP_TITLE, metadata={"year": 2024, "lang": "en", "note": "<u>x</u>"}))
+    docs.append(Document("emoji", "Zeppelins \U0001F680\U0001F680\U0001F680 drift over the bay at dawn.",
+                         metadata={"year": 2024, "lang": "en"}))  # characters outside the BMP: 2 UTF-16 units each
     return docs
 
 
@@ -255,6 +257,17 @@ def test_html_in_documents_is_shown_as_text(page, server):
     assert "note: <u>x</u>" in hit.locator(".meta").inner_text()
     assert page.evaluate("window.pwned") is None
     assert hit.locator("mark").all_inner_texts() == ["markup"]
+
+
+def test_a_whole_document_with_emoji_is_not_shown_as_a_part(page, server):
+    _open(page, server)
+    page.fill("#q", "zeppelins")
+    page.select_option("#mode", "lexical")
+    page.press("#q", "Enter")
+    passage = page.locator('.hit[data-id="emoji"] .passage')
+    expect(passage).to_have_count(1)
+    text = passage.inner_text()  # the document is its one passage: no "…" on either side
+    assert text.startswith("Zeppelins") and text.endswith("dawn."), text
 
 
 def test_a_long_passage_is_cut_around_the_query_and_opens_in_full(page, server):

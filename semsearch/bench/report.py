@@ -92,9 +92,20 @@ def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def check_dataset(data: str | os.PathLike, split: str = "test") -> None:
-    """:class:`BadInput` unless ``data`` is a BEIR folder with qrels for ``split`` (checked before models load)."""
+def check_dataset(data: str | os.PathLike, split: str = "test", output: str | os.PathLike | None = None,
+                  overwrite: bool = False) -> None:
+    """:class:`BadInput` unless ``data`` is a BEIR folder with qrels for ``split`` and ``output`` a folder the
+    report may be written to (checked before models load)."""
     _beir_files(Path(data), split)
+    if output is not None:
+        _check_output(Path(output), overwrite)
+
+
+def _check_output(output: Path, overwrite: bool) -> None:
+    if output.exists() and not output.is_dir():
+        raise BadInput(f"{output} is a file; the report is a folder")
+    if output.exists() and any(output.iterdir()) and not overwrite:
+        raise BadInput(f"{output} exists and is not empty; pass overwrite=True (CLI: --overwrite) to replace it")
 
 
 def _beir_files(data: Path, split: str) -> tuple[Path, Path, Path]:
@@ -136,8 +147,7 @@ def run_bench(
             raise BadInput(f"tuning the fusion on the split it reports ({split}) would overstate it")
         if not (data / "qrels" / f"{tune_split}.tsv").is_file():
             raise BadInput(f"{data} has no qrels for the tuning split {tune_split!r}")
-    if output.exists() and any(output.iterdir()) and not overwrite:
-        raise BadInput(f"{output} exists and is not empty; pass overwrite=True (CLI: --overwrite) to replace it")
+    _check_output(output, overwrite)
     output.mkdir(parents=True, exist_ok=True)
     queries, qrels = read_queries(queries_file), read_qrels(qrels_file)
     missing = [q for q in qrels if q not in queries]

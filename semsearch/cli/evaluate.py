@@ -109,7 +109,7 @@ def bench(data, output, split, tune_split, rerank, candidates, model, factory, p
     from ..encode.transformer import TransformerEmbedder
     from ..rerank.reranker import Reranker
 
-    check_dataset(data, split)  # before any model loads
+    check_dataset(data, split, output, overwrite)  # before any model loads
     reranker = (Reranker(rerank, precision=rerank_precision or "auto", backend=rerank_backend or "auto")
                 if rerank else None)
     embedder = TransformerEmbedder(model, precision=precision or "auto", backend=backend or "auto")

@@ -88,6 +88,11 @@ class TransformerEmbedder(RuntimeBacked, Embedder):
         self.name = model_name(model)
         folder = model_folder(self.name)
         st = _sentence_transformers_defaults(folder, self.name)
+        if st.get("unsupported_modules"):
+            raise ModelError(
+                f"model {self.name!r} is a sentence-transformers model with modules semsearch does not run "
+                f"({', '.join(st['unsupported_modules'])}); its vectors would not be the model's. Transformer, "
+                "Pooling and Normalize modules are supported")
         if pooling is None and st.get("unsupported_pooling"):
             raise ModelError(
                 f"model {self.name!r} uses sentence-transformers pooling {st['unsupported_pooling']}, which "
@@ -275,6 +280,8 @@ def _sentence_transformers_defaults(folder: Path, name: str) -> dict[str, Any]:
                 found["pooling"] = "mean"
             else:
                 found["unsupported_pooling"] = [k for k, v in cfg.items() if k.startswith("pooling_mode") and v]
+        elif not kind.endswith(".Normalize"):  # vectors are normalised anyway (normalize=True)
+            found.setdefault("unsupported_modules", []).append(kind.rsplit(".", 1)[-1] or "?")
     return found
 
 

@@ -101,7 +101,8 @@ class DescriptionScorer:
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         if self.reranker is not None:
             pos, neg = self.descriptions[self.positive], self.descriptions[self.negative]
-            scores = self.reranker.score([(pos, t) for t in texts] + [(neg, t) for t in texts]).scores
+            # logits whatever the reranker's activation: a difference of probabilities is not a "logit" score
+            scores = self.reranker.logits([(pos, t) for t in texts] + [(neg, t) for t in texts]).scores
             return scores[: len(texts)] - scores[len(texts):]
         emb = self.embedder.encode(list(texts))
         sims = emb @ self._desc.T
@@ -118,7 +119,8 @@ class _ThresholdMethod:
         scores = self.scorer(texts)
         p = self.labeler.predict_proba(scores)
         labels = self.labeler.predict(scores)
-        return [(lab, float(pi if lab == self.scorer.positive else 1 - pi)) for lab, pi in zip(labels, p)]
+        # the probability of the label given; an abstention (within the band) gets the positive label's
+        return [(lab, float(1 - pi if lab == self.scorer.negative else pi)) for lab, pi in zip(labels, p)]
 
 
 class _SetFitMethod:

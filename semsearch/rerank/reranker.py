@@ -204,7 +204,7 @@ class Reranker(RuntimeBacked):
         self, pairs: Sequence[tuple[str, str]], on_batch: Callable[[int], None] | None = None
     ) -> PairScores:
         """Score (query, document) pairs; pairs from many queries can be scored together."""
-        raw = self._raw_scores(pairs, on_batch)
+        raw = self.logits(pairs, on_batch)
         return PairScores(self._activate(raw.scores), raw.truncated)
 
     def _activate(self, logits: np.ndarray) -> np.ndarray:
@@ -213,9 +213,9 @@ class Reranker(RuntimeBacked):
             return (0.5 * (1.0 + np.tanh(0.5 * np.asarray(logits, np.float64)))).astype(np.float32)  # no overflow
         return logits
 
-    def _raw_scores(self, pairs: Sequence[tuple[str, str]], on_batch: Callable[[int], None] | None = None
-                    ) -> PairScores:
-        """The model's logit of each pair (before any activation), and which pairs were cut."""
+    def logits(self, pairs: Sequence[tuple[str, str]], on_batch: Callable[[int], None] | None = None) -> PairScores:
+        """The model's logit of each pair, before any ``activation`` (what the blend and thresholds on score
+        differences read), and which pairs were cut."""
         # both sides clipped as the bi-encoder clips a text: a huge query or document costs no more than a long one
         queries = clip_texts([str(q) for q, _ in pairs], self.max_length)
         pairs = list(zip(queries, clip_texts([str(d) for _, d in pairs], self.max_length)))
@@ -263,7 +263,7 @@ class Reranker(RuntimeBacked):
         blend with the first stage reads these logits whatever the ``activation`` (its weight was fitted on
         them: a sigmoid, min-max scaled, would blend differently)."""
         texts = [[h.passage_texts(self.passages) for h in hs] for hs in hits]
-        result = self._raw_scores([(q, t) for q, ts in zip(queries, texts) for per_hit in ts for t in per_hit])
+        result = self.logits([(q, t) for q, ts in zip(queries, texts) for per_hit in ts for t in per_hit])
         out, at = [], 0
         for hs, ts in zip(hits, texts):
             scores, cut = np.empty(len(hs), np.float32), np.zeros(len(hs), bool)

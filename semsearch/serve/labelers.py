@@ -83,5 +83,6 @@ class ServedLabeler:
         with self._lock:
             labels = self.labeler.predict(values)
             positive = self.labeler.predict_proba(values)
-        return [{"label": label, "probability": float(p if label == self.labeler.labels[1] else 1 - p)}
+        # the probability of the label given; an abstention (within the band) gets the positive label's
+        return [{"label": label, "probability": float(1 - p if label == self.labeler.labels[0] else p)}
                 for label, p in zip(labels, positive)]
