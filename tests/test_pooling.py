@@ -73,13 +73,18 @@ def test_pooler_refused_when_checkpoint_has_no_pooler_weights(tiny_bert_no_poole
     TransformerEmbedder(tiny_bert_no_pooler, pooling="cls")  # the other poolings still work
 
 
-def test_sentence_transformers_folder_supplies_pooling_and_max_length(tiny_bert, tmp_path):
-    folder = tmp_path / "st"
+def _st_folder(tiny_bert, folder, *modules: str):
+    """``tiny_bert`` as a sentence-transformers folder whose modules.json lists ``modules`` (``"Pooling"``, ...)."""
     shutil.copytree(tiny_bert, folder)
+    paths = {"Transformer": ""}
     (folder / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-    ]))
+        {"idx": i, "name": str(i), "path": paths.get(kind, f"{i}_{kind}"),
+         "type": f"sentence_transformers.models.{kind}"} for i, kind in enumerate(modules)]))
+    return folder
+
+
+def test_sentence_transformers_folder_supplies_pooling_and_max_length(tiny_bert, tmp_path):
+    folder = _st_folder(tiny_bert, tmp_path / "st", "Transformer", "Pooling")
     (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 16}))
     (folder / "1_Pooling").mkdir()
     (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True}))
@@ -90,14 +95,7 @@ def test_sentence_transformers_folder_supplies_pooling_and_max_length(tiny_bert,
 
 
 def test_a_sentence_transformers_module_semsearch_does_not_run_is_refused(tiny_bert, tmp_path):
-    folder = tmp_path / "st-dense"
-    shutil.copytree(tiny_bert, folder)
-    (folder / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"},
-        {"idx": 3, "name": "3", "path": "3_Normalize", "type": "sentence_transformers.models.Normalize"},
-    ]))
+    folder = _st_folder(tiny_bert, tmp_path / "st-dense", "Transformer", "Pooling", "Dense", "Normalize")
     with pytest.raises(ModelError, match=r"modules semsearch does not run \(Dense\)"):
         TransformerEmbedder(folder)
 

@@ -135,6 +135,14 @@ def _open(page, url: str) -> None:
     page.wait_for_selector("body[data-ready]", state="attached")
 
 
+def _lexical_search(page, server: str, query: str) -> None:
+    """Open the page, type ``query``, pick the lexical mode and press Enter."""
+    _open(page, server)
+    page.fill("#q", query)
+    page.select_option("#mode", "lexical")
+    page.press("#q", "Enter")
+
+
 def _search_request(page):
     return page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/search"))
 
@@ -234,20 +242,14 @@ def test_bad_filter_shows_the_servers_error_and_no_hits(page, server):
 
 
 def test_no_hits_message(page, server):
-    _open(page, server)
-    page.fill("#q", "zebra")
-    page.select_option("#mode", "lexical")
-    page.press("#q", "Enter")
+    _lexical_search(page, server, "zebra")
     expect(page.locator("#results")).to_contain_text("No hits")
     expect(page.locator(".hit")).to_have_count(0)
     expect(page.locator("#latency")).to_contain_text("0 hits")
 
 
 def test_html_in_documents_is_shown_as_text(page, server):
-    _open(page, server)
-    page.fill("#q", "markup")
-    page.select_option("#mode", "lexical")
-    page.press("#q", "Enter")
+    _lexical_search(page, server, "markup")
     hit = page.locator('.hit[data-id="markup"]')
     expect(hit).to_have_count(1)
     assert hit.locator("h2").inner_text() == MARKUP_TITLE
@@ -260,10 +262,7 @@ def test_html_in_documents_is_shown_as_text(page, server):
 
 
 def test_a_whole_document_with_emoji_is_not_shown_as_a_part(page, server):
-    _open(page, server)
-    page.fill("#q", "zeppelins")
-    page.select_option("#mode", "lexical")
-    page.press("#q", "Enter")
+    _lexical_search(page, server, "zeppelins")
     passage = page.locator('.hit[data-id="emoji"] .passage')
     expect(passage).to_have_count(1)
     text = passage.inner_text()  # the document is its one passage: no "…" on either side
@@ -271,10 +270,7 @@ def test_a_whole_document_with_emoji_is_not_shown_as_a_part(page, server):
 
 
 def test_a_long_passage_is_cut_around_the_query_and_opens_in_full(page, server):
-    _open(page, server)
-    page.fill("#q", "aurora")
-    page.select_option("#mode", "lexical")
-    page.press("#q", "Enter")
+    _lexical_search(page, server, "aurora")
     passage = page.locator('.hit[data-id="long"] .passage')
     expect(passage).to_have_count(1)
     short = passage.inner_text()
