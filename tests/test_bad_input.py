@@ -219,16 +219,26 @@ def test_a_10_mb_document_is_truncated_with_a_warning(tmp_path, tiny_bert, caplo
 
 
 def test_padding_cannot_push_a_text_s_words_past_the_cut_and_a_huge_query_reranks_at_once(tiny_bert,
-                                                                                          tiny_cross_encoder):
+                                                                                          tiny_cross_encoder,
+                                                                                          monkeypatch):
     from semsearch import Reranker, TransformerEmbedder
 
     embedder = TransformerEmbedder(tiny_bert, precision="fp32")
     padded = " " * 20_000 + "hello world"  # 4 tokens, but over the 64 x 64 characters clipped before tokenising
     np.testing.assert_allclose(embedder.encode([padded]), embedder.encode(["hello world"]), atol=1e-6)
     reranker = Reranker(tiny_cross_encoder, precision="fp32")
+    counted = []
+    real = type(reranker._rt).token_counter  # a property: the tokenizer that counts a pair's tokens
+
+    def spy(rt):
+        count = real.fget(rt)
+        return lambda queries, docs, **kw: counted.append(max(map(len, queries))) or count(queries, docs, **kw)
+
+    monkeypatch.setattr(type(reranker._rt), "token_counter", property(spy))
     huge = "cat " * 250_000  # 1 MB: clipped like a text before its tokens are counted
     result = reranker.score([(huge, "a cat"), ("cat", "a cat")])
     assert list(result.truncated) == [True, False] and np.isfinite(result.scores).all()
+    assert counted == [reranker.max_length * 64]  # the tokenizer read the clipped query, not 1 MB
 
 
 def test_full_disk_while_building_keeps_the_old_index(tmp_path, monkeypatch):

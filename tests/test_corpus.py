@@ -178,3 +178,9 @@ def test_metadata_of_any_reader_is_made_plain_for_json():
     doc = document_from_record({"id": "a", "text": "x", "day": datetime.date(2020, 1, 2)}, "here", None, "text",
                                "title")
     assert doc.metadata == {"day": "2020-01-02"}
+
+
+def test_a_lone_surrogate_in_a_corpus_is_a_one_line_error_naming_its_line(tmp_path):
+    _write(tmp_path / "c.jsonl", '{"id": "a", "text": "fine"}\n{"id": "b", "text": "bad \\ud800 text"}\n')
+    with pytest.raises(BadInput, match=r"c.jsonl:2: record 'b' holds text that is not valid Unicode"):
+        list(read_corpus(tmp_path / "c.jsonl"))

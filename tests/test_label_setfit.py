@@ -445,3 +445,13 @@ def test_a_row_holding_a_unicode_line_separator_is_one_row(tmp_path):
     out.write_text(json.dumps({"id": "a\u2028b", "label": "x\u0085", "probability": 0.5}, ensure_ascii=False) + "\n",
                    encoding="utf-8")
     assert check_label_output(out) == {"a\u2028b"}
+
+
+def test_a_huge_text_is_clipped_before_the_body_reads_it(tiny_bert):
+    lab = SetFitLabeler(tiny_bert, tuning="contrastive", num_iterations=1, seed=0)
+    lab.fit(A + B, ["animal"] * 4 + ["water"] * 4)
+    seen = []
+    real = lab.body.encode
+    lab.body.encode = lambda texts, **kw: seen.append(max(map(len, texts))) or real(texts, **kw)
+    assert lab.predict(["cat " * 250_000]) in (["animal"], ["water"])  # 1 MB
+    assert seen == [lab.body.max_seq_length * 64]

@@ -94,10 +94,22 @@ def test_sentence_transformers_folder_supplies_pooling_and_max_length(tiny_bert,
     assert (explicit.pooling, explicit.max_length) == ("mean", 8)
 
 
-def test_a_sentence_transformers_module_semsearch_does_not_run_is_refused(tiny_bert, tmp_path):
+def test_a_sentence_transformers_module_semsearch_does_not_run_is_refused(tiny_bert, tmp_path, caplog):
     folder = _st_folder(tiny_bert, tmp_path / "st-dense", "Transformer", "Pooling", "Dense", "Normalize")
     with pytest.raises(ModelError, match=r"modules semsearch does not run \(Dense\)"):
         TransformerEmbedder(folder)
+    # an index built with such a model (before they were refused) still opens and searches, with a warning
+    from semsearch import Document, SearchEngine
+
+    embedder = TransformerEmbedder(folder, unsupported_modules="skip", precision="fp32")
+    SearchEngine.build([Document("a", "a cat"), Document("b", "the sea")], tmp_path / "idx", embedder=embedder,
+                       progress=False).close()
+    with caplog.at_level("WARNING", logger="semsearch.encode.transformer"):
+        with SearchEngine.open(tmp_path / "idx") as engine:
+            assert len(engine.search("cat", k=1, mode="dense")) == 1
+    assert "as the index was built" in caplog.text
+    with pytest.raises(BadInput, match="valid values are: refuse, skip"):
+        TransformerEmbedder(folder, unsupported_modules="ignore")
 
 
 def test_truncation_to_max_length(tiny_bert):

@@ -31,7 +31,7 @@ from ..errors import BadInput
 from ..types import Document
 from .extract import html_text, pdf_text
 
-__all__ = ["Corpus", "read_corpus", "size_hint", "document_from_record", "json_record", "read_queries", "read_qrels",
+__all__ = ["Corpus", "read_corpus", "size_hint", "document_from_record", "invalid_unicode", "json_record", "read_queries", "read_qrels",
            "read_jsonl_fields", "python_docstrings", "FORMATS", "EXTENSIONS", "ON_ERROR", "DIR_SUFFIXES"]
 
 log = logging.getLogger(__name__)
@@ -199,6 +199,22 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
         raise BadInput(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
+def invalid_unicode(value: Any) -> bool:
+    """Whether ``value`` (text, or lists and maps of it) holds a lone surrogate, as JSON can spell one
+    (``"\\ud800"``): valid JSON, but no tokenizer, database or JSON answer takes it."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(invalid_unicode(k) or invalid_unicode(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(invalid_unicode(v) for v in value)
+    return False
+
+
 def document_from_record(record: dict[str, Any], where: str, id_field: str | None, text_field: str,
                          title_field: str) -> Document:
     """One record (a JSON object, a CSV row, a Parquet row) as a :class:`Document`; :class:`BadInput`
@@ -216,6 +232,8 @@ def document_from_record(record: dict[str, Any], where: str, id_field: str | Non
         raise BadInput(f"{where}: record {doc_id!r}: {text_field!r} and {title_field!r} must be strings")
     if not text.strip() and not title.strip():
         raise BadInput(f"{where}: record {doc_id!r} has an empty text")
+    if invalid_unicode(record):
+        raise BadInput(f"{where}: record {doc_id!r} holds text that is not valid Unicode (a lone surrogate)")
     skip = {fields[0], text_field, title_field}
     metadata = {k: _plain(v) for k, v in record.items() if k not in skip}
     if set(metadata) == {"metadata"} and isinstance(metadata["metadata"], dict):
@@ -255,8 +273,8 @@ def _read_csv(path: Path, fmt, id_field, text_field, title_field) -> Iterator[Do
             if None in row:
                 raise BadInput(f"{path}:{rows.line_num}: more fields than the header has")
             yield document_from_record(row, f"{path}:{rows.line_num}", id_field, text_field, title_field)
-    except csv.Error as exc:
-        raise BadInput(f"{path}:{rows.line_num}: {exc}") from None
+    except csv.Error as exc:  # raised while reading the line after the last one counted
+        raise BadInput(f"{path}:{rows.line_num + 1}: {exc}") from None
 
 
 def _read_parquet(path: Path, fmt, id_field, text_field, title_field) -> Iterator[Document]:

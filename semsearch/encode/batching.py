@@ -11,23 +11,23 @@ T = TypeVar("T")
 
 #: texts are clipped to max tokens × this many characters before tokenising (:func:`clip_texts`)
 CHARS_PER_TOKEN = 64
-_SPACE_RUN = re.compile(r"\s{2,}")
+_SPACE_RUN = re.compile(r"\s{65,}")  # a run this long is padding: kept to its first 64 characters
 
 
 def clip_texts(texts: Sequence[str], max_tokens: int) -> list[str]:
     """Texts cut to ``max_tokens × 64`` characters, so a 10 MB text costs no more to tokenise than a long one
     (a model reads at most ``max_tokens`` tokens, which never take that many characters). A text that long
-    has its runs of whitespace collapsed first, so padding cannot push its words past the cut; shorter texts
-    are left as they are.
+    has its runs of more than 64 whitespace characters cut to 64 first, so padding cannot push its words past
+    the cut; shorter texts, and ordinary spacing, are left as they are.
 
-    >>> clip_texts([" " * 5000 + "hello world", "short"], 64)
-    [' hello world', 'short']
+    >>> [len(t) for t in clip_texts([" " * 5000 + "hello world", "short"], 64)]
+    [75, 5]
     """
     limit = max_tokens * CHARS_PER_TOKEN
     out = []
     for t in texts:
         if len(t) > limit:
-            t = _SPACE_RUN.sub(" ", t)[:limit]
+            t = _SPACE_RUN.sub(lambda m: m.group(0)[:64], t)[:limit]
         out.append(t)
     return out
 

@@ -128,15 +128,15 @@ def runnable_here(precision: str, backend: str, what: str) -> tuple[str, str]:
 def fill_in(recorded: tuple[str, str], precision: str | None, backend: str | None) -> tuple[str, str]:
     """The precision/backend asked for, with what was not asked taken from ``recorded`` where it fits.
 
-    >>> fill_in(("int8", "openvino"), "int8", None), fill_in(("bf16", "torch"), None, "onnx")
-    (('int8', 'openvino'), ('auto', 'onnx'))
+    >>> fill_in(("bf16", "torch"), "fp32", None), fill_in(("bf16", "torch"), None, "onnx")
+    (('fp32', 'torch'), ('auto', 'onnx'))
     """
     if precision is None and backend is None:
         return recorded
     if precision is None:
         precision = recorded[0] if recorded[0] in RUNS.get(backend, ()) else "auto"
     if backend is None:  # the recorded backend, where it runs this precision and is installed
-        fits = precision in RUNS.get(recorded[1], ()) and runtime_installed(recorded[1])
+        fits = precision in RUNS.get(recorded[1], ()) and (recorded[1] == "torch" or runtime_installed(recorded[1]))
         backend = recorded[1] if fits else "auto"
     return precision, backend
 

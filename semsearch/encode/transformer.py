@@ -56,6 +56,10 @@ class TransformerEmbedder(RuntimeBacked, Embedder):
         backend: ``"torch"``, ``"onnx"`` (ONNX Runtime), ``"openvino"`` (OpenVINO; its int8 is static, faster and
             closer to fp32) or ``"auto"`` (torch; for int8 where it runs fastest here: openvino on CPUs with VNNI
             or AMX, else onnx; see :func:`~semsearch.encode.precision.int8_backend`).
+        unsupported_modules: what to do with a sentence-transformers model whose modules.json lists modules
+            semsearch does not run (a ``Dense`` layer, say): ``"refuse"`` (default: its vectors would not be
+            the model's) or ``"skip"`` (embed with the transformer and pooling alone, with a warning: how an
+            index built before such models were refused keeps its vectors consistent).
 
     Any variant other than fp32 on torch is checked against fp32 once per CPU and model
     (:mod:`semsearch.encode.agreement`; the result is ``agreement``). Below the floor it falls back, with a
@@ -79,7 +83,10 @@ class TransformerEmbedder(RuntimeBacked, Embedder):
         device: str = "cpu",
         precision: str = "auto",
         backend: str = "auto",
+        unsupported_modules: str = "refuse",
     ):
+        if unsupported_modules not in ("refuse", "skip"):
+            raise BadInput(f"unknown unsupported_modules {unsupported_modules!r}; valid values are: refuse, skip")
         if pooling is not None:
             check_pooling(pooling)
         precision, backend = resolve_precision(precision, backend)
@@ -89,10 +96,12 @@ class TransformerEmbedder(RuntimeBacked, Embedder):
         folder = model_folder(self.name)
         st = _sentence_transformers_defaults(folder, self.name)
         if st.get("unsupported_modules"):
-            raise ModelError(
-                f"model {self.name!r} is a sentence-transformers model with modules semsearch does not run "
-                f"({', '.join(st['unsupported_modules'])}); its vectors would not be the model's. Transformer, "
-                "Pooling and Normalize modules are supported")
+            what = (f"model {self.name!r} is a sentence-transformers model with modules semsearch does not run "
+                    f"({', '.join(st['unsupported_modules'])})")
+            if unsupported_modules == "refuse":
+                raise ModelError(f"{what}; its vectors would not be the model's. Transformer, Pooling and Normalize "
+                                 "modules are supported")
+            log.warning("%s; embedding with its transformer and pooling alone, as the index was built", what)
         if pooling is None and st.get("unsupported_pooling"):
             raise ModelError(
                 f"model {self.name!r} uses sentence-transformers pooling {st['unsupported_pooling']}, which "
@@ -243,6 +252,7 @@ def embedder_loader(config: dict[str, Any], precision: str | None = None, backen
             trust_remote_code=bool(config.get("trust_remote_code", False)),
             precision=precision,
             backend=backend,
+            unsupported_modules="skip",  # the index's vectors were made so: searching it must make the same
         )
         check_same_embedder(config, embedder.config())
         return embedder

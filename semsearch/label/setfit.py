@@ -39,6 +39,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..encode.batching import clip_texts
 from ..encode.models import (
     bf16_supported,
     load_sentence_transformer,
@@ -371,7 +372,8 @@ class SetFitLabeler:
         return fold_jobs(make, SetFitLabeler._logits, texts, labels, stratified_folds(labels, self.classes, k, seed))
 
     def _encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        return self.body.encode(list(texts), batch_size=batch_size, convert_to_numpy=True,
+        texts = clip_texts(texts, int(self.body.max_seq_length or 512))  # a huge text costs no more than a long one
+        return self.body.encode(texts, batch_size=batch_size, convert_to_numpy=True,
                                 normalize_embeddings=True, show_progress_bar=False).astype(np.float64)
 
     def _features(self, texts: Sequence[str]) -> np.ndarray:

@@ -196,8 +196,9 @@ class Reranker(RuntimeBacked):
         )
         reranker.tuned_on = config.get("first_stage_weight_tuned_on")
         if reranker.activation == "sigmoid" and reranker.tuned_on and reranker.tuned_on.get("blend_of") != "logits":
-            log.warning("the blend weight of reranker %s was tuned on its probabilities, and the blend now reads its "
-                        "logits (as training fits it): run `semsearch tune --rerank` again", reranker.name)
+            log.warning("the blend weight of reranker %s may have been tuned on its probabilities (its tuning does "
+                        "not say); the blend reads its logits, as training fits it: run `semsearch tune --rerank` "
+                        "again to be sure", reranker.name)
         return reranker
 
     def score(

@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ..corpus.readers import invalid_unicode
+
 __all__ = ["SearchRequest", "DocumentIn", "AddRequest", "DeleteRequest", "PredictRequest",
            "MAX_K", "MAX_QUERIES", "MAX_DOCUMENTS", "MAX_TEXTS", "MAX_CANDIDATES", "MAX_QUERY_CHARS"]
 
@@ -30,20 +32,9 @@ def _text(value: str, what: str) -> str:
 
 
 def _unicode(value: Any, what: str) -> None:
-    """Refuse text that is not valid Unicode (a lone surrogate, which JSON can spell as "\\ud800"): the
-    models' tokenizers and the JSON answer cannot take it."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError(f"{what} is not valid Unicode (a lone surrogate)") from None
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            _unicode(k, what)
-            _unicode(v, what)
-    elif isinstance(value, list):
-        for v in value:
-            _unicode(v, what)
+    """Refuse text that is not valid Unicode (:func:`~semsearch.corpus.readers.invalid_unicode`)."""
+    if invalid_unicode(value):
+        raise ValueError(f"{what} is not valid Unicode (a lone surrogate)")
 
 
 class SearchRequest(BaseModel):
