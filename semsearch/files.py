@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import uuid
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -50,40 +49,37 @@ def file_sha256(path: str | Path) -> str:
         known[key] = h.hexdigest()
         try:  # replace the file whole; a lost race only means hashing again later
             store.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{_HASHES_FILE}.", suffix=".tmp", dir=store.parent)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(known, fh, indent=0, sort_keys=True)
-            os.replace(tmp, store)
+            atomic_write_text(store, json.dumps(known, indent=0, sort_keys=True))
         except OSError:
             pass
     _HASHES[key] = known[key]
     return known[key]
 
 
+def _fsync(path: str | Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def fsync_folder(folder: str | Path) -> None:
     """Make a rename inside ``folder`` durable (fsync the folder itself; skipped on file systems that do
     not flush folders)."""
-    fd = os.open(folder, os.O_RDONLY)
     try:
-        os.fsync(fd)
+        _fsync(folder)
     except OSError as exc:
         if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF):
             raise
-    finally:
-        os.close(fd)
 
 
 def _fsync_tree(folder: Path) -> None:
     """Flush every file under ``folder``, and the folders themselves, to disk."""
     for root, _, files in os.walk(folder):
         for name in files:
-            path = os.path.join(root, name)
-            if not os.path.islink(path):
-                fd = os.open(path, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+            if not os.path.islink(os.path.join(root, name)):
+                _fsync(os.path.join(root, name))
         fsync_folder(root)
 
 

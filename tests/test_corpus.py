@@ -7,7 +7,7 @@ import json
 import pytest
 
 from semsearch import BadInput, read_corpus, read_qrels, read_queries
-from semsearch.corpus.readers import python_docstrings
+from semsearch.corpus.builtin import python_docstrings
 
 
 def _write(path, text, encoding="utf-8"):

@@ -53,11 +53,12 @@ def index(corpus, index_dir, model, pooling, factory, batch_size, max_length, pa
     pip install 'semsearch[docs]'), or builtin:python-docs.
     With --engine ray: a JSONL/CSV/TSV/Parquet file or a folder of such files."""
     from ..corpus.readers import read_corpus
+    from ..encode.batching import check_batch_size
     from ..encode.transformer import TransformerEmbedder
     from ..errors import BadInput
     from ..index.engine import SearchEngine
     from ..index.layout import check_target
-    from ..index.lexical import LEXICAL_UNITS
+    from ..index.lexical import check_lexical_unit
     from ..index.passages import check_passage_options
 
     ray_options = {"ray_address": ray_address, "shards": shards, "actors": actors, "on_disk": on_disk or None,
@@ -78,10 +79,8 @@ def index(corpus, index_dir, model, pooling, factory, batch_size, max_length, pa
                            on_error=on_error)
     check_target(index_path(index_dir), overwrite)  # fail before the model loads
     check_passage_options(passages, passage_tokens)
-    if batch_size < 1:
-        raise BadInput(f"batch size must be at least 1, got {batch_size}")
-    if lexical_unit not in LEXICAL_UNITS:
-        raise BadInput(f"unknown lexical unit {lexical_unit!r}; valid values are: {', '.join(LEXICAL_UNITS)}")
+    check_batch_size(batch_size)
+    check_lexical_unit(lexical_unit)
     embedder = TransformerEmbedder(model, pooling=pooling, max_length=max_length, trust_remote_code=trust_remote_code,
                                    precision=precision or "auto", backend=backend or "auto")
     passage_options = {"passages": passages, "passage_tokens": passage_tokens, "passage_overlap": passage_overlap,

@@ -17,22 +17,21 @@ the reading, or with ``on_error="skip"`` is left out and listed in :attr:`Corpus
 
 from __future__ import annotations
 
-import ast
 import csv
 import datetime
 import decimal
 import json
 import logging
-import sysconfig
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ..errors import BadInput
 from ..types import Document
+from .builtin import python_docstrings
 from .extract import html_text, pdf_text
 
-__all__ = ["Corpus", "read_corpus", "size_hint", "document_from_record", "invalid_unicode", "json_record", "read_queries", "read_qrels",
-           "read_jsonl_fields", "python_docstrings", "FORMATS", "EXTENSIONS", "ON_ERROR", "DIR_SUFFIXES"]
+__all__ = ["Corpus", "read_corpus", "size_hint", "document_from_record", "invalid_unicode", "json_record",
+           "read_queries", "read_qrels", "read_jsonl_fields", "FORMATS", "EXTENSIONS", "ON_ERROR", "DIR_SUFFIXES"]
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +231,7 @@ def document_from_record(record: dict[str, Any], where: str, id_field: str | Non
         raise BadInput(f"{where}: record {doc_id!r}: {text_field!r} and {title_field!r} must be strings")
     if not text.strip() and not title.strip():
         raise BadInput(f"{where}: record {doc_id!r} has an empty text")
-    if invalid_unicode(record):
+    if invalid_unicode(record):  # a JSON escape can spell a lone surrogate; encoding a record costs microseconds
         raise BadInput(f"{where}: record {doc_id!r} holds text that is not valid Unicode (a lone surrogate)")
     skip = {fields[0], text_field, title_field}
     metadata = {k: _plain(v) for k, v in record.items() if k not in skip}
@@ -379,40 +378,6 @@ def _reason(message: str, where: str) -> str:
         if line.isdigit():
             return f"line {line}: {rest}"
     return message
-
-
-def python_docstrings() -> Iterator[Document]:
-    """Docstrings of the installed standard library: modules, and public classes, functions and methods.
-
-    Read with :mod:`ast` (nothing is imported). Tests, IDLE and private modules are skipped.
-    """
-    root = Path(sysconfig.get_paths()["stdlib"])
-    skip = {"test", "tests", "idlelib", "lib2to3", "turtledemo", "ensurepip", "pydoc_data", "site-packages"}
-    for file in sorted(root.rglob("*.py")):
-        rel = file.relative_to(root)
-        if any(part in skip or (part.startswith("_") and part != "__init__.py") for part in rel.parts):
-            continue
-        module = ".".join(rel.with_suffix("").parts).removesuffix(".__init__")
-        try:
-            tree = ast.parse(file.read_bytes())
-        except (SyntaxError, ValueError, OSError):
-            continue
-        seen: set[str] = set()  # a property's setter, or a def under if/else, repeats a name: keep the first
-        for doc in _docstrings(tree, module, module):
-            if doc.id not in seen:
-                seen.add(doc.id)
-                yield doc
-
-
-def _docstrings(node: ast.AST, name: str, module: str) -> Iterator[Document]:
-    doc = ast.get_docstring(node)
-    if doc:
-        kind = type(node).__name__.replace("Def", "").replace("Async", "").lower()
-        yield Document(name, doc, title=name, metadata={"module": module, "kind": kind})
-    for child in getattr(node, "body", []):
-        if isinstance(child, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and not child.name.startswith("_"):
-            if isinstance(node, (ast.Module, ast.ClassDef)):
-                yield from _docstrings(child, f"{name}.{child.name}", module)
 
 
 def read_jsonl_fields(path: str | Path, fields: tuple[str, ...], what: str) -> Iterator[tuple[int, tuple]]:

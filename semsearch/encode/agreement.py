@@ -29,7 +29,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -41,6 +40,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import BadInput, ModelError
+from ..files import atomic_write_text
 from .cpu import cpu_key, cpu_model
 
 __all__ = ["Agreement", "AgreementError", "FLOORS", "floor_for", "check_texts", "check_pairs", "runtime_version",
@@ -241,10 +241,7 @@ def save_agreement(folder: Path | None, key: str, agreement: Agreement) -> None:
             checks = {}
         checks = {k: v for k, v in checks.items() if not _same_but_file(k, key)}
         checks[key] = agreement.to_dict()
-        fd, tmp = tempfile.mkstemp(prefix=f".{AGREEMENT_FILE}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({"format": _FORMAT, "checks": checks}, fh, indent=1, sort_keys=True)
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps({"format": _FORMAT, "checks": checks}, indent=1, sort_keys=True))
     except OSError as exc:  # a read-only cache: the check runs again next time
         log.warning("cannot store the agreement check in %s: %s", path, exc)
 

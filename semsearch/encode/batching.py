@@ -14,6 +14,14 @@ CHARS_PER_TOKEN = 64
 _SPACE_RUN = re.compile(r"\s{65,}")  # a run this long is padding: kept to its first 64 characters
 
 
+def check_batch_size(batch_size: int) -> None:
+    """Raise :class:`~semsearch.errors.BadInput` unless ``batch_size`` is at least 1."""
+    if batch_size < 1:
+        from ..errors import BadInput
+
+        raise BadInput(f"batch size must be at least 1, got {batch_size}")
+
+
 def clip_texts(texts: Sequence[str], max_tokens: int) -> list[str]:
     """Texts cut to ``max_tokens × 64`` characters, so a 10 MB text costs no more to tokenise than a long one
     (a model reads at most ``max_tokens`` tokens, which never take that many characters). A text that long
@@ -47,10 +55,7 @@ def run_sorted(
     >>> run_sorted(["bb", "a", "ccc"], [2, 1, 3], 2, lambda b: np.array([len(x) for x in b]))
     array([2, 1, 3])
     """
-    if batch_size < 1:
-        from ..errors import BadInput
-
-        raise BadInput(f"batch size must be at least 1, got {batch_size}")
+    check_batch_size(batch_size)
     order = np.argsort(-np.asarray(lengths), kind="stable")
     out: np.ndarray | None = None
     for start in range(0, len(items), batch_size):

@@ -25,8 +25,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import BadInput, ManifestMismatch, ModelError
-from .batching import run_sorted
+from ..errors import ManifestMismatch, ModelError
+from .batching import check_batch_size, run_sorted
 from .precision import same_vectors, vector_kind
 
 __all__ = ["Embedder", "check_same_embedder"]
@@ -103,8 +103,7 @@ class Embedder(ABC):
         texts = list(texts)
         if not texts:
             return np.empty((0, self.dim), dtype=np.float32)
-        if batch_size < 1:
-            raise BadInput(f"batch size must be at least 1, got {batch_size}")
+        check_batch_size(batch_size)
         if len(texts) == 1 and len(texts[0]) <= _SHORT:  # the warm path of one short query: no length pass
             out = self._checked_batch(texts)
             if on_batch is not None:

@@ -25,7 +25,7 @@ from ..errors import BadInput, SemsearchError
 from ..files import atomic_folder
 from ..types import Document
 from .layout import DOCS_FILE, LEXICAL_DIR, VECTORS_FILE, check_target
-from .lexical import DEFAULT_LEXICAL, LEXICAL_UNITS, LexicalBuilder, LexicalIndex
+from .lexical import DEFAULT_LEXICAL, LexicalBuilder, LexicalIndex, check_lexical_unit
 from .manifest import Manifest, format_version_for
 from .passages import PassageSplitter
 from .store import DocStore
@@ -46,8 +46,7 @@ def build_index(documents: Iterable[Document], path: Path, embedder: Embedder, *
     from tqdm.auto import tqdm
 
     splitter = splitter or PassageSplitter(embedder)
-    if lexical_unit not in LEXICAL_UNITS:
-        raise BadInput(f"unknown lexical unit {lexical_unit!r}; valid values are: {', '.join(LEXICAL_UNITS)}")
+    check_lexical_unit(lexical_unit)
     builder = IndexBuilder(embedder.dim, factory)
     lexical_builder = LexicalBuilder({**DEFAULT_LEXICAL, "unit": lexical_unit}) if lexical else None
     timings = {"dense_seconds": 0.0, "lexical_seconds": 0.0}

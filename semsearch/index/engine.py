@@ -22,6 +22,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ..encode.batching import check_batch_size
 from ..encode.embedder import Embedder, check_same_embedder
 from ..encode.transformer import TransformerEmbedder, embedder_loader
 from ..errors import BadInput, IndexNotFound, ManifestMismatch
@@ -118,8 +119,7 @@ class SearchEngine:
         """
         path = Path(path)
         check_target(path, overwrite)
-        if batch_size < 1:
-            raise BadInput(f"batch size must be at least 1, got {batch_size}")
+        check_batch_size(batch_size)
         embedder = embedder or TransformerEmbedder()
         splitter = PassageSplitter(embedder, mode=passages, tokens=passage_tokens, overlap=passage_overlap)
         with storage_errors(path, "nothing was written there (the previous index, if any, is unchanged)"), \

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import BadInput, IndexNotFound, ManifestMismatch
 
-__all__ = ["LexicalIndex", "LexicalBuilder", "DEFAULT_LEXICAL", "LEXICAL_UNITS"]
+__all__ = ["LexicalIndex", "LexicalBuilder", "DEFAULT_LEXICAL", "LEXICAL_UNITS", "check_lexical_unit"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,12 @@ DEFAULT_LEXICAL = {"kind": "bm25s", "method": "lucene", "k1": 1.5, "b": 0.75,
 #: What the BM25 side indexes: whole documents (title + text; ids are document ids) or passages
 #: (title + passage; ids are passage ids, a document scored by its best passage).
 LEXICAL_UNITS = ("document", "passage")
+
+
+def check_lexical_unit(unit: str) -> None:
+    """Raise :class:`BadInput` unless ``unit`` is one of :data:`LEXICAL_UNITS`."""
+    if unit not in LEXICAL_UNITS:
+        raise BadInput(f"unknown lexical unit {unit!r}; valid values are: {', '.join(LEXICAL_UNITS)}")
 
 
 def _import_bm25s():

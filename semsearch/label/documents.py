@@ -244,7 +244,8 @@ def _read_output(output: Path) -> tuple[set[str], int | None]:
         raw = output.read_bytes()
     except OSError as exc:
         raise BadInput(f"cannot read {output}: {exc.strerror or exc}") from None
-    complete, tail = raw[:raw.rfind(b"\n") + 1], raw[raw.rfind(b"\n") + 1:]
+    end = raw.rfind(b"\n") + 1
+    complete, tail = raw[:end], raw[end:]
     cut = None
     if tail:  # no newline at the end: a torn row of ours (cut mid-write, maybe mid-character) is cut off,
         # anything else is not ours to touch

@@ -290,18 +290,13 @@ class SetFitLabeler:
                 return tune_contrastive(body, train_texts, train_labels, iterations=iterations, epochs=s["epochs"],
                                         batch_size=s["batch_size"], lr=body_lr, seed=s["seed"], bf16=bf16,
                                         progress=self.progress)
+            targets = [self.classes.index(y) for y in labels]
+            options = dict(epochs=epochs, batch_size=s["batch_size"], lr=body_lr, scale=s["description_logit_scale"],
+                           seed=s["seed"], bf16=bf16, word_embeddings=s["tune_word_embeddings"],
+                           progress=self.progress, turns=turns)
             if tuning == "prototypes":
-                return tune_on_prototypes(body, texts, [self.classes.index(y) for y in labels], epochs=epochs,
-                                          batch_size=s["batch_size"], lr=body_lr,
-                                          scale=s["description_logit_scale"], seed=s["seed"], bf16=bf16,
-                                          word_embeddings=s["tune_word_embeddings"], progress=self.progress,
-                                          turns=turns)
-            return tune_on_descriptions(body, texts, [self.classes.index(y) for y in labels],
-                                        [self.descriptions[c] for c in self.classes], epochs=epochs,
-                                        batch_size=s["batch_size"], lr=body_lr,
-                                        scale=s["description_logit_scale"], seed=s["seed"], bf16=bf16,
-                                        word_embeddings=s["tune_word_embeddings"], progress=self.progress,
-                                        turns=turns)
+                return tune_on_prototypes(body, texts, targets, **options)
+            return tune_on_descriptions(body, texts, targets, [self.descriptions[c] for c in self.classes], **options)
 
         folds = self._fold_jobs(examples, labels, tuning, epochs, s["seed"], turns) if crossfit else []
         parallel = min(self._parallel(tuning), 1 + len(folds))

@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..encode.agreement import measure_scores, report, settle
-from ..encode.batching import clip_texts, run_sorted
+from ..encode.batching import check_batch_size, clip_texts, run_sorted
 from ..encode.models import check_remote_code, model_folder, model_name
 from ..encode.precision import (
     autocast,
@@ -109,8 +109,7 @@ class Reranker(RuntimeBacked):
             raise BadInput(f"reranker max length must be at least 8, got {max_length}")
         if first_stage_weight is not None and not 0 <= first_stage_weight <= 1:
             raise BadInput(f"first-stage weight must be in [0, 1] (1: the first stage's order), got {first_stage_weight}")
-        if batch_size < 1:
-            raise BadInput(f"batch size must be at least 1, got {batch_size}")
+        check_batch_size(batch_size)
         precision, backend = resolve_precision(precision, backend)
         self.name = model_name(model)
         try:

@@ -56,7 +56,7 @@ from ..index.layout import (
     storage_errors,
     writer_lock,
 )
-from ..index.lexical import DEFAULT_LEXICAL, LEXICAL_UNITS, LexicalBuilder
+from ..index.lexical import DEFAULT_LEXICAL, LexicalBuilder, check_lexical_unit
 from ..index.manifest import Manifest, format_version_for
 from ..index.passages import PassageSplitter, Span, passage_text
 from ..index.store import DocStore, metadata_json
@@ -132,8 +132,7 @@ def build_with_ray(
             raise BadInput(f"{name} must be a positive integer, got {value!r}")
     embedder = embedder or TransformerEmbedder()
     splitter = PassageSplitter(embedder, mode=passages, tokens=passage_tokens, overlap=passage_overlap)
-    if lexical_unit not in LEXICAL_UNITS:
-        raise BadInput(f"unknown lexical unit {lexical_unit!r}; valid values are: {', '.join(LEXICAL_UNITS)}")
+    check_lexical_unit(lexical_unit)
     if factory is not None:
         VectorIndex.create(embedder.dim, factory)  # a bad factory string fails before any work
     if on_disk and (factory is None or not ondisk_capable(VectorIndex.create(embedder.dim, factory))):

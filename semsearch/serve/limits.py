@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import urlsplit
 
 __all__ = ["BodyLimit", "HostCheck", "one_line", "validation_message"]
 
@@ -84,8 +85,11 @@ class HostCheck:
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http":
-            host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1").lower()
-            name = host[1:].split("]")[0] if host.startswith("[") else host.rsplit(":", 1)[0] if ":" in host else host
+            host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
+            try:  # lower case, port and IPv6 brackets dropped; a user part or path is no Host a browser sends
+                name = None if any(c in host for c in "@/\\?#") else urlsplit(f"//{host}").hostname
+            except ValueError:  # a malformed bracket
+                name = None
             if name not in self.hosts:
                 body = json.dumps({"error": f"unknown Host {host!r}: this server answers to "
                                             f"{', '.join(sorted(self.hosts))}"}).encode()

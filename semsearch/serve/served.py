@@ -119,8 +119,7 @@ class ServedIndex:
     def __init__(self, name: str, path: str | os.PathLike, *, embedder: Embedder | None = None,
                  precision: str | None = None, backend: str | None = None, micro_batch: bool = True,
                  batch_wait: float = 0.002, max_batch: int = 64, trust_remote_code: bool = False):
-        check_batching(batch_wait, max_batch)
-        check_index_models(path, trust_remote_code, embedder=embedder is None)
+        check_batching(batch_wait, max_batch)  # models that run their own code: refused where they load
         if embedder is None:
             embedder = embedder_loader(Manifest.load(Path(path)).embedder, precision, backend,
                                        trust_remote_code=trust_remote_code)()
